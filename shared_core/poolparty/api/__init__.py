@@ -1,0 +1,1 @@
+"""The faces users touch: :class:`Pool` and :class:`Executor`. No scheduler knowledge here."""

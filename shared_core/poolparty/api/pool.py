@@ -1,0 +1,285 @@
+"""``poolparty.Pool``: a drop-in for ``multiprocessing.Pool`` whose workers are cluster jobs."""
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+
+from ..batch_handle import BatchHandle
+from ..coalescer import CallCoalescer
+from ..engine import Engine
+from ..errors import PoolClosedError
+from ..payload import Call, SharedFunction
+from ..resources import Resources
+from .options import build_engine_options
+
+_UNSET = object()
+
+
+class AsyncResult:
+    """As ``multiprocessing.pool.AsyncResult``: ``get(timeout)``, ``wait``, ``ready``, ``successful``."""
+
+    def __init__(self, pool: "Pool", wait: Callable[[float | None], bool], value: Callable[[], Any],
+                 callback: Callable[[Any], None] | None, error_callback: Callable[[BaseException], None] | None):
+        self._pool = pool
+        self._wait = wait
+        self._value = value
+        self._callback = callback
+        self._error_callback = error_callback
+        self._outcome: tuple[bool, Any] | None = None
+        self._lock = threading.Lock()
+
+    def _resolve(self) -> tuple[bool, Any]:
+        with self._lock:
+            if self._outcome is None:
+                try:
+                    self._outcome = (True, self._value())
+                except BaseException as e:
+                    self._outcome = (False, e)
+            return self._outcome
+
+    def _fire_callbacks(self) -> None:
+        ok, value = self._resolve()
+        try:
+            if ok and self._callback is not None:
+                self._callback(value)
+            elif not ok and self._error_callback is not None:
+                self._error_callback(value)
+        finally:
+            self._pool._callback_done()
+
+    def ready(self) -> bool:
+        return self._wait(0)
+
+    def successful(self) -> bool:
+        if not self.ready():
+            raise ValueError(f"{self!r} not ready")
+        return self._resolve()[0]
+
+    def wait(self, timeout: float | None = None) -> None:
+        self._pool._interruptible(lambda: self._wait(timeout))
+
+    def get(self, timeout: float | None = None) -> Any:
+        if not self._pool._interruptible(lambda: self._wait(timeout)):
+            raise multiprocessing.TimeoutError
+        ok, value = self._resolve()
+        if ok:
+            return value
+        raise value
+
+
+class MapResult(AsyncResult):
+    pass
+
+
+class IMapIterator:
+    """As ``multiprocessing.pool.IMapIterator``: iterate, or ``next(timeout)``."""
+
+    def __init__(self, pool: "Pool", handle: BatchHandle, ordered: bool):
+        self._pool = pool
+        self._cursor = handle.cursor(ordered)
+
+    def __iter__(self) -> "IMapIterator":
+        return self
+
+    def next(self, timeout: float | None = None) -> Any:
+        try:
+            _, ok, value = self._pool._interruptible(lambda: self._cursor.next(timeout))
+        except TimeoutError:
+            raise multiprocessing.TimeoutError from None
+        if not ok:
+            raise value
+        return value
+
+    __next__ = next
+
+
+class Pool:
+    """``Pool(processes)`` caps the jobs running at once (alias of ``max_running``); keyword options
+    choose the queue (``queue='local'|'slurm'|'sge'``), the work_dir, retries and the resources of
+    each job (``cpus``, ``memory``, ``walltime``, ``partition``, ``account``, ``qos``, ``gpus``, ``extra``).
+    """
+
+    def __init__(self, processes: int | None = None, initializer: Callable[..., Any] | None = None,
+                 initargs: Sequence[Any] = (), maxtasksperchild: int | None = None, context: Any = None,
+                 **options: Any):
+        if processes is not None and (not isinstance(processes, int) or processes < 1):
+            raise ValueError("Number of processes must be at least 1")
+        self._engine = Engine(build_engine_options(processes, options))
+        self._initializer = initializer
+        self._initargs = tuple(initargs)
+        self._state = "RUN"
+        self._outstanding = 0
+        self._cond = threading.Condition()
+        self._calls = CallCoalescer(self._engine, 0.02 if self._engine.queue.name == "local" else 0.5)
+
+    # -- properties ----------------------------------------------------------------------------
+    @property
+    def work_dir(self) -> Any:
+        return self._engine.work_dir
+
+    @property
+    def engine(self) -> Engine:
+        return self._engine
+
+    def __len__(self) -> int:
+        return self._engine.max_running
+
+    def __repr__(self) -> str:
+        return f"<poolparty.Pool state={self._state} queue={self._engine.queue.name} " \
+               f"max_running={self._engine.max_running}>"
+
+    # -- internals -----------------------------------------------------------------------------
+    def _check_running(self) -> None:
+        if self._state != "RUN":
+            raise PoolClosedError("Pool not running")
+
+    def _interruptible(self, fn: Callable[[], Any]) -> Any:
+        """Ctrl-C or SystemExit while waiting cancels every job of the pool, and says so."""
+        try:
+            return fn()
+        except (KeyboardInterrupt, SystemExit) as e:
+            self._state = "TERMINATE"
+            self._engine.terminate("KeyboardInterrupt" if isinstance(e, KeyboardInterrupt) else "SystemExit")
+            raise
+
+    def _track(self) -> None:
+        with self._cond:
+            self._outstanding += 1
+
+    def _callback_done(self) -> None:
+        with self._cond:
+            self._outstanding -= 1
+            self._cond.notify_all()
+
+    def _resources(self, resources: Mapping[str, Any] | None) -> Resources | None:
+        if not resources:
+            return None
+        return Resources.from_mapping(resources, base=self._engine.options.resources)
+
+    def _default_chunksize(self, n: int) -> int:
+        chunksize, extra = divmod(n, len(self) * 4)
+        return max(1, chunksize + (1 if extra else 0))
+
+    def _submit_map(self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: int | None,
+                    star: bool, resources: Mapping[str, Any] | None) -> BatchHandle:
+        self._check_running()
+        items = list(iterable)
+        if chunksize is None:
+            chunksize = self._default_chunksize(len(items))
+        if chunksize < 1:
+            raise ValueError(f"Chunksize must be 1+, not {chunksize:n}")
+        shared = SharedFunction(func, star, self._initializer, self._initargs)
+        calls = [(i, Call(None, tuple(x) if star else (x,))) for i, x in enumerate(items)]
+        chunks = [calls[i:i + chunksize] for i in range(0, len(calls), chunksize)]
+        return self._engine.submit(shared, chunks, self._resources(resources))
+
+    def _async(self, wait: Callable[[float | None], bool], value: Callable[[], Any],
+               add_done: Callable[[Callable[..., None]], None], callback: Any, error_callback: Any,
+               cls: type = AsyncResult) -> AsyncResult:
+        result = cls(self, wait, value, callback, error_callback)
+        self._track()
+        add_done(lambda *_: result._fire_callbacks())
+        return result
+
+    # -- the multiprocessing.Pool surface ------------------------------------------------------
+    def apply(self, func: Callable[..., Any], args: Sequence[Any] = (), kwds: Mapping[str, Any] = {}) -> Any:
+        return self.apply_async(func, args, kwds).get()
+
+    def apply_async(self, func: Callable[..., Any], args: Sequence[Any] = (), kwds: Mapping[str, Any] = {},
+                    callback: Callable[[Any], None] | None = None,
+                    error_callback: Callable[[BaseException], None] | None = None, *,
+                    resources: Mapping[str, Any] | None = None) -> AsyncResult:
+        self._check_running()
+        call = Call(_with_initializer(func, self._initializer, self._initargs), tuple(args), dict(kwds))
+        fut = self._calls.submit(call, self._resources(resources) or self._engine.options.resources)
+
+        def wait(timeout: float | None) -> bool:
+            try:
+                fut.exception(timeout)
+                return True
+            except TimeoutError:
+                return False
+            except BaseException:
+                return True
+
+        return self._async(wait, fut.result, fut.add_done_callback, callback, error_callback)
+
+    def map(self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: int | None = None, *,
+            resources: Mapping[str, Any] | None = None) -> list[Any]:
+        return self.map_async(func, iterable, chunksize, resources=resources).get()
+
+    def starmap(self, func: Callable[..., Any], iterable: Iterable[Sequence[Any]], chunksize: int | None = None,
+                *, resources: Mapping[str, Any] | None = None) -> list[Any]:
+        return self.starmap_async(func, iterable, chunksize, resources=resources).get()
+
+    def map_async(self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: int | None = None,
+                  callback: Callable[[Any], None] | None = None,
+                  error_callback: Callable[[BaseException], None] | None = None, *,
+                  resources: Mapping[str, Any] | None = None) -> MapResult:
+        handle = self._submit_map(func, iterable, chunksize, False, resources)
+        return self._async(handle.wait, handle.results, handle.add_done_callback, callback, error_callback,
+                           MapResult)  # type: ignore[return-value]
+
+    def starmap_async(self, func: Callable[..., Any], iterable: Iterable[Sequence[Any]],
+                      chunksize: int | None = None, callback: Callable[[Any], None] | None = None,
+                      error_callback: Callable[[BaseException], None] | None = None, *,
+                      resources: Mapping[str, Any] | None = None) -> MapResult:
+        handle = self._submit_map(func, iterable, chunksize, True, resources)
+        return self._async(handle.wait, handle.results, handle.add_done_callback, callback, error_callback,
+                           MapResult)  # type: ignore[return-value]
+
+    def imap(self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: int = 1, *,
+             resources: Mapping[str, Any] | None = None) -> IMapIterator:
+        handle = self._submit_map(func, iterable, chunksize, False, resources)
+        return IMapIterator(self, handle, ordered=True)
+
+    def imap_unordered(self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: int = 1, *,
+                       resources: Mapping[str, Any] | None = None) -> IMapIterator:
+        handle = self._submit_map(func, iterable, chunksize, False, resources)
+        return IMapIterator(self, handle, ordered=False)
+
+    def close(self) -> None:
+        if self._state == "RUN":
+            self._calls.flush()
+            self._state = "CLOSE"
+
+    def terminate(self) -> None:
+        self._state = "TERMINATE"
+        self._calls.flush()
+        self._engine.terminate("terminate")
+
+    def join(self) -> None:
+        if self._state == "RUN":
+            raise ValueError("Pool is still running")
+        if self._state == "CLOSE":
+            self._interruptible(self._engine.close)
+        with self._cond:
+            while self._outstanding > 0:
+                self._cond.wait(0.5)
+
+    def __enter__(self) -> "Pool":
+        self._check_running()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        self.terminate()  # as multiprocessing.Pool: leaving the block terminates the pool
+
+
+def _with_initializer(func: Callable[..., Any], initializer: Callable[..., Any] | None,
+                      initargs: tuple[Any, ...]) -> Callable[..., Any]:
+    if initializer is None:
+        return func
+    return _Initialized(func, initializer, initargs)
+
+
+class _Initialized:
+    """A single call that runs the pool's initializer first, on the node (each job is a new process)."""
+
+    def __init__(self, func: Callable[..., Any], initializer: Callable[..., Any], initargs: tuple[Any, ...]):
+        self.func, self.initializer, self.initargs = func, initializer, initargs
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        self.initializer(*self.initargs)
+        return self.func(*args, **kwargs)
+

@@ -1,0 +1,67 @@
+"""In-memory state of one batch (one map) while the dispatcher drives it."""
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+from .batch_files import BatchFiles
+from .batch_handle import BatchHandle
+from .journal import Journal
+from .queues.base import JobState
+from .resources import Resources
+from .result_store import ResultStore
+
+
+class Phase(enum.Enum):
+    WAITING = "waiting"  # to be submitted
+    QUEUED = "queued"  # submitted; pending or running in the scheduler
+    DONE = "done"
+    FAILED = "failed"  # gave up
+
+
+@dataclass
+class ChunkRun:
+    chunk: int
+    tasks: list[int]
+    resources: Resources
+    phase: Phase = Phase.WAITING
+    resubmissions: int = 0
+    sub: int | None = None
+    element: str | None = None
+    submission: "Submission | None" = None
+    missing_since: float | None = None
+    ended_since: float | None = None
+    ended_state: JobState | None = None
+    held_reported: bool = False
+    last_failure: str | None = None
+
+
+@dataclass
+class Submission:
+    """One scheduler submission (an array, or one plain job): the unit of the running limit."""
+
+    sub: int
+    job_id: str
+    throttle: int
+    unfinished: set[int] = field(default_factory=set)  # chunks
+
+    @property
+    def reserved(self) -> int:
+        return min(self.throttle, len(self.unfinished))
+
+
+@dataclass
+class Batch:
+    number: int
+    files: BatchFiles
+    handle: BatchHandle
+    chunks: list[ChunkRun]
+    store: ResultStore
+    journal: Journal
+    next_sub: int = 0
+    user_errors: int = 0
+    give_up_policy: str = "cancel_pool"  # or "fail_batch"
+
+    @property
+    def finished(self) -> bool:
+        return all(c.phase in (Phase.DONE, Phase.FAILED) for c in self.chunks)

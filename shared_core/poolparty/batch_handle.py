@@ -1,0 +1,150 @@
+"""The caller's view of one submitted batch: wait for it, iterate its results, get its exception."""
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any, Callable, Iterator
+
+import cloudpickle
+
+from .errors import RemoteError, RemoteTraceback
+from .payload import ExceptionInfo
+
+
+def rebuild_exception(info: ExceptionInfo, where: str) -> BaseException:
+    """The original exception type when it unpickled, with the remote traceback as cause and note."""
+    exc = info.exc if info.exc is not None else RemoteError(info.type_name, info.message)
+    exc.__cause__ = RemoteTraceback(info.traceback)
+    if hasattr(exc, "add_note"):
+        exc.add_note(f"(raised on the compute node, {where}; remote traceback above)")
+    return exc
+
+
+class BatchHandle:
+    """Filled by the dispatcher thread, read by the caller. Results stay pickled until asked for."""
+
+    def __init__(self, n_tasks: int, label: str):
+        self.n_tasks = n_tasks
+        self.label = label
+        self._raw: dict[int, tuple[bool, bytes]] = {}
+        self._order: list[int] = []  # completion order
+        self._error: BaseException | None = None
+        self._done = False
+        self._cond = threading.Condition()
+        self._callbacks: list[Callable[["BatchHandle"], None]] = []
+        self._task_callbacks: list[Callable[[int, bool, bytes], None]] = []
+        self.work_dir: str | None = None
+
+    # -- dispatcher side -----------------------------------------------------------------------
+    def _add(self, items: list[tuple[int, bool, bytes]]) -> None:
+        with self._cond:
+            for task, ok, payload in items:
+                if task not in self._raw:
+                    self._raw[task] = (ok, payload)
+                    self._order.append(task)
+            self._cond.notify_all()
+        for task, ok, payload in items:
+            for cb in self._task_callbacks:
+                cb(task, ok, payload)
+
+    def _finish(self, error: BaseException | None = None) -> None:
+        with self._cond:
+            if self._done:
+                return
+            self._error = error
+            self._done = True
+            self._cond.notify_all()
+        for cb in self._callbacks:
+            cb(self)
+
+    # -- caller side ---------------------------------------------------------------------------
+    def done(self) -> bool:
+        return self._done
+
+    def wait(self, timeout: float | None = None) -> bool:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while not self._done:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    return False
+                self._cond.wait(0.5 if left is None else min(left, 0.5))
+        return True
+
+    @property
+    def error(self) -> BaseException | None:
+        return self._error
+
+    def add_done_callback(self, fn: Callable[["BatchHandle"], None]) -> None:
+        with self._cond:
+            if not self._done:
+                self._callbacks.append(fn)
+                return
+        fn(self)
+
+    def add_task_callback(self, fn: Callable[[int, bool, bytes], None]) -> None:
+        self._task_callbacks.append(fn)
+
+    def outcome(self, task: int) -> tuple[bool, Any]:
+        """(True, value) or (False, exception) for a finished task."""
+        ok, payload = self._raw[task]
+        value = cloudpickle.loads(payload)
+        if ok:
+            return True, value
+        return False, rebuild_exception(value, f"task {task} of {self.label}")
+
+    def results(self, timeout: float | None = None) -> list[Any]:
+        """All values in task order; raises the batch error or the first failed task's exception."""
+        if not self.wait(timeout):
+            raise TimeoutError(f"{self.label} did not finish within {timeout} s")
+        if self._error is not None:
+            raise self._error
+        out = []
+        first_exc: BaseException | None = None
+        for i in range(self.n_tasks):
+            ok, value = self.outcome(i)
+            if not ok and first_exc is None:
+                first_exc = value
+            out.append(value)
+        if first_exc is not None:
+            raise first_exc
+        return out
+
+    def successful(self) -> bool:
+        return self._done and self._error is None and all(ok for ok, _ in self._raw.values())
+
+    def cursor(self, ordered: bool) -> "OutcomeCursor":
+        return OutcomeCursor(self, ordered)
+
+
+class OutcomeCursor:
+    """Walks a batch's outcomes as they arrive, in task order or in completion order."""
+
+    def __init__(self, handle: BatchHandle, ordered: bool):
+        self.h = handle
+        self.ordered = ordered
+        self.seen = 0
+
+    def next(self, timeout: float | None = None) -> tuple[int, bool, Any]:
+        """(task, ok, value-or-exception); StopIteration at the end; TimeoutError if nothing came."""
+        h = self.h
+        if self.seen >= h.n_tasks:
+            raise StopIteration
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with h._cond:
+            while True:
+                ready = (self.seen in h._raw) if self.ordered else (self.seen < len(h._order))
+                if ready:
+                    break
+                if h._done:
+                    if h._error is not None:
+                        raise h._error
+                    raise RuntimeError(f"{h.label} finished without all results (internal error)")
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise TimeoutError(f"{h.label}: no result within {timeout} s")
+                h._cond.wait(0.5 if left is None else min(0.5, left))
+            task = self.seen if self.ordered else h._order[self.seen]
+        self.seen += 1
+        ok, value = h.outcome(task)
+        return task, ok, value

@@ -1,0 +1,377 @@
+"""The one loop: submit, poll, collect, classify, resubmit, cancel.
+
+It runs in one background thread per pool. Results are noticed by listing ``incoming/`` (no scheduler
+call); the scheduler is asked about the whole pool in one query per poll, on an adaptive interval,
+only to notice jobs that stopped making progress without a result.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections import defaultdict
+from dataclasses import dataclass
+from typing import Callable
+
+from .batch import Batch, ChunkRun, Phase, Submission
+from .errors import RetryLimitExceeded
+from .queues.base import ArrayRequest, JobState, JobStatus, QueueAdapter, layout_array
+from .resources import Resources
+from .result_store import remove_files
+from .retry import ActionKind, FailureClass, RetryPolicy, classify
+
+log = logging.getLogger("poolparty")
+
+
+@dataclass
+class DispatchSettings:
+    name: str  # the pool's job name
+    max_running: int
+    array: bool
+    retry: RetryPolicy
+    polling_interval: float  # upper bound of the adaptive status-poll interval
+    tick: float  # how often results are looked for on disk
+    python: str
+    script: "os.PathLike[str]"
+
+
+class Dispatcher:
+    def __init__(self, queue: QueueAdapter, settings: DispatchSettings,
+                 on_batch_end: Callable[[Batch, BaseException | None], None]):
+        self.queue = queue
+        self.s = settings
+        self._on_batch_end = on_batch_end
+        self._cond = threading.Condition()
+        self._new: list[Batch] = []
+        self._batches: list[Batch] = []
+        self._submissions: dict[str, Submission] = {}
+        self._stop = False
+        self._abort: tuple[str, BaseException | None] | None = None
+        self._interval = queue.min_poll_interval
+        self._next_poll = 0.0
+        self._last_states: dict[str, JobStatus] = {}
+        self.stats = {"submissions": 0, "resubmissions": 0, "polls": 0, "cancels": 0}
+        self._thread = threading.Thread(target=self._run, name=f"poolparty-{settings.name}", daemon=True)
+        self._thread.start()
+
+    # -- called from other threads -------------------------------------------------------------
+    def add(self, batch: Batch) -> None:
+        with self._cond:
+            self._new.append(batch)
+            self._cond.notify_all()
+
+    def abort(self, reason: str, error: BaseException | None = None) -> None:
+        """Cancel every job of the pool and fail every unfinished batch; returns when done."""
+        with self._cond:
+            if self._abort is None:
+                self._abort = (reason, error)
+            self._cond.notify_all()
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+
+    def stop(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        if threading.current_thread() is not self._thread:
+            self._thread.join()
+
+    @property
+    def busy(self) -> bool:
+        with self._cond:
+            return bool(self._new or self._batches)
+
+    # -- the loop ------------------------------------------------------------------------------
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                if not self._abort and not self._new:
+                    self._cond.wait(self.s.tick)
+                new, self._new = self._new, []
+                abort, stop = self._abort, self._stop
+            self._batches.extend(new)
+            for b in new:
+                self._adopt(b)
+            if abort is not None:
+                self._do_abort(*abort)
+                return
+            try:
+                self._step()
+            except Exception as e:  # a scheduler that stays broken: nothing may hang, nothing orphaned
+                log.error("poolparty: the dispatcher failed: %s", e)
+                self._do_abort(f"dispatcher error: {e}", e)
+                return
+            if stop and not self._batches:
+                return
+
+    def _step(self) -> None:
+        now = time.monotonic()
+        changed = self._collect()
+        if any(c.phase is Phase.QUEUED for b in self._batches for c in b.chunks) and now >= self._next_poll:
+            changed |= self._poll(now)
+            self._interval = (self.queue.min_poll_interval if changed
+                              else min(self.s.polling_interval, self._interval * 1.5))
+            self._next_poll = time.monotonic() + self._interval
+        self._submit_waiting()
+        self._finish_batches()
+
+    # -- results -------------------------------------------------------------------------------
+    def _collect(self) -> bool:
+        changed = False
+        for b in self._batches:
+            try:
+                names = os.listdir(b.files.incoming)
+            except FileNotFoundError:
+                continue
+            done_chunks = {int(n[1:].split(".", 1)[0]) for n in names if n.endswith(".done") and n[0] == "c"}
+            for chunk in sorted(done_chunks):
+                if chunk < len(b.chunks) and b.chunks[chunk].phase is not Phase.DONE:
+                    self._absorb(b, b.chunks[chunk])
+                    changed = True
+                elif chunk < len(b.chunks):  # a late duplicate of a stored chunk: drop it
+                    remove_files(b.store.chunk_files(chunk))
+        return changed
+
+    def _absorb(self, b: Batch, c: ChunkRun) -> None:
+        paths = b.store.chunk_files(c.chunk)
+        new = b.store.absorb(c.chunk, paths)
+        b.user_errors += sum(1 for _, ok, _ in new if not ok)
+        b.handle._add(new)
+        if all(t in b.store.stored for t in c.tasks):
+            if c.element is not None:
+                b.store.store_log(c.chunk, c.element, self.queue.log_path(b.files.incoming, c.element))
+            remove_files(paths)  # only now: their records are fsynced in the store
+            self._set_done(c)
+
+    def _set_done(self, c: ChunkRun) -> None:
+        c.phase = Phase.DONE
+        if c.submission is not None:
+            c.submission.unfinished.discard(c.chunk)
+            c.submission = None
+
+    # -- status --------------------------------------------------------------------------------
+    def _poll(self, now: float) -> bool:
+        states = self.queue.query(self.s.name)
+        self.stats["polls"] += 1
+        changed = states != self._last_states
+        self._last_states = states
+        to_cancel: list[str] = []
+        for b in self._batches:
+            for c in b.chunks:
+                if c.phase is not Phase.QUEUED or c.element is None:
+                    continue
+                st = states.get(c.element)
+                if st is not None and st.state.active:
+                    c.missing_since = c.ended_since = None
+                    if st.state is JobState.HELD and not c.held_reported:
+                        log.info("poolparty: job %s is held (%s); waiting for its release",
+                                 c.element, st.reason)
+                        c.held_reported = True
+                    continue
+                if st is None:  # not in the queue at all
+                    c.missing_since = c.missing_since or now
+                    if now - c.missing_since < self.queue.vanish_grace:
+                        continue
+                    failure = classify(c.ended_state) if c.ended_state else FailureClass.VANISHED
+                    detail = c.ended_state.value if c.ended_state else "vanished from the queue"
+                else:  # ended (or parked in an error state) without a result so far
+                    c.ended_state = st.state
+                    if st.state is JobState.ERROR:
+                        to_cancel.append(c.element)
+                    else:
+                        c.ended_since = c.ended_since or now
+                        if now - c.ended_since < self.queue.result_grace:
+                            continue
+                    failure = classify(st.state)
+                    detail = f"{st.state.value}" + (f" ({st.reason})" if st.reason and st.reason != "None" else "")
+                # one last look on disk: the result may have landed since the listing
+                if any(p.suffix == ".done" for p in b.store.chunk_files(c.chunk)):
+                    self._absorb(b, c)
+                    continue
+                self._handle_failure(b, c, failure, f"job {c.element}: {detail}")
+                changed = True
+        if to_cancel:
+            self._cancel(to_cancel)
+        return changed
+
+    def _handle_failure(self, b: Batch, c: ChunkRun, failure: FailureClass, detail: str) -> None:
+        decision = self.s.retry.decide(failure, c.resubmissions, c.resources)
+        c.last_failure = detail
+        if c.submission is not None:
+            c.submission.unfinished.discard(c.chunk)
+            c.submission = None
+        c.missing_since = c.ended_since = c.ended_state = None
+        c.held_reported = False
+        if c.element is not None:
+            b.store.store_log(c.chunk, c.element, self.queue.log_path(b.files.incoming, c.element))
+        if decision.kind is ActionKind.RESUBMIT:
+            log.warning("poolparty: chunk %d of %s: %s -> resubmitting (%s)", c.chunk, b.handle.label,
+                        detail, decision.why)
+            c.resources = decision.resources
+            c.resubmissions += 1
+            c.phase = Phase.WAITING
+            self.stats["resubmissions"] += 1
+            return
+        c.phase = Phase.FAILED
+        c.last_failure = f"{detail}; {decision.why}"
+        b.journal.record_give_up(c.chunk, c.last_failure)
+        log.error("poolparty: chunk %d of %s gave up: %s", c.chunk, b.handle.label, c.last_failure)
+        b.handle._add(b.store.absorb(c.chunk, b.store.chunk_files(c.chunk)))  # keep partial results
+
+    # -- submission ----------------------------------------------------------------------------
+    def _free_slots(self) -> int:
+        return self.s.max_running - sum(s.reserved for s in self._submissions.values())
+
+    def _rebalance(self) -> None:
+        """Give slots freed by finishing arrays to older arrays whose running limit is now too low."""
+        for s in list(self._submissions.values()):
+            if not s.unfinished:
+                del self._submissions[s.job_id]
+        free = self._free_slots()
+        for s in self._submissions.values():
+            if free <= 0:
+                break
+            want = min(len(s.unfinished), self.s.max_running)
+            if s.throttle < want and not s.job_id.startswith("?"):
+                new = min(want, s.throttle + free)
+                if self.queue.set_throttle(s.job_id, new):
+                    free -= new - s.throttle
+                    s.throttle = new
+
+    def _submit_waiting(self) -> None:
+        self._rebalance()
+        for b in self._batches:
+            groups: dict[Resources, list[ChunkRun]] = defaultdict(list)
+            for c in b.chunks:
+                if c.phase is Phase.WAITING:
+                    groups[c.resources].append(c)
+            for resources, runs in groups.items():
+                by_chunk = {c.chunk: c for c in runs}
+                if self.s.array:
+                    parts = layout_array(list(by_chunk), first_index=self.queue.first_index,
+                                         max_index=self.queue.max_array_index(),
+                                         contiguous=self.queue.contiguous_arrays)
+                else:
+                    parts = layout_array(list(by_chunk), first_index=0, max_index=None)
+                for part in parts:
+                    free = self._free_slots()
+                    if free <= 0:
+                        return
+                    if not self.s.array and len(part.indices) > free:
+                        part = type(part)(part.offset, part.indices[:free])
+                    self._submit(b, part, resources, [by_chunk[ch] for ch in part.chunks], free)
+
+    def _submit(self, b: Batch, part, resources: Resources, runs: list[ChunkRun], free: int) -> None:
+        sub = b.next_sub
+        b.next_sub += 1
+        request = ArrayRequest(
+            name=self.s.name, part=part, throttle=min(free, len(part.indices)), resources=resources,
+            script=self.s.script,
+            worker_argv=(self.s.python, "-m", "poolparty.worker", str(b.files.path), "--sub", str(sub)),
+            workdir=b.files.path, log_dir=b.files.incoming)
+        for submitted in self.queue.submit(request, array=self.s.array):
+            self.stats["submissions"] += 1
+            chunks = sorted(submitted.elements)
+            elements = [submitted.elements[ch] for ch in chunks]
+            b.journal.record_submission(sub, submitted.job_id, chunks, elements, resources)
+            throttle = request.throttle if self.s.array else 1
+            s = Submission(sub, submitted.job_id, throttle, set(chunks))
+            self._submissions[submitted.job_id] = s
+            for ch in chunks:
+                c = b.chunks[ch]
+                c.phase, c.sub, c.element, c.submission = Phase.QUEUED, sub, submitted.elements[ch], s
+        log.info("poolparty: submitted %d chunk(s) of %s as submission %d", len(runs), b.handle.label, sub)
+
+    # -- resume --------------------------------------------------------------------------------
+    def _adopt(self, b: Batch) -> None:
+        """Chunks the journal says are queued are adopted: the next poll tells whether they live."""
+        state = b.journal.replay()
+        b.next_sub = max(b.next_sub, state.next_sub)
+        subs: dict[int, Submission] = {}
+        for c in b.chunks:
+            if c.phase is Phase.DONE:
+                continue
+            h = state.chunks.get(c.chunk)
+            if h is None:
+                continue
+            c.resources = h.resources or c.resources
+            c.resubmissions = 0 if h.gave_up else h.resubmissions
+            if h.gave_up or h.element is None:
+                continue
+            c.phase, c.sub, c.element = Phase.QUEUED, h.sub, h.element
+            s = subs.setdefault(h.sub, Submission(h.sub, h.job_id or f"?{b.number}:{h.sub}", self.s.max_running))
+            s.unfinished.add(c.chunk)
+            c.submission = s
+        for s in subs.values():
+            self._submissions[s.job_id] = s
+        if subs:
+            log.info("poolparty: %s: adopted %d queued chunk(s) from the journal", b.handle.label,
+                     sum(len(s.unfinished) for s in subs.values()))
+
+    # -- completion and cancellation -----------------------------------------------------------
+    def _finish_batches(self) -> None:
+        for b in list(self._batches):
+            failed = [c for c in b.chunks if c.phase is Phase.FAILED]
+            if failed and b.give_up_policy == "cancel_pool":
+                err = RetryLimitExceeded({c.chunk: c.last_failure or "?" for c in failed},
+                                         {c.chunk: c.tasks for c in failed}, str(b.files.path))
+                self._do_abort(f"{b.handle.label} gave up", err, keep_running=True)
+                return
+            if b.finished:
+                self._batches.remove(b)
+                err = None
+                if failed:
+                    err = RetryLimitExceeded({c.chunk: c.last_failure or "?" for c in failed},
+                                             {c.chunk: c.tasks for c in failed}, str(b.files.path))
+                self._end_batch(b, err)
+
+    def _end_batch(self, b: Batch, err: BaseException | None) -> None:
+        for c in b.chunks:
+            if c.submission is not None:
+                c.submission.unfinished.discard(c.chunk)
+        b.store.close()
+        b.journal.close()
+        self._on_batch_end(b, err)
+        b.handle._finish(err)
+
+    def _cancel(self, elements: list[str], by_name: bool = False) -> None:
+        if not elements and not by_name:
+            return
+        self.stats["cancels"] += 1
+        self.queue.cancel(elements, name=self.s.name if by_name else None)
+
+    def _do_abort(self, reason: str, error: BaseException | None, keep_running: bool = False) -> None:
+        queued = [c.element for b in self._batches for c in b.chunks
+                  if c.phase is Phase.QUEUED and c.element is not None]
+        jobs = sorted({s.job_id for s in self._submissions.values() if not s.job_id.startswith("?")})
+        try:
+            self._cancel(jobs, by_name=True)
+            if queued:
+                log.warning("poolparty: cancelled %d queued job(s) of pool %s (%s)", len(queued), self.s.name,
+                            reason)
+        except Exception as e:
+            log.error("poolparty: could not cancel the jobs of pool %s: %s; cancel them by hand "
+                      "(e.g. scancel --name=%s)", self.s.name, e, self.s.name)
+        self._submissions.clear()
+        err = error
+        for b in list(self._batches):
+            self._batches.remove(b)
+            # what finished before the abort is kept
+            try:
+                for c in b.chunks:
+                    if c.phase is not Phase.DONE:
+                        b.handle._add(b.store.absorb(c.chunk, b.store.chunk_files(c.chunk)))
+            except Exception:
+                pass
+            self._end_batch(b, err if err is not None else KeyboardInterrupt(reason)
+                            if reason == "KeyboardInterrupt" else _cancelled(reason))
+        if keep_running:
+            with self._cond:
+                self._abort = None
+
+
+def _cancelled(reason: str) -> BaseException:
+    from concurrent.futures import CancelledError
+
+    return CancelledError(f"poolparty: cancelled ({reason})")

@@ -1,0 +1,238 @@
+"""The engine behind every way in (Pool, Executor, the Snakemake and Prefect plugins): a run
+directory, a queue adapter and a dispatcher thread. Plugins call :meth:`Engine.submit`."""
+from __future__ import annotations
+
+import atexit
+import hashlib
+import logging
+import os
+import shutil
+import signal
+import threading
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from .batch import Batch, ChunkRun, Phase
+from .batch_files import BatchFiles, encode_batch
+from .batch_handle import BatchHandle
+from .dispatcher import DispatchSettings, Dispatcher
+from .errors import ConfigurationError, PoolClosedError
+from .journal import Journal
+from .payload import SharedFunction, default_python
+from .queues import make_queue
+from .queues.base import QueueAdapter
+from .resources import Resources
+from .result_store import ResultStore
+from .retry import RetryPolicy
+from .scheduler_cli import SchedulerCLI
+from .workdir import RunDir, new_run_dir
+
+log = logging.getLogger("poolparty")
+
+
+@dataclass
+class EngineOptions:
+    queue: str | QueueAdapter = "local"
+    max_running: int | None = None
+    work_dir: str | os.PathLike[str] | None = None  # exact directory: resumable
+    work_root: str | os.PathLike[str] | None = None  # parent of a fresh unique directory
+    keep_work_dir: bool = False
+    python_path: str | None = None
+    polling_interval: float | None = None
+    verbose: bool = False
+    scheduler_timeout: float = 60.0
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
+    array: bool = True
+    resources: Resources = field(default_factory=Resources)
+
+
+def default_work_root(queue_name: str) -> Path:
+    env = os.environ.get("POOLPARTY_WORK_ROOT")
+    if env:
+        return Path(env)
+    if queue_name == "local":
+        import tempfile
+
+        return Path(tempfile.gettempdir()) / f"poolparty-{os.getuid()}"
+    return Path.cwd() / ".poolparty"  # the nodes must see it: the working directory usually is shared
+
+
+class Engine:
+    def __init__(self, options: EngineOptions):
+        self.options = options
+        cli = SchedulerCLI(timeout=options.scheduler_timeout)
+        self.queue = make_queue(options.queue, cli)
+        max_running = options.max_running or (os.cpu_count() or 1 if self.queue.name == "local" else 100)
+        if not isinstance(max_running, int) or max_running < 1:
+            raise ConfigurationError(f"max_running={options.max_running!r} must be a positive integer")
+        self.max_running = max_running
+        python = options.python_path or default_python()
+        if not os.path.isabs(python):
+            raise ConfigurationError(f"python_path={python!r} must be an absolute path to the interpreter "
+                                     "on the compute nodes")
+        if options.work_dir is not None:
+            self.explicit_dir = True
+            self.run = RunDir(Path(options.work_dir).absolute())
+        else:
+            self.explicit_dir = False
+            root = Path(options.work_root) if options.work_root else default_work_root(self.queue.name)
+            self.run = RunDir(new_run_dir(root.absolute()))
+        self.run.lock()
+        digest = hashlib.sha1(str(self.run.path.resolve()).encode()).hexdigest()[:12]
+        self.name = f"pp-{digest}"  # stable for a work_dir: a resumed run finds its jobs by name
+        self.queue.attach(self.run.path)
+        interval = options.polling_interval or (2.0 if self.queue.name == "local" else 30.0)
+        settings = DispatchSettings(
+            name=self.name, max_running=max_running, array=options.array, retry=options.retry,
+            polling_interval=max(interval, self.queue.min_poll_interval),
+            tick=0.02 if self.queue.name == "local" else 0.5, python=python, script=self.run.job_script)
+        if options.verbose:
+            _enable_verbose_logging()
+        self._lock = threading.Lock()
+        self._batch_count = 0
+        self._failed = False
+        self._closed = False
+        self._keep_for_resume: list[Path] = []
+        self.dispatcher = Dispatcher(self.queue, settings, self._batch_ended)
+        _LIVE_ENGINES.add(self)
+        _install_sigterm_handler()
+        log.info("poolparty: pool %s on queue %s, work_dir %s", self.name, self.queue.name, self.run.path)
+
+    @property
+    def work_dir(self) -> Path:
+        return self.run.path
+
+    # -- submission ----------------------------------------------------------------------------
+    def submit(self, shared: SharedFunction | None, chunks: Sequence[Sequence[tuple[int, Any]]],
+               resources: Resources | None = None, *, kind: str = "map",
+               give_up_policy: str = "cancel_pool") -> BatchHandle:
+        """Pickle, write and queue one batch; returns at once. Bad input raises here, before submission."""
+        resources = resources or self.options.resources
+        encoded = encode_batch(shared, chunks)
+        with self._lock:
+            if self._closed:
+                raise PoolClosedError("this pool is closed; create a new one")
+            self._batch_count += 1
+            number = self._batch_count
+        files = BatchFiles(self.run.batch_dir(number))
+        if files.exists():
+            files.check_matches(encoded)
+        else:
+            files.write(encoded, kind)
+        handle = BatchHandle(encoded.n_tasks, f"batch {number} of pool {self.name}")
+        handle.work_dir = str(self.run.path)
+        store = ResultStore(files)
+        runs = [ChunkRun(i, indices, resources) for i, (indices, _) in enumerate(encoded.chunks)]
+        if store.stored:
+            handle._add([(t, *store.read(t)) for t in sorted(store.stored)])
+            for c in runs:
+                if all(t in store.stored for t in c.tasks):
+                    c.phase = Phase.DONE
+            log.info("poolparty: %s: %d of %d task(s) already finished in %s", handle.label,
+                     len(store.stored), encoded.n_tasks, files.path)
+        batch = Batch(number, files, handle, runs, store, Journal(files.journal),
+                      give_up_policy=give_up_policy)
+        batch.user_errors = sum(1 for ok, _ in store.stored.values() if not ok)
+        self.dispatcher.add(batch)
+        return handle
+
+    def _batch_ended(self, batch: Batch, error: BaseException | None) -> None:
+        if error is None and batch.user_errors == 0:
+            if not self.options.keep_work_dir:
+                if self.explicit_dir:
+                    self._keep_for_resume.append(batch.files.path)  # removed when the pool closes clean
+                else:
+                    shutil.rmtree(batch.files.path, ignore_errors=True)
+            return
+        self._failed = True
+        log.warning("poolparty: %s did not finish cleanly; its work_dir is kept: %s", batch.handle.label,
+                    batch.files.path)
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def terminate(self, reason: str = "terminate") -> None:
+        """Cancel every job of the pool at once and fail what is unfinished."""
+        if self.dispatcher.busy:
+            self._failed = True
+        self.dispatcher.abort(reason)
+        self._release()
+
+    def close(self) -> None:
+        """Wait for submitted work, then release the work_dir (removed when everything was clean)."""
+        with self._lock:
+            self._closed = True
+        self.dispatcher.stop()
+        self._release()
+
+    def _release(self) -> None:
+        with self._lock:
+            self._closed = True
+            if self.run is None:
+                return
+            run, self.run = self.run, None  # type: ignore[assignment]
+        self.queue.close()
+        _LIVE_ENGINES.discard(self)
+        run.unlock()
+        if self._failed or self.options.keep_work_dir:
+            if self._failed:
+                log.warning("poolparty: work_dir kept for inspection or resume: %s", run.path)
+            return
+        for p in self._keep_for_resume:
+            shutil.rmtree(p, ignore_errors=True)
+        _remove_run_dir(run.path)
+        self.run = None  # type: ignore[assignment]
+        self._run_path = run.path
+
+
+def _remove_run_dir(path: Path) -> None:
+    """Remove what poolparty put there, then the directory if it is empty (a user's dir is kept)."""
+    for name in ("batches", "lock", "job.sh", "local_queue.json"):
+        p = path / name
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        else:
+            p.unlink(missing_ok=True)
+    try:
+        path.rmdir()
+    except OSError:
+        pass
+
+
+_LIVE_ENGINES: "weakref.WeakSet[Engine]" = weakref.WeakSet()
+
+
+@atexit.register
+def _cancel_at_exit() -> None:
+    for engine in list(_LIVE_ENGINES):
+        if engine.dispatcher.busy:
+            log.warning("poolparty: interpreter exit with work in flight: cancelling pool %s", engine.name)
+            engine.terminate("interpreter exit")
+
+
+_sigterm_installed = False
+
+
+def _install_sigterm_handler() -> None:
+    """SIGTERM (scancel of the driver's own job, kill) becomes SystemExit so atexit cancels our jobs."""
+    global _sigterm_installed
+    if _sigterm_installed or threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+
+    def on_sigterm(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, on_sigterm)
+    _sigterm_installed = True
+
+
+def _enable_verbose_logging() -> None:
+    logger = logging.getLogger("poolparty")
+    if not any(getattr(h, "_poolparty", False) for h in logger.handlers):
+        h = logging.StreamHandler()
+        h.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
+        h._poolparty = True  # type: ignore[attr-defined]
+        logger.addHandler(h)
+    logger.setLevel(logging.INFO)

@@ -1,0 +1,243 @@
+"""The embedded default queue: array elements run as local subprocesses, through the same worker
+entry point, job script and work_dir as on a cluster, with a running limit, walltime and memory
+enforcement, cancel, and adoption of still-running jobs after the driver was killed."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from ..workdir import atomic_write
+from .base import ArrayRequest, JobState, JobStatus, QueueAdapter, Submitted
+
+INDEX_ENV = "POOLPARTY_ARRAY_INDEX"
+KEEP_FINISHED = 300.0  # like SLURM's MinJobAge
+KILL_WAIT = 2.0
+
+
+@dataclass
+class _Element:
+    element: str
+    array: str
+    name: str
+    argv: list[str]
+    env: dict[str, str]
+    cwd: str
+    log: Path
+    walltime: int | None
+    memory: int | None
+    state: JobState = JobState.PENDING
+    proc: subprocess.Popen[bytes] | None = None
+    pid: int | None = None
+    started: float = 0.0
+    ended: float = 0.0
+    kill_state: JobState | None = None
+
+
+def _proc_start_ticks(pid: int) -> int | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            fields = f.read().rsplit(b")", 1)[1].split()
+        return int(fields[19])  # starttime, field 22 of stat
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _rss_bytes(pid: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, IndexError, ValueError):
+        return 0
+
+
+class LocalQueue(QueueAdapter):
+    name = "local"
+    index_env = INDEX_ENV
+    first_index = 0
+    result_grace = 1.0
+    vanish_grace = 2.0
+    min_poll_interval = 0.2
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._elements: dict[str, _Element] = {}
+        self._throttle: dict[str, int] = {}
+        self._adopted: dict[str, tuple[int, int, str]] = {}  # element -> (pid, start ticks, name)
+        self._next_id = 1
+        self._state_file: Path | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._launcher, name="poolparty-local-queue", daemon=True)
+        self._thread.start()
+
+    def attach(self, run_dir: Path) -> None:
+        self._state_file = run_dir / "local_queue.json"
+        try:
+            saved = json.loads(self._state_file.read_text())
+        except (FileNotFoundError, ValueError):
+            saved = {}
+        with self._lock:
+            self._next_id = saved.get("next_id", 1)
+            for element, (pid, ticks, name) in saved.get("running", {}).items():
+                if _proc_start_ticks(pid) == ticks:  # same process, not a recycled pid
+                    self._adopted[element] = (pid, ticks, name)
+
+    def max_array_index(self) -> int | None:
+        return None
+
+    def submit(self, request: ArrayRequest, *, array: bool = True) -> list[Submitted]:
+        out: list[Submitted] = []
+        with self._lock:
+            groups = [request.part.indices] if array else [[i] for i in request.part.indices]
+            for indices in groups:
+                array_id = f"L{self._next_id}"
+                self._next_id += 1
+                sub = Submitted(array_id)
+                self._throttle[array_id] = request.throttle if array else 1
+                for index in indices:
+                    element = f"{array_id}_{index}"
+                    chunk = request.part.offset + index
+                    if array:
+                        argv = [*request.worker_argv, "--offset", str(request.part.offset), "--index-env", INDEX_ENV]
+                    else:
+                        argv = [*request.worker_argv, "--chunk", str(chunk)]
+                    env = dict(os.environ)
+                    env[INDEX_ENV] = str(index)
+                    self._elements[element] = _Element(
+                        element, array_id, request.name, ["/bin/sh", str(request.script), *argv], env,
+                        str(request.workdir), self.log_path(request.log_dir, element),
+                        request.resources.walltime, request.resources.memory)
+                    sub.elements[chunk] = element
+                out.append(sub)
+            self._save()
+        return out
+
+    def query(self, name: str) -> dict[str, JobStatus]:
+        now = time.monotonic()
+        with self._lock:
+            for key in [k for k, e in self._elements.items()
+                        if not e.state.active and now - e.ended > KEEP_FINISHED]:
+                del self._elements[key]
+            out = {k: JobStatus(e.state) for k, e in self._elements.items() if e.name == name}
+            for element, (pid, ticks, n) in list(self._adopted.items()):
+                if _proc_start_ticks(pid) == ticks:
+                    out[element] = JobStatus(JobState.RUNNING, "adopted")
+                else:
+                    del self._adopted[element]
+                    self._save()
+            return out
+
+    def cancel(self, job_ids: Sequence[str], name: str | None = None) -> None:
+        ids = set(job_ids)
+        with self._lock:
+            for e in self._elements.values():
+                if (e.element in ids or e.array in ids or (name is not None and e.name == name)) and e.state.active:
+                    self._kill(e, JobState.CANCELLED)
+            for element, (pid, ticks, n) in list(self._adopted.items()):
+                if element in ids or element.split("_")[0] in ids or n == name:
+                    if _proc_start_ticks(pid) == ticks:
+                        _signal_group(pid, signal.SIGKILL)
+                    del self._adopted[element]
+            self._save()
+
+    def set_throttle(self, job_id: str, throttle: int) -> bool:
+        with self._lock:
+            self._throttle[job_id] = throttle
+        return True
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+    # -- the embedded scheduler ----------------------------------------------------------------
+    def _kill(self, e: _Element, state: JobState) -> None:
+        if e.state is JobState.PENDING:
+            e.state, e.ended = state, time.monotonic()
+            return
+        if e.pid is not None and e.kill_state is None:
+            e.kill_state = state
+            _signal_group(e.pid, signal.SIGTERM)
+            threading.Timer(KILL_WAIT, _signal_group, (e.pid, signal.SIGKILL)).start()
+
+    def _launcher(self) -> None:
+        while not self._stop.wait(0.02):
+            with self._lock:
+                changed = self._reap_and_enforce()
+                changed |= self._start_pending()
+                if changed:
+                    self._save()
+
+    def _reap_and_enforce(self) -> bool:
+        changed = False
+        now = time.monotonic()
+        for e in self._elements.values():
+            if e.state is not JobState.RUNNING or e.proc is None:
+                continue
+            rc = e.proc.poll()
+            if rc is not None:
+                e.state = e.kill_state or (JobState.COMPLETED if rc == 0 else JobState.FAILED)
+                e.ended = now
+                e.proc = None
+                changed = True
+            elif e.kill_state is None:
+                if e.walltime is not None and now - e.started > e.walltime:
+                    self._kill(e, JobState.TIMEOUT)
+                elif e.memory is not None and _rss_bytes(e.pid or 0) > e.memory:
+                    self._kill(e, JobState.OUT_OF_MEMORY)
+        return changed
+
+    def _start_pending(self) -> bool:
+        running: dict[str, int] = {}
+        for e in self._elements.values():
+            if e.state is JobState.RUNNING:
+                running[e.array] = running.get(e.array, 0) + 1
+        started = False
+        for e in self._elements.values():
+            if e.state is not JobState.PENDING:
+                continue
+            if running.get(e.array, 0) >= self._throttle.get(e.array, 1):
+                continue
+            try:
+                with open(e.log, "ab") as logf:
+                    e.proc = subprocess.Popen(e.argv, stdin=subprocess.DEVNULL, stdout=logf,
+                                              stderr=subprocess.STDOUT, cwd=e.cwd, env=e.env,
+                                              start_new_session=True)
+            except OSError as err:
+                e.state, e.ended = JobState.LAUNCH_FAILED, time.monotonic()
+                try:
+                    with open(e.log, "ab") as logf:
+                        logf.write(f"poolparty local queue: cannot start job: {err}\n".encode())
+                except OSError:
+                    pass
+                continue
+            e.pid, e.started, e.state = e.proc.pid, time.monotonic(), JobState.RUNNING
+            running[e.array] = running.get(e.array, 0) + 1
+            started = True
+        return started
+
+    def _save(self) -> None:
+        """Persist running pids so that a driver started after a SIGKILL can adopt them."""
+        if self._state_file is None:
+            return
+        running = {e.element: (e.pid, _proc_start_ticks(e.pid), e.name) for e in self._elements.values()
+                   if e.state is JobState.RUNNING and e.pid is not None}
+        running.update(self._adopted)
+        running = {k: v for k, v in running.items() if v[1] is not None}
+        data = json.dumps({"next_id": self._next_id, "running": running}).encode()
+        try:
+            atomic_write(self._state_file, data, sync=False)
+        except FileNotFoundError:
+            pass  # the run directory was removed at the end of a clean run
+
+
+def _signal_group(pid: int, sig: int) -> None:
+    try:
+        os.killpg(pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass

@@ -1,0 +1,90 @@
+"""The reduced store: every task's result in one append-only record file, every job log in another.
+
+A worker's ``.done``/``.part`` files are deleted only after their records are fsynced into the store
+(a result once written is never lost). The first record stored for a task wins; later duplicates from
+a resubmitted attempt that was in fact still running are dropped (exactly one result per task).
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable
+
+from . import record_log
+from .batch_files import BatchFiles
+
+LOG_TAIL_BYTES = 1 << 20
+
+
+class ResultStore:
+    def __init__(self, files: BatchFiles):
+        self.files = files
+        self.stored: dict[int, tuple[bool, int]] = {}  # task -> (ok, offset in results.rec)
+        for rec in record_log.read_records(files.results):
+            self.stored.setdefault(rec.key["task"], (rec.key["ok"], rec.offset))
+        self._results = record_log.RecordWriter(files.results)
+        self._logs: record_log.RecordWriter | None = None
+
+    def chunk_files(self, chunk: int) -> list[Path]:
+        """This chunk's worker files, finished ones first."""
+        prefix = f"c{chunk}."
+        try:
+            names = [n for n in os.listdir(self.files.incoming) if n.startswith(prefix)
+                     and (n.endswith(".done") or n.endswith(".part"))]
+        except FileNotFoundError:
+            return []
+        names.sort(key=lambda n: (not n.endswith(".done"), n))
+        return [self.files.incoming / n for n in names]
+
+    def absorb(self, chunk: int, paths: Iterable[Path]) -> list[tuple[int, bool, bytes]]:
+        """Store every new task record found in ``paths``; return what was new (task, ok, payload)."""
+        new: list[tuple[int, bool, bytes]] = []
+        for path in paths:
+            for rec in record_log.read_records(path):
+                task = rec.key["task"]
+                if task in self.stored:
+                    continue
+                offset = self._results.append({"task": task, "ok": rec.key["ok"], "chunk": chunk}, rec.payload)
+                self.stored[task] = (rec.key["ok"], offset)
+                new.append((task, rec.key["ok"], rec.payload))
+        if new:
+            self._results.sync()
+        return new
+
+    def store_log(self, chunk: int, element: str, path: Path) -> None:
+        try:
+            size = path.stat().st_size
+            with open(path, "rb") as f:
+                if size > LOG_TAIL_BYTES:
+                    f.seek(size - LOG_TAIL_BYTES)
+                data = f.read()
+        except FileNotFoundError:
+            return
+        if self._logs is None:
+            self._logs = record_log.RecordWriter(self.files.logs)
+        self._logs.append({"chunk": chunk, "element": element, "truncated": size > LOG_TAIL_BYTES}, data)
+        self._logs.sync()
+        path.unlink(missing_ok=True)
+
+    def read(self, task: int) -> tuple[bool, bytes]:
+        ok, offset = self.stored[task]
+        return ok, record_log.read_at(self.files.results, offset).payload
+
+    def close(self) -> None:
+        self._results.close()
+        if self._logs is not None:
+            self._logs.close()
+
+
+def remove_files(paths: Iterable[Path]) -> None:
+    for p in paths:
+        try:
+            p.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def read_logs(files: BatchFiles, chunk: int | None = None) -> list[tuple[dict, bytes]]:
+    """The stored job logs of a batch (optionally of one chunk)."""
+    return [(r.key, r.payload) for r in record_log.read_records(files.logs)
+            if chunk is None or r.key.get("chunk") == chunk]

@@ -1,0 +1,94 @@
+"""Failure class -> action. Pure functions: tested without any scheduler."""
+from __future__ import annotations
+
+import dataclasses
+import enum
+from dataclasses import dataclass
+
+from .queues.base import JobState
+from .resources import Resources
+
+
+class FailureClass(enum.Enum):
+    USER_ERROR = "user error"  # the task raised: never resubmitted, the exception goes to the caller
+    NODE_FAILURE = "node failure"
+    BOOT_FAILURE = "boot failure"
+    PREEMPTED = "preempted"
+    CANCELLED = "cancelled outside poolparty"
+    VANISHED = "vanished from the queue without a result"
+    NEVER_STARTED = "job could not start"
+    SCHEDULER_ERROR = "scheduler error state"
+    OUT_OF_MEMORY = "out of memory"
+    TIMEOUT = "walltime exceeded"
+    WORKER_CRASH = "job ended without a result"
+
+
+class ActionKind(enum.Enum):
+    RESUBMIT = "resubmit"
+    GIVE_UP = "give up"
+
+
+@dataclass(frozen=True)
+class Decision:
+    kind: ActionKind
+    resources: Resources
+    why: str
+
+
+_BY_STATE = {
+    JobState.NODE_FAIL: FailureClass.NODE_FAILURE,
+    JobState.BOOT_FAIL: FailureClass.BOOT_FAILURE,
+    JobState.PREEMPTED: FailureClass.PREEMPTED,
+    JobState.CANCELLED: FailureClass.CANCELLED,
+    JobState.OUT_OF_MEMORY: FailureClass.OUT_OF_MEMORY,
+    JobState.TIMEOUT: FailureClass.TIMEOUT,
+    JobState.LAUNCH_FAILED: FailureClass.NEVER_STARTED,
+    JobState.ERROR: FailureClass.SCHEDULER_ERROR,
+    JobState.COMPLETED: FailureClass.WORKER_CRASH,
+    JobState.FAILED: FailureClass.WORKER_CRASH,
+}
+
+
+def classify(state: JobState | None) -> FailureClass:
+    """Why a job that is no longer making progress has no result. ``None``: it vanished."""
+    if state is None:
+        return FailureClass.VANISHED
+    return _BY_STATE.get(state, FailureClass.WORKER_CRASH)
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How infrastructure failures are retried. Always bounded."""
+
+    max_resubmissions: int = 3
+    memory_factor: float = 2.0
+    walltime_factor: float = 2.0
+    #: used when OOM/TIMEOUT escalates a chunk that asked for no memory/walltime
+    base_memory: int = 2 * 1024**3
+    base_walltime: int = 3600
+    resubmit: frozenset[FailureClass] = frozenset(set(FailureClass) - {FailureClass.USER_ERROR})
+
+    def __post_init__(self) -> None:
+        if self.max_resubmissions < 0:
+            raise ValueError("max_resubmissions must be >= 0")
+        if self.memory_factor < 1 or self.walltime_factor < 1:
+            raise ValueError("escalation factors must be >= 1")
+
+    def decide(self, failure: FailureClass, resubmissions_so_far: int, resources: Resources) -> Decision:
+        if failure not in self.resubmit:
+            return Decision(ActionKind.GIVE_UP, resources, f"{failure.value}: not resubmitted by policy")
+        if resubmissions_so_far >= self.max_resubmissions:
+            return Decision(ActionKind.GIVE_UP, resources,
+                            f"{failure.value}; resubmitted {resubmissions_so_far} time(s) already "
+                            f"(max_resubmissions={self.max_resubmissions})")
+        new = resources
+        why = failure.value
+        if failure is FailureClass.OUT_OF_MEMORY:
+            mem = int((resources.memory or self.base_memory) * self.memory_factor)
+            new = dataclasses.replace(resources, memory=mem)
+            why += f"; memory raised to {mem // 1024**2} MiB"
+        elif failure is FailureClass.TIMEOUT:
+            wall = int((resources.walltime or self.base_walltime) * self.walltime_factor)
+            new = dataclasses.replace(resources, walltime=wall)
+            why += f"; walltime raised to {wall} s"
+        return Decision(ActionKind.RESUBMIT, new, why)

@@ -1,0 +1,108 @@
+"""The program that runs on the compute node: ``python -m poolparty.worker BATCH_DIR ...``.
+
+It runs the tasks of one chunk and appends each result to its own part file, flushed per task, then
+renames the part file to ``.done`` (atomic). Tasks already recorded by an earlier attempt of the same
+chunk (requeue, resubmission while the first job was still finishing) are not run again. It imports
+only what it needs, never the dispatcher.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+import cloudpickle
+
+from . import record_log
+from .batch_files import BatchFiles
+from .payload import ExceptionInfo, run_payload
+from .workdir import check_private
+
+
+def recorded_tasks(files: BatchFiles, chunk: int) -> set[int]:
+    """Task indices that any attempt of this chunk has already recorded."""
+    done: set[int] = set()
+    prefix = f"c{chunk}."
+    try:
+        names = os.listdir(files.incoming)
+    except FileNotFoundError:
+        return done
+    for name in names:
+        if name.startswith(prefix) and (name.endswith(".part") or name.endswith(".done")):
+            done.update(r.key["task"] for r in record_log.read_records(files.incoming / name))
+    return done
+
+
+def encode_result(ok: bool, value: object) -> tuple[bool, bytes]:
+    try:
+        return ok, cloudpickle.dumps(value)
+    except Exception as e:  # an unpicklable result or exception is reported, not lost silently
+        if ok:
+            err = TypeError(f"the task's return value of type {type(value).__name__} cannot be pickled: {e}")
+            return False, cloudpickle.dumps(ExceptionInfo.capture(err))
+        info = value  # an ExceptionInfo whose exception object does not pickle
+        assert isinstance(info, ExceptionInfo)
+        info.exc = None
+        return False, cloudpickle.dumps(info)
+
+
+def run_chunk(files: BatchFiles, chunk: int, sub: int) -> int:
+    indices, payloads = files.read_chunk(chunk)
+    done = recorded_tasks(files, chunk)
+    part = files.incoming / f"{files.part_name(chunk, sub)}.part"
+    shared_error: ExceptionInfo | None = None
+    try:
+        shared = files.read_shared()
+        if shared is not None and shared.initializer is not None:
+            shared.initializer(*shared.initargs)
+    except Exception as e:  # e.g. ModuleNotFoundError: every task reports it, nothing hangs
+        shared, shared_error = None, ExceptionInfo.capture(e)
+    with record_log.RecordWriter(part) as out:
+        for index, item in zip(indices, payloads):
+            if index in done:
+                continue
+            if shared_error is not None:
+                ok, data = encode_result(False, shared_error)
+            else:
+                try:
+                    ok, data = encode_result(True, run_payload(item, shared))
+                except Exception as e:
+                    ok, data = encode_result(False, ExceptionInfo.capture(e))
+            sys.stdout.flush()
+            sys.stderr.flush()
+            out.append({"task": index, "ok": ok}, data)
+        out.sync()
+    try:
+        os.replace(part, part.with_suffix(".done"))
+    except FileNotFoundError:
+        pass  # the driver already stored this chunk from another attempt and removed our file
+    return 0
+
+
+def chunk_from_environment(offset: int, index_env: str) -> int:
+    raw = os.environ.get(index_env)
+    if raw is None or not raw.isdigit():
+        raise SystemExit(f"poolparty.worker: environment variable {index_env}={raw!r} is not an array index")
+    return offset + int(raw)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="poolparty.worker", description=__doc__)
+    p.add_argument("batch_dir", type=Path)
+    p.add_argument("--sub", type=int, required=True, help="submission number (names the part file)")
+    p.add_argument("--chunk", type=int, help="chunk to run (plain jobs)")
+    p.add_argument("--offset", type=int, default=0, help="chunk = offset + array index (array jobs)")
+    p.add_argument("--index-env", help="environment variable holding the array index")
+    a = p.parse_args(argv)
+    files = BatchFiles(a.batch_dir.resolve())
+    # pickles are code: load them only from directories nobody else can write
+    check_private(files.path)
+    check_private(files.path.parent.parent)
+    check_private(files.incoming)
+    chunk = a.chunk if a.chunk is not None else chunk_from_environment(a.offset, a.index_env)
+    return run_chunk(files, chunk, a.sub)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
