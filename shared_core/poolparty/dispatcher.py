@@ -44,6 +44,7 @@ class Dispatcher:
         self._on_batch_end = on_batch_end
         self._cond = threading.Condition()
         self._new: list[Batch] = []
+        self._cancel_requests: list[object] = []
         self._batches: list[Batch] = []
         self._submissions: dict[str, Submission] = {}
         self._stop = False
@@ -70,6 +71,12 @@ class Dispatcher:
         if threading.current_thread() is not self._thread:
             self._thread.join()
 
+    def cancel_batch(self, handle: "object") -> None:
+        """Cancel one batch's jobs (the pool goes on); its handle finishes with CancelledError."""
+        with self._cond:
+            self._cancel_requests.append(handle)
+            self._cond.notify_all()
+
     def stop(self) -> None:
         with self._cond:
             self._stop = True
@@ -89,6 +96,7 @@ class Dispatcher:
                 if not self._abort and not self._new:
                     self._cond.wait(self.s.tick)
                 new, self._new = self._new, []
+                cancels, self._cancel_requests = self._cancel_requests, []
                 abort, stop = self._abort, self._stop
             self._batches.extend(new)
             for b in new:
@@ -96,6 +104,8 @@ class Dispatcher:
             if abort is not None:
                 self._do_abort(*abort)
                 return
+            for handle in cancels:
+                self._cancel_one(handle)
             try:
                 self._step()
             except Exception as e:  # a scheduler that stays broken: nothing may hang, nothing orphaned
@@ -334,6 +344,26 @@ class Dispatcher:
         b.journal.close()
         self._on_batch_end(b, err)
         b.handle._finish(err)
+
+    def _cancel_one(self, handle: object) -> None:
+        batch = next((b for b in self._batches if b.handle is handle), None)
+        if batch is None:
+            return
+        queued = [c for c in batch.chunks if c.phase is Phase.QUEUED and c.element is not None]
+        if queued:
+            try:
+                self._cancel([c.element for c in queued])  # type: ignore[misc]
+            except Exception as e:
+                log.error("poolparty: could not cancel the jobs of %s: %s", batch.handle.label, e)
+        for c in batch.chunks:
+            if c.phase in (Phase.QUEUED, Phase.WAITING):
+                c.phase = Phase.FAILED
+                c.last_failure = "cancelled"
+                if c.submission is not None:
+                    c.submission.unfinished.discard(c.chunk)
+                    c.submission = None
+        self._batches.remove(batch)
+        self._end_batch(batch, _cancelled(f"{batch.handle.label} cancelled"))
 
     def _cancel(self, elements: list[str], by_name: bool = False) -> None:
         if not elements and not by_name:

@@ -150,6 +150,10 @@ class Engine:
         log.warning("poolparty: %s did not finish cleanly; its work_dir is kept: %s", batch.handle.label,
                     batch.files.path)
 
+    def cancel(self, handle: BatchHandle) -> None:
+        """Cancel one batch's jobs (one scheduler call); the pool stays usable."""
+        self.dispatcher.cancel_batch(handle)
+
     # -- lifecycle -----------------------------------------------------------------------------
     def terminate(self, reason: str = "terminate") -> None:
         """Cancel every job of the pool at once and fail what is unfinished."""

@@ -6,6 +6,7 @@ died mid-append (SIGKILL, node crash) leaves a valid prefix, never a torn record
 """
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import struct
@@ -89,9 +90,16 @@ def valid_length(path: str | os.PathLike[str]) -> int:
 class RecordWriter:
     """Appends records to one file. Truncates a torn tail left by an earlier writer first."""
 
-    def __init__(self, path: str | os.PathLike[str], *, mode: int = 0o600):
+    def __init__(self, path: str | os.PathLike[str], *, mode: int = 0o600, exclusive: bool = False):
+        """``exclusive``: hold an flock for the writer's life; BlockingIOError if another holds it."""
         self.path = Path(path)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, mode)
+        if exclusive:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                raise
         self._f = os.fdopen(fd, "r+b", buffering=0)
         end = valid_length(self.path)
         self._f.truncate(end)

@@ -49,7 +49,6 @@ def encode_result(ok: bool, value: object) -> tuple[bool, bytes]:
 
 def run_chunk(files: BatchFiles, chunk: int, sub: int) -> int:
     indices, payloads = files.read_chunk(chunk)
-    done = recorded_tasks(files, chunk)
     part = files.incoming / f"{files.part_name(chunk, sub)}.part"
     shared_error: ExceptionInfo | None = None
     try:
@@ -58,7 +57,13 @@ def run_chunk(files: BatchFiles, chunk: int, sub: int) -> int:
             shared.initializer(*shared.initargs)
     except Exception as e:  # e.g. ModuleNotFoundError: every task reports it, nothing hangs
         shared, shared_error = None, ExceptionInfo.capture(e)
-    with record_log.RecordWriter(part) as out:
+    try:  # a twin of this very element (a duplicated submission) is writing: leave it the work
+        out = record_log.RecordWriter(part, exclusive=True)
+    except BlockingIOError:
+        print(f"poolparty.worker: {part.name} is being written by another instance; exiting", file=sys.stderr)
+        return 0
+    with out:
+        done = recorded_tasks(files, chunk)
         for index, item in zip(indices, payloads):
             if index in done:
                 continue
@@ -73,10 +78,10 @@ def run_chunk(files: BatchFiles, chunk: int, sub: int) -> int:
             sys.stderr.flush()
             out.append({"task": index, "ok": ok}, data)
         out.sync()
-    try:
-        os.replace(part, part.with_suffix(".done"))
-    except FileNotFoundError:
-        pass  # the driver already stored this chunk from another attempt and removed our file
+        try:
+            os.replace(part, part.with_suffix(".done"))
+        except FileNotFoundError:
+            pass  # the driver already stored this chunk from another attempt and removed our file
     return 0
 
 

@@ -5,7 +5,7 @@ import concurrent.futures as cf
 import time
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
-from ..coalescer import CallCoalescer
+from ..coalescer import CallCoalescer, register_user_functions
 from ..engine import Engine
 from ..errors import PoolClosedError
 from ..payload import Call, SharedFunction
@@ -21,6 +21,7 @@ class Executor(cf.Executor):
         if max_workers is not None and max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")
         self._engine = Engine(build_engine_options(max_workers, options))
+        self._work_dir = self._engine.work_dir  # still known after shutdown: a failed run's dir is kept
         self._calls = CallCoalescer(self._engine, 0.02 if self._engine.queue.name == "local" else 0.5)
         self._shutdown = False
         self._futures: "set[cf.Future[Any]]" = set()
@@ -31,7 +32,7 @@ class Executor(cf.Executor):
 
     @property
     def work_dir(self) -> Any:
-        return self._engine.work_dir
+        return self._work_dir
 
     def _resources(self, resources: Mapping[str, Any] | None) -> Resources:
         base = self._engine.options.resources
@@ -60,6 +61,7 @@ class Executor(cf.Executor):
         end = None if timeout is None else time.monotonic() + timeout
         calls = [(i, Call(None, args)) for i, args in enumerate(zip(*iterables))]
         chunks = [calls[i:i + chunksize] for i in range(0, len(calls), chunksize)]
+        register_user_functions(fn)
         handle = self._engine.submit(SharedFunction(fn), chunks, self._resources(resources))
         cursor = handle.cursor(ordered=True)
 

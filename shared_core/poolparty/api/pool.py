@@ -1,12 +1,13 @@
 """``poolparty.Pool``: a drop-in for ``multiprocessing.Pool`` whose workers are cluster jobs."""
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import threading
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from ..batch_handle import BatchHandle
-from ..coalescer import CallCoalescer
+from ..coalescer import CallCoalescer, register_user_functions
 from ..engine import Engine
 from ..errors import PoolClosedError
 from ..payload import Call, SharedFunction
@@ -14,6 +15,7 @@ from ..resources import Resources
 from .options import build_engine_options
 
 _UNSET = object()
+log = logging.getLogger("poolparty")
 
 
 class AsyncResult:
@@ -28,6 +30,7 @@ class AsyncResult:
         self._error_callback = error_callback
         self._outcome: tuple[bool, Any] | None = None
         self._lock = threading.Lock()
+        self._event = threading.Event()  # set once the callbacks ran: ready() implies they did, as in multiprocessing
 
     def _resolve(self) -> tuple[bool, Any]:
         with self._lock:
@@ -45,11 +48,14 @@ class AsyncResult:
                 self._callback(value)
             elif not ok and self._error_callback is not None:
                 self._error_callback(value)
+        except Exception:  # runs on the dispatcher thread: a user's callback error must not stop the pool
+            log.exception("poolparty: exception in the callback of %r", self)
         finally:
+            self._event.set()
             self._pool._callback_done()
 
     def ready(self) -> bool:
-        return self._wait(0)
+        return self._event.is_set()
 
     def successful(self) -> bool:
         if not self.ready():
@@ -57,10 +63,10 @@ class AsyncResult:
         return self._resolve()[0]
 
     def wait(self, timeout: float | None = None) -> None:
-        self._pool._interruptible(lambda: self._wait(timeout))
+        self._pool._interruptible(lambda: self._event.wait(timeout))
 
     def get(self, timeout: float | None = None) -> Any:
-        if not self._pool._interruptible(lambda: self._wait(timeout)):
+        if not self._pool._interruptible(lambda: self._event.wait(timeout)):
             raise multiprocessing.TimeoutError
         ok, value = self._resolve()
         if ok:
@@ -106,6 +112,7 @@ class Pool:
         if processes is not None and (not isinstance(processes, int) or processes < 1):
             raise ValueError("Number of processes must be at least 1")
         self._engine = Engine(build_engine_options(processes, options))
+        self._work_dir = self._engine.work_dir  # still known after close: a failed run's dir is kept
         self._initializer = initializer
         self._initargs = tuple(initargs)
         self._state = "RUN"
@@ -116,7 +123,7 @@ class Pool:
     # -- properties ----------------------------------------------------------------------------
     @property
     def work_dir(self) -> Any:
-        return self._engine.work_dir
+        return self._work_dir
 
     @property
     def engine(self) -> Engine:
@@ -169,6 +176,7 @@ class Pool:
             chunksize = self._default_chunksize(len(items))
         if chunksize < 1:
             raise ValueError(f"Chunksize must be 1+, not {chunksize:n}")
+        register_user_functions(func, self._initializer)
         shared = SharedFunction(func, star, self._initializer, self._initargs)
         calls = [(i, Call(None, tuple(x) if star else (x,))) for i, x in enumerate(items)]
         chunks = [calls[i:i + chunksize] for i in range(0, len(calls), chunksize)]
@@ -191,6 +199,7 @@ class Pool:
                     error_callback: Callable[[BaseException], None] | None = None, *,
                     resources: Mapping[str, Any] | None = None) -> AsyncResult:
         self._check_running()
+        register_user_functions(func, self._initializer)  # before they are wrapped in _Initialized
         call = Call(_with_initializer(func, self._initializer, self._initargs), tuple(args), dict(kwds))
         fut = self._calls.submit(call, self._resources(resources) or self._engine.options.resources)
 

@@ -1,0 +1,225 @@
+"""Shared fixtures: one behavioural suite runs against the local queue, the fake schedulers (fault
+injection) and, where present, the real SLURM and SGE daemons started by ``ci/start-*.sh``."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import pytest
+
+TESTS = Path(__file__).parent
+sys.path.insert(0, str(TESTS))
+
+from real_wlm import require_or_skip, sge_available, slurm_available  # noqa: E402
+
+from poolparty.queues.base import QueueAdapter  # noqa: E402
+from poolparty.scheduler_cli import SchedulerCLI  # noqa: E402
+
+SCHEDULER_COMMANDS = {
+    "slurm": ("sbatch", "squeue", "scancel", "scontrol", "sacct"),
+    "sge": ("qsub", "qstat", "qdel", "qconf", "qacct", "qalter"),
+}
+CALL_SHIM = """#!{python}
+import json, os, sys, time
+real = {real!r}
+with open({log!r}, "a") as f:
+    f.write(json.dumps({{"t": time.time(), "cmd": os.path.basename(sys.argv[0]), "argv": sys.argv[1:]}}) + "\\n")
+os.execv(real, [real] + sys.argv[1:])
+"""
+
+
+def install_call_counter(bin_dir: Path, flavor: str, log: Path) -> None:
+    """A PATH shim that logs every scheduler call and then runs the real command."""
+    bin_dir.mkdir(parents=True, exist_ok=True)
+    for cmd in SCHEDULER_COMMANDS[flavor]:
+        real = subprocess.run(["which", cmd], capture_output=True, text=True).stdout.strip()
+        if not real:
+            continue
+        shim = bin_dir / cmd
+        shim.write_text(CALL_SHIM.format(python=sys.executable, real=real, log=str(log)))
+        shim.chmod(0o755)
+
+
+@dataclass
+class QueueUnderTest:
+    """What a behavioural test needs from a queue, whichever kind it is."""
+
+    kind: str  # local | fake-slurm | fake-sge | slurm | sge
+    flavor: str  # local | slurm | sge
+    tmp: Path
+    cluster: Any = None  # the FakeCluster, for fault injection
+    call_log: Path | None = None
+    timing: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def fake(self) -> bool:
+        return self.kind.startswith("fake")
+
+    @property
+    def real(self) -> bool:
+        return self.kind in ("slurm", "sge")
+
+    def adapter(self) -> QueueAdapter:
+        """A fresh adapter with grace periods short enough for tests."""
+        from poolparty.queues import make_queue
+
+        q = make_queue(self.flavor, SchedulerCLI(timeout=30, backoff_base=0.2))
+        for name, value in self.timing.items():
+            setattr(q, name, value)
+        return q
+
+    def pool_options(self, **extra: Any) -> dict[str, Any]:
+        opts: dict[str, Any] = dict(queue=self.adapter(), work_root=self.tmp / "runs",
+                                    polling_interval=1.0 if not self.real else 2.0)
+        opts.update(extra)
+        return opts
+
+    def calls(self, cmd: str | None = None) -> list[dict[str, Any]]:
+        if self.cluster is not None:
+            return self.cluster.calls(cmd)
+        if self.call_log is None or not self.call_log.exists():
+            return []
+        rows = [json.loads(line) for line in self.call_log.read_text().splitlines() if line.strip()]
+        return [r for r in rows if cmd is None or r["cmd"] == cmd]
+
+    def live_jobs(self, pool: Any) -> list[str]:
+        """Jobs of this pool still in the scheduler (pending or running), by the scheduler's own view."""
+        name = pool.engine.name
+        if self.flavor == "local":
+            return _local_worker_pids(str(pool.engine.work_dir))
+        if self.flavor == "slurm":
+            out = subprocess.run(["squeue", "--noheader", "--array", f"--name={name}", "--format=%i|%T"],
+                                 capture_output=True, text=True, timeout=30).stdout
+            return [l for l in out.splitlines() if l.strip() and "COMPLET" not in l]
+        out = subprocess.run(["qstat", "-xml", "-g", "d", "-u", _user()], capture_output=True, text=True,
+                             timeout=30).stdout
+        import xml.etree.ElementTree as ET
+        return [j.findtext("JB_job_number", "") for j in ET.fromstring(out).iter("job_list")
+                if j.findtext("JB_name") == name]
+
+    def running_elements(self, pool: Any) -> list[str]:
+        """Element ids of the pool running now, as the scheduler (or /proc, locally) reports them."""
+        name = pool.engine.name
+        if self.flavor == "slurm":
+            out = subprocess.run(["squeue", "--noheader", "--array", f"--name={name}", "--states=RUNNING",
+                                  "--format=%i"], capture_output=True, text=True, timeout=30).stdout
+            return [l.strip() for l in out.splitlines() if l.strip()]
+        if self.flavor == "sge":
+            out = subprocess.run(["qstat", "-xml", "-g", "d", "-u", _user()], capture_output=True, text=True,
+                             timeout=30).stdout
+            import xml.etree.ElementTree as ET
+            return [f"{j.findtext('JB_job_number')}.{j.findtext('tasks')}" if j.findtext("tasks")
+                    else j.findtext("JB_job_number", "") for j in ET.fromstring(out).iter("job_list")
+                    if j.findtext("JB_name") == name and (j.findtext("state") or "") in ("r", "t")]
+        return _local_worker_pids(str(pool.engine.work_dir))
+
+    def kill_behind_back(self, element: str) -> None:
+        """Cancel one running element the way an admin or a user in another shell would."""
+        if self.cluster is not None:
+            self.cluster.inject(element, "kill")
+        elif self.flavor == "slurm":
+            subprocess.run(["scancel", element], check=True, timeout=30)
+        elif self.flavor == "sge":
+            subprocess.run(["qdel", element], check=True, timeout=30, capture_output=True)
+        else:
+            os.kill(int(element), 9)
+
+    def running_jobs(self, pool: Any) -> int:
+        name = pool.engine.name
+        if self.flavor == "slurm":
+            out = subprocess.run(["squeue", "--noheader", "--array", f"--name={name}", "--states=RUNNING",
+                                  "--format=%i"], capture_output=True, text=True, timeout=30).stdout
+            return len([l for l in out.splitlines() if l.strip()])
+        if self.flavor == "sge":
+            out = subprocess.run(["qstat", "-xml", "-g", "d", "-u", _user()], capture_output=True, text=True,
+                             timeout=30).stdout
+            import xml.etree.ElementTree as ET
+            return sum(1 for j in ET.fromstring(out).iter("job_list")
+                       if j.findtext("JB_name") == name and "r" in (j.findtext("state") or ""))
+        return len(_local_worker_pids(str(pool.engine.work_dir)))
+
+
+def _user() -> str:
+    import pwd
+    return pwd.getpwuid(os.getuid()).pw_name
+
+
+def pool_status_calls(q: "QueueUnderTest") -> list[dict[str, Any]]:
+    """The status queries poolparty itself made (the tests' own squeue/qstat calls differ in argv)."""
+    if q.flavor == "slurm":
+        return [c for c in q.calls("squeue") if "--states=all" in c["argv"]]
+    return [c for c in q.calls("qstat") if c["argv"] == ["-xml", "-g", "d"]]
+
+
+def _local_worker_pids(run_dir: str) -> list[str]:
+    """Local-queue workers of one run directory (matched on the worker's argv)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"poolparty.worker" in cmd and any(run_dir.encode() in c for c in cmd):
+            pids.append(entry)
+    return pids
+
+
+FAKE_TIMING = dict(vanish_grace=2.0, result_grace=1.0, min_poll_interval=0.3)
+REAL_TIMING = dict(vanish_grace=10.0, result_grace=5.0, min_poll_interval=1.0)
+
+
+def _make(kind: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **cluster_kw: Any):
+    if kind == "local":
+        return QueueUnderTest("local", "local", tmp_path), None
+    if kind.startswith("fake-"):
+        from fake_wlm import FakeCluster
+
+        flavor = kind.split("-", 1)[1]
+        cluster = FakeCluster(tmp_path / "wlm", flavor=flavor, **{"slots": 8, **cluster_kw})
+        cluster.__enter__()
+        monkeypatch.setenv("PATH", f"{cluster.bin_dir}{os.pathsep}{os.environ['PATH']}")
+        return QueueUnderTest(kind, flavor, tmp_path, cluster=cluster, timing=dict(FAKE_TIMING)), cluster
+    require_or_skip(slurm_available() if kind == "slurm" else sge_available(), f"real {kind.upper()}")
+    log = tmp_path / "calls.jsonl"
+    install_call_counter(tmp_path / "shim", kind, log)
+    monkeypatch.setenv("PATH", f"{tmp_path / 'shim'}{os.pathsep}{os.environ['PATH']}")
+    return QueueUnderTest(kind, kind, tmp_path, call_log=log, timing=dict(REAL_TIMING)), None
+
+
+@pytest.fixture
+def make_queue_under_test(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Factory: ``make_queue_under_test("fake-slurm", max_array_size=101)``."""
+    clusters: list[Any] = []
+
+    def make(kind: str, **cluster_kw: Any) -> QueueUnderTest:
+        q, cluster = _make(kind, tmp_path, monkeypatch, **cluster_kw)
+        if cluster is not None:
+            clusters.append(cluster)
+        return q
+
+    yield make
+    for c in clusters:
+        c.__exit__(None, None, None)
+
+
+ALL_KINDS = ["local", "fake-slurm", "fake-sge", "slurm", "sge"]
+FAKE_KINDS = ["fake-slurm", "fake-sge"]
+CLUSTER_KINDS = ["fake-slurm", "fake-sge", "slurm", "sge"]
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

@@ -1,0 +1,183 @@
+"""Fault injection through the fake schedulers: what real daemons cannot do on one machine on demand."""
+from __future__ import annotations
+
+import re
+import threading
+import time
+
+import pytest
+
+import poolparty
+from conftest import FAKE_KINDS, pool_status_calls, wait_until
+from test_behaviour import runs_per_task, slow_square
+
+
+def run_map(q, markers, n=6, seconds=0.5, chunksize=1, timeout=180, **opts):
+    with poolparty.Pool(**q.pool_options(**opts)) as pool:
+        result = pool.map_async(slow_square, [(x, str(markers), seconds) for x in range(n)],
+                                chunksize=chunksize).get(timeout)
+        return result, dict(pool.engine.dispatcher.stats)
+
+
+@pytest.fixture
+def markers(tmp_path):
+    d = tmp_path / "markers"
+    d.mkdir()
+    return d
+
+
+def array_index(q, chunk: int) -> int:
+    """The scheduler's array index of a chunk of a small map (SGE counts from 1)."""
+    return chunk + (1 if q.flavor == "sge" else 0)
+
+
+def sub_argvs(q):
+    return [c["argv"] for c in q.calls("sbatch" if q.flavor == "slurm" else "qsub")]
+
+
+@pytest.mark.parametrize("kind", FAKE_KINDS)
+@pytest.mark.parametrize("action", ["node_fail", "vanish", "preempt", "kill"])
+def test_infrastructure_failures_are_resubmitted(kind, action, make_queue_under_test, markers):
+    q = make_queue_under_test(kind)
+    if action == "preempt" and q.flavor == "sge":
+        action = "requeue"
+    q.cluster.add_rule(action, index=array_index(q, 1), after=0.2)
+    result, stats = run_map(q, markers, max_running=3)
+    assert result == [x * x for x in range(6)]
+    assert set(runs_per_task(markers)) == set(range(6))
+    rerun_by_scheduler = action == "requeue" or (action == "node_fail" and q.flavor == "sge")  # qsub -r y
+    expected = 0 if rerun_by_scheduler else 1
+    assert stats["resubmissions"] == expected
+    assert len(sub_argvs(q)) == 1 + expected
+
+
+def test_out_of_memory_is_resubmitted_with_more_memory(make_queue_under_test, markers):
+    q = make_queue_under_test("fake-slurm")
+    q.cluster.add_rule("oom", index=0, after=0.2)
+    result, stats = run_map(q, markers, n=3, memory="100MB", max_running=3)
+    assert result == [0, 1, 4]
+    first, second = sub_argvs(q)
+    assert "--mem=100M" in first and "--mem=200M" in second
+    assert stats["resubmissions"] == 1
+
+
+def test_timeout_is_resubmitted_with_more_walltime(make_queue_under_test, markers):
+    q = make_queue_under_test("fake-slurm")
+    q.cluster.add_rule("timeout", index=0, after=0.2)
+    result, stats = run_map(q, markers, n=3, walltime=60, max_running=3)
+    assert result == [0, 1, 4]
+    first, second = sub_argvs(q)
+    assert "--time=0-00:01:00" in first and "--time=0-00:02:00" in second
+
+
+@pytest.mark.parametrize("kind", FAKE_KINDS)
+def test_a_held_job_is_waited_on_not_resubmitted(kind, make_queue_under_test, markers):
+    q = make_queue_under_test(kind)
+
+    def hold_then_release():
+        jobs = wait_until(lambda: [j for j in q.cluster.jobs() if j.get("state") == "PENDING"], 30,
+                          "a pending element")
+        job_id = jobs[0]["id"]
+        q.cluster.inject(job_id, "hold")
+        time.sleep(4)  # longer than the vanish and result grace periods
+        q.cluster.inject(job_id, "release")
+
+    t = threading.Thread(target=hold_then_release, daemon=True)
+    t.start()
+    result, stats = run_map(q, markers, n=4, seconds=1.0, max_running=1)
+    t.join()
+    assert result == [x * x for x in range(4)]
+    assert stats["resubmissions"] == 0
+
+
+def test_sge_error_state_is_deleted_and_resubmitted(make_queue_under_test, markers):
+    q = make_queue_under_test("fake-sge")
+    q.cluster.add_rule("eqw", index=array_index(q, 2), after=0.0)
+    result, stats = run_map(q, markers, n=4, max_running=4)
+    assert result == [x * x for x in range(4)]
+    assert stats["resubmissions"] == 1
+    assert any(c["argv"] for c in q.calls("qdel"))
+
+
+@pytest.mark.parametrize("kind", FAKE_KINDS)
+def test_transient_cli_errors_are_retried_with_one_query_per_poll(kind, make_queue_under_test, markers):
+    q = make_queue_under_test(kind)
+    submit, status = ("sbatch", "squeue") if q.flavor == "slurm" else ("qsub", "qstat")
+    q.cluster.set_cli_failures(**{submit: 2, status: 2})
+    result, stats = run_map(q, markers, n=4, seconds=1.5, max_running=2)
+    assert result == [x * x for x in range(4)]
+    assert len(q.calls(submit)) == 3  # two transient failures, then the one submission
+    assert stats["submissions"] == 1
+    # every poll is one query; only the two transient failures were repeated
+    assert len(pool_status_calls(q)) == stats["polls"] + 2
+
+
+def test_a_lost_submission_reply_leaves_no_duplicate_behind(make_queue_under_test, markers):
+    q = make_queue_under_test("fake-slurm")
+    q.cluster.set_cli_failures(lost_reply=True, sbatch=1)  # sbatch worked, its answer was lost
+    result, stats = run_map(q, markers, n=4, seconds=0.5, max_running=4)
+    assert result == [x * x for x in range(4)]
+    wait_until(lambda: not [j for j in q.cluster.jobs() if j.get("state") in ("PENDING", "RUNNING")], 30,
+               "the duplicate array to be cancelled")
+
+
+@pytest.mark.parametrize("kind", FAKE_KINDS)
+def test_slow_scheduler_cli_still_one_query_per_poll(kind, make_queue_under_test, markers):
+    q = make_queue_under_test(kind)
+    q.cluster.set_cli_delay(**{"squeue" if q.flavor == "slurm" else "qstat": 1.0})
+    result, stats = run_map(q, markers, n=4, seconds=1.0, max_running=4)
+    assert result == [x * x for x in range(4)]
+    assert len(pool_status_calls(q)) == stats["polls"]
+
+
+@pytest.mark.parametrize("kind", FAKE_KINDS)
+def test_retry_limit_names_the_tasks_and_cancels_the_rest(kind, make_queue_under_test, markers):
+    q = make_queue_under_test(kind)
+    q.cluster.add_rule("node_fail", index=array_index(q, 0), after=0.1, times=100)
+    with poolparty.Pool(**q.pool_options(max_running=2, max_resubmissions=2)) as pool:
+        with pytest.raises(poolparty.RetryLimitExceeded) as err:
+            pool.map(slow_square, [(x, str(markers), 3.0) for x in range(8)], chunksize=1)
+        name = pool.engine.name
+        msg = str(err.value)
+    assert "chunk 0 (tasks 0)" in msg and "max_resubmissions=2" in msg and "kept" in msg
+    assert list(err.value.failures) == [0]
+    # every other job of the pool is cancelled: nothing of it left pending or running
+    wait_until(lambda: not [j for j in q.cluster.jobs() if j.get("name") == name
+                            and j.get("state") in ("PENDING", "RUNNING")], 20,
+               "the rest of the pool to be cancelled")
+
+
+@pytest.mark.parametrize("kind", FAKE_KINDS)
+def test_arrays_are_split_at_the_schedulers_maximum(kind, make_queue_under_test, markers):
+    q = make_queue_under_test(kind, max_array_size=11)
+    result, stats = run_map(q, markers, n=30, seconds=0.0, max_running=8)
+    assert result == [x * x for x in range(30)]
+    argvs = sub_argvs(q)
+    assert len(argvs) == 3 and stats["submissions"] == 3
+    if q.flavor == "slurm":
+        specs = [a for argv in argvs for a in argv if a.startswith("--array=")]
+        indices = [int(x) for spec in specs for x in re.findall(r"\d+", spec.split("%")[0])]
+        assert max(indices) <= 10
+
+
+@pytest.mark.parametrize("kind", FAKE_KINDS)
+def test_plain_job_mode_one_job_per_chunk_throttled_by_the_dispatcher(kind, make_queue_under_test, markers):
+    q = make_queue_under_test(kind)
+    peak = 0
+    stop = threading.Event()
+
+    def sample():
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, sum(1 for j in q.cluster.jobs() if j.get("state") == "RUNNING"))
+            time.sleep(0.05)
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    result, stats = run_map(q, markers, n=5, seconds=0.7, max_running=2, array=False)
+    stop.set()
+    t.join()
+    assert result == [x * x for x in range(5)]
+    argvs = sub_argvs(q)
+    assert len(argvs) == 5 and not any(a.startswith(("--array", "-t")) for argv in argvs for a in argv)
+    assert 1 <= peak <= 2

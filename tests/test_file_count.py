@@ -1,0 +1,29 @@
+"""Shared filesystems die of inodes: the work_dir's file count does not grow with the number of tasks."""
+import os
+import threading
+
+import poolparty
+
+
+def count_files(root) -> int:
+    return sum(len(files) + len(dirs) for _, dirs, files in os.walk(root))
+
+
+def test_ten_thousand_tasks_stay_under_fifty_files(tmp_path):
+    peak = 0
+    stop = threading.Event()
+    with poolparty.Pool(queue="local", max_running=2, work_root=tmp_path, keep_work_dir=True) as pool:
+        def sample():
+            nonlocal peak
+            while not stop.is_set():
+                peak = max(peak, count_files(pool.work_dir))
+                stop.wait(0.01)
+
+        t = threading.Thread(target=sample, daemon=True)
+        t.start()
+        result = pool.map(abs, range(-10_000, 0), chunksize=250)
+        stop.set()
+        t.join()
+        end = count_files(pool.work_dir)
+    assert result == list(range(10_000, 0, -1))
+    assert peak < 50 and end < 50, (peak, end)

@@ -1,0 +1,60 @@
+"""Portable resource names and their translation per scheduler."""
+import pytest
+
+from poolparty import ConfigurationError, Resources, UnknownResourceError, UnsupportedResourceError
+from poolparty.queues import sge, slurm
+from poolparty.resources import parse_duration, parse_memory
+
+
+@pytest.mark.parametrize("text,expected", [("4GB", 4 * 1024**3), ("500M", 500 * 1024**2), ("2GiB", 2 * 1024**3),
+                                           (1024, 1024), ("1.5G", int(1.5 * 1024**3))])
+def test_memory(text, expected):
+    assert parse_memory(text) == expected
+
+
+@pytest.mark.parametrize("text,expected", [(90, 90), ("1:30:00", 5400), ("2-00:00:00", 172800), ("90min", 5400),
+                                           ("2h", 7200), ("10:00", 600), ("2-3", 2 * 86400 + 3 * 3600)])
+def test_duration(text, expected):
+    assert parse_duration(text) == expected
+
+
+@pytest.mark.parametrize("bad", [{"memory": "lots"}, {"walltime": "soon"}, {"cpus": 0}, {"extra": "--x"},
+                                 {"partition": "-p"}])
+def test_bad_values(bad):
+    with pytest.raises(ConfigurationError):
+        Resources.from_mapping(bad)
+
+
+def test_unknown_name_lists_valid_ones():
+    with pytest.raises(UnknownResourceError) as e:
+        Resources.from_mapping({"mem": "1G"})
+    assert "'mem'" in str(e.value) and "memory" in str(e.value) and "walltime" in str(e.value)
+
+
+def test_slurm_flags():
+    r = Resources.from_mapping(dict(cpus=4, memory="4GB", walltime="1:30:00", partition="gpu", account="lab",
+                                    qos="long", gpus=1, extra=["--constraint=skylake"]))
+    assert slurm.resource_flags(r) == ["--cpus-per-task=4", "--mem=4096M", "--time=0-01:30:00",
+                                       "--partition=gpu", "--account=lab", "--qos=long", "--gpus=1",
+                                       "--constraint=skylake"]
+
+
+def test_sge_flags_memory_is_per_slot():
+    r = Resources.from_mapping(dict(cpus=4, memory="4GB", walltime=90, partition="all.q"))
+    assert sge.resource_flags(r) == ["-pe", "smp", "4", "-l", "h_vmem=1024M,h_rt=0:01:30", "-q", "all.q"]
+
+
+def test_sge_rejects_qos():
+    with pytest.raises(UnsupportedResourceError, match="QOS"):
+        sge.resource_flags(Resources(qos="long"))
+
+
+def test_state_mapping():
+    from poolparty.queues.base import JobState
+    assert slurm.slurm_state("PENDING", "JobHeldAdmin") is JobState.HELD
+    assert slurm.slurm_state("FAILED", "JobLaunchFailure") is JobState.LAUNCH_FAILED
+    assert slurm.slurm_state("CANCELLED by 0", "None") is JobState.CANCELLED
+    assert sge.sge_state("Eqw") is JobState.ERROR
+    assert sge.sge_state("hqw") is JobState.HELD
+    assert sge.sge_state("Rq") is JobState.REQUEUED
+    assert sge.sge_state("r") is JobState.RUNNING
