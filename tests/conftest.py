@@ -34,6 +34,20 @@ os.execv(real, [real] + sys.argv[1:])
 """
 
 
+REAL_BIN: dict[str, str] = {}
+
+
+def probe(cmd: str) -> str:
+    """The real scheduler command for the tests' own probes, around the call-counting shim."""
+    return REAL_BIN.get(cmd, cmd)
+
+
+def is_probe(call: dict[str, Any]) -> bool:
+    """A fake-scheduler call made by a test probe rather than by poolparty (recognised by its argv)."""
+    argv = call["argv"]
+    return "--states=RUNNING" in argv or "--format=%i|%T" in argv or "-u" in argv
+
+
 def install_call_counter(bin_dir: Path, flavor: str, log: Path) -> None:
     """A PATH shim that logs every scheduler call and then runs the real command."""
     bin_dir.mkdir(parents=True, exist_ok=True)
@@ -41,6 +55,8 @@ def install_call_counter(bin_dir: Path, flavor: str, log: Path) -> None:
         real = subprocess.run(["which", cmd], capture_output=True, text=True).stdout.strip()
         if not real:
             continue
+        if str(bin_dir) not in real:
+            REAL_BIN[cmd] = real
         shim = bin_dir / cmd
         shim.write_text(CALL_SHIM.format(python=sys.executable, real=real, log=str(log)))
         shim.chmod(0o755)
@@ -94,10 +110,10 @@ class QueueUnderTest:
         if self.flavor == "local":
             return _local_worker_pids(str(pool.engine.work_dir))
         if self.flavor == "slurm":
-            out = subprocess.run(["squeue", "--noheader", "--array", f"--name={name}", "--format=%i|%T"],
+            out = subprocess.run([probe("squeue"), "--noheader", "--array", f"--name={name}", "--format=%i|%T"],
                                  capture_output=True, text=True, timeout=30).stdout
             return [l for l in out.splitlines() if l.strip() and "COMPLET" not in l]
-        out = subprocess.run(["qstat", "-xml", "-g", "d", "-u", _user()], capture_output=True, text=True,
+        out = subprocess.run([probe("qstat"), "-xml", "-g", "d", "-u", _user()], capture_output=True, text=True,
                              timeout=30).stdout
         import xml.etree.ElementTree as ET
         return [j.findtext("JB_job_number", "") for j in ET.fromstring(out).iter("job_list")
@@ -107,11 +123,11 @@ class QueueUnderTest:
         """Element ids of the pool running now, as the scheduler (or /proc, locally) reports them."""
         name = pool.engine.name
         if self.flavor == "slurm":
-            out = subprocess.run(["squeue", "--noheader", "--array", f"--name={name}", "--states=RUNNING",
+            out = subprocess.run([probe("squeue"), "--noheader", "--array", f"--name={name}", "--states=RUNNING",
                                   "--format=%i"], capture_output=True, text=True, timeout=30).stdout
             return [l.strip() for l in out.splitlines() if l.strip()]
         if self.flavor == "sge":
-            out = subprocess.run(["qstat", "-xml", "-g", "d", "-u", _user()], capture_output=True, text=True,
+            out = subprocess.run([probe("qstat"), "-xml", "-g", "d", "-u", _user()], capture_output=True, text=True,
                              timeout=30).stdout
             import xml.etree.ElementTree as ET
             return [f"{j.findtext('JB_job_number')}.{j.findtext('tasks')}" if j.findtext("tasks")
@@ -124,20 +140,20 @@ class QueueUnderTest:
         if self.cluster is not None:
             self.cluster.inject(element, "kill")
         elif self.flavor == "slurm":
-            subprocess.run(["scancel", element], check=True, timeout=30)
+            subprocess.run([probe("scancel"), element], check=True, timeout=30)
         elif self.flavor == "sge":
-            subprocess.run(["qdel", element], check=True, timeout=30, capture_output=True)
+            subprocess.run([probe("qdel"), element], check=True, timeout=30, capture_output=True)
         else:
             os.kill(int(element), 9)
 
     def running_jobs(self, pool: Any) -> int:
         name = pool.engine.name
         if self.flavor == "slurm":
-            out = subprocess.run(["squeue", "--noheader", "--array", f"--name={name}", "--states=RUNNING",
+            out = subprocess.run([probe("squeue"), "--noheader", "--array", f"--name={name}", "--states=RUNNING",
                                   "--format=%i"], capture_output=True, text=True, timeout=30).stdout
             return len([l for l in out.splitlines() if l.strip()])
         if self.flavor == "sge":
-            out = subprocess.run(["qstat", "-xml", "-g", "d", "-u", _user()], capture_output=True, text=True,
+            out = subprocess.run([probe("qstat"), "-xml", "-g", "d", "-u", _user()], capture_output=True, text=True,
                              timeout=30).stdout
             import xml.etree.ElementTree as ET
             return sum(1 for j in ET.fromstring(out).iter("job_list")
@@ -213,6 +229,44 @@ def make_queue_under_test(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 ALL_KINDS = ["local", "fake-slurm", "fake-sge", "slurm", "sge"]
 FAKE_KINDS = ["fake-slurm", "fake-sge"]
 CLUSTER_KINDS = ["fake-slurm", "fake-sge", "slurm", "sge"]
+
+
+SCENARIOS: list[dict[str, Any]] = []
+
+
+@pytest.fixture
+def scenario(request):
+    """Record a scenario's measured outcome; printed at the end of the run (and appended to
+    $POOLPARTY_SCENARIO_LOG if set) for the issue's closing note."""
+    row: dict[str, Any] = {"test": request.node.name}
+    start = time.monotonic()
+    yield row
+    row["wall_s"] = round(time.monotonic() - start, 1)
+    SCENARIOS.append(row)
+    if os.environ.get("POOLPARTY_SCENARIO_LOG"):
+        with open(os.environ["POOLPARTY_SCENARIO_LOG"], "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+
+def pytest_terminal_summary(terminalreporter):
+    if SCENARIOS:
+        terminalreporter.section("scheduler scenarios (measured)")
+        for row in SCENARIOS:
+            terminalreporter.write_line(json.dumps(row))
+
+
+def measure(row: dict[str, Any], q: "QueueUnderTest", pool_or_engine: Any) -> None:
+    """Jobs submitted, resubmissions and scheduler calls of a finished run, into a scenario row."""
+    engine = getattr(pool_or_engine, "engine", pool_or_engine)
+    row.update(queue=q.kind, **{k: v for k, v in engine.dispatcher.stats.items()})
+    if q.flavor != "local":
+        by_cmd: dict[str, int] = {}
+        for c in q.calls():
+            if is_probe(c):
+                continue
+            by_cmd[c["cmd"]] = by_cmd.get(c["cmd"], 0) + 1
+        row["calls"] = by_cmd
+        row["pool_status_queries"] = len(pool_status_calls(q))
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:

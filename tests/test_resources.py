@@ -35,8 +35,7 @@ def test_slurm_flags():
     r = Resources.from_mapping(dict(cpus=4, memory="4GB", walltime="1:30:00", partition="gpu", account="lab",
                                     qos="long", gpus=1, extra=["--constraint=skylake"]))
     assert slurm.resource_flags(r) == ["--cpus-per-task=4", "--mem=4096M", "--time=0-01:30:00",
-                                       "--partition=gpu", "--account=lab", "--qos=long", "--gpus=1",
-                                       "--constraint=skylake"]
+                                       "--partition=gpu", "--account=lab", "--qos=long", "--gpus=1"]
 
 
 def test_sge_flags_memory_is_per_slot():

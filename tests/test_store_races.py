@@ -1,6 +1,7 @@
 """A chunk resubmitted while its first job was still finishing: exactly one result per task, none lost."""
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,22 +22,24 @@ def make_batch(tmp_path: Path, n: int) -> BatchFiles:
     return files
 
 
-def run_worker(files: BatchFiles, sub: int) -> None:
+def run_worker(files: BatchFiles, sub: int, job: str = "B") -> None:
+    env = {k: v for k, v in os.environ.items() if k not in ("SLURM_JOB_ID", "JOB_ID")}
+    env["POOLPARTY_JOB_ID"] = job
     subprocess.run([sys.executable, "-m", "poolparty.worker", str(files.path), "--sub", str(sub), "--chunk", "0"],
-                   check=True)
+                   check=True, env=env)
 
 
 def test_second_attempt_skips_what_the_first_recorded_and_store_keeps_one(tmp_path):
     files = make_batch(tmp_path, 6)
     # attempt 0 recorded tasks 0 and 1, then was killed in the middle of task 2's record
-    part0 = files.incoming / "c0.s0.part"
+    part0 = files.incoming / "c0.s0.jA.part"
     with record_log.RecordWriter(part0) as w:
         w.append({"task": 0, "ok": True}, cloudpickle.dumps("from-attempt-0"))
         w.append({"task": 1, "ok": True}, cloudpickle.dumps("from-attempt-0"))
     with open(part0, "ab") as f:
         f.write(record_log.encode({"task": 2, "ok": True}, cloudpickle.dumps(2))[:-3])  # torn
     run_worker(files, sub=1)
-    done1 = [r.key["task"] for r in record_log.read_records(files.incoming / "c0.s1.done")]
+    done1 = [r.key["task"] for r in record_log.read_records(files.incoming / "c0.s1.jB.done")]
     assert done1 == [2, 3, 4, 5]  # did not run 0 and 1 again
     # the first job was in fact still alive and finishes task 2 too: a duplicate
     with record_log.RecordWriter(part0) as w:
@@ -52,6 +55,15 @@ def test_second_attempt_skips_what_the_first_recorded_and_store_keeps_one(tmp_pa
     assert values[0] == "from-attempt-0" and values[2] == 2  # the finished attempt's record won
 
 
+def test_a_finished_twin_is_never_overwritten(tmp_path):
+    files = make_batch(tmp_path, 3)
+    run_worker(files, sub=0, job="A")
+    first = (files.incoming / "c0.s0.jA.done").read_bytes()
+    run_worker(files, sub=0, job="A")  # the same job run again (requeued after it had finished)
+    assert (files.incoming / "c0.s0.jA.done").read_bytes() == first
+    assert not (files.incoming / "c0.s0.jA.part").exists()
+
+
 def test_store_survives_a_crash_between_absorb_and_delete(tmp_path):
     files = make_batch(tmp_path, 3)
     run_worker(files, sub=0)
@@ -65,10 +77,10 @@ def test_store_survives_a_crash_between_absorb_and_delete(tmp_path):
 
 def test_twin_of_the_same_element_does_not_interleave(tmp_path):
     files = make_batch(tmp_path, 3)
-    part = files.incoming / "c0.s0.part"
-    holder = record_log.RecordWriter(part, exclusive=True)  # a twin is writing this very file
+    part = files.incoming / "c0.s0.jA.part"
+    holder = record_log.RecordWriter(part, exclusive=True)  # another run of this very job is writing
     try:
-        run_worker(files, sub=0)
-        assert not (files.incoming / "c0.s0.done").exists()
+        run_worker(files, sub=0, job="A")
+        assert not (files.incoming / "c0.s0.jA.done").exists()
     finally:
         holder.close()

@@ -1,5 +1,6 @@
 """The work_dir: race-free when many pools start at once, private, refused when others can write it."""
 import multiprocessing
+from pathlib import Path
 import os
 import stat
 import subprocess
@@ -11,19 +12,26 @@ import poolparty
 from poolparty.workdir import RunDir, check_private
 
 
-def _start_pool_and_map(root: str, n: int, barrier) -> list:
+def _start_pool_and_map(root: str, n: int, barrier, out: str) -> None:
     barrier.wait()  # all 20 processes create their pools at the same moment
     with poolparty.Pool(queue="local", max_running=1, work_root=root) as pool:
-        return pool.map(abs, range(-n, 0), chunksize=n)
+        result = pool.map(abs, range(-n, 0), chunksize=n)
+    Path(out).write_text(repr(result))
 
 
 def test_twenty_pools_start_at_once_in_one_parent(tmp_path):
     root = tmp_path / "shared-parent"  # does not exist yet: all 20 race to create it
     ctx = multiprocessing.get_context("spawn")
-    barrier = ctx.Manager().Barrier(20)
-    with ctx.Pool(20) as procs:
-        results = procs.starmap(_start_pool_and_map, [(str(root), 3, barrier)] * 20)
-    assert results == [[3, 2, 1]] * 20
+    barrier = ctx.Barrier(20)
+    procs = [ctx.Process(target=_start_pool_and_map, args=(str(root), 3, barrier, str(tmp_path / f"out{i}")))
+             for i in range(20)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=240)
+    codes = [p.exitcode for p in procs]
+    assert codes == [0] * 20, codes
+    assert [(tmp_path / f"out{i}").read_text() for i in range(20)] == ["[3, 2, 1]"] * 20
     assert list(root.iterdir()) == []  # each pool removed its own clean run dir, none collided
 
 

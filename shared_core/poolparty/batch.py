@@ -33,6 +33,8 @@ class ChunkRun:
     ended_since: float | None = None
     ended_state: JobState | None = None
     held_reported: bool = False
+    seen_running: bool = False
+    scheduler_restarts: int = 0  # requeued by the scheduler itself (node failure with requeue, SGE -r y)
     last_failure: str | None = None
 
 

@@ -14,7 +14,7 @@ import cloudpickle
 from . import record_log
 from .by_value import register_local_modules
 from .errors import ConfigurationError, WorkDirMismatchError
-from .payload import SharedFunction
+from .payload import Call, SharedFunction
 from .workdir import atomic_write, make_private_dir, read_json, write_json
 
 FORMAT = 1
@@ -32,8 +32,9 @@ class EncodedBatch:
 
 def encode_batch(shared: SharedFunction | None, chunks: Sequence[Sequence[tuple[int, Any]]]) -> EncodedBatch:
     """Pickle everything first: an unpicklable function or argument fails here, before submission."""
-    register_local_modules([getattr(shared, "fn", None), getattr(shared, "initializer", None)]
-                           + [getattr(p, "fn", None) for chunk in chunks for _, p in chunk[:1]])
+    register_local_modules([getattr(shared, "fn", None), getattr(shared, "initializer", None)])
+    register_local_modules(x for chunk in chunks for _, p in chunk if isinstance(p, Call)
+                           for x in (p.fn, *p.args, *p.kwargs.values()))
     try:
         shared_bytes = cloudpickle.dumps(shared) if shared is not None else None
     except Exception as e:
@@ -127,5 +128,6 @@ class BatchFiles:
             return None
         return cloudpickle.loads(data)
 
-    def part_name(self, chunk: int, sub: int) -> str:
-        return f"c{chunk}.s{sub}"
+    def part_name(self, chunk: int, sub: int, job: str) -> str:
+        """One file per chunk, submission and job: twins of a duplicated submission never share one."""
+        return f"c{chunk}.s{sub}.j{job}"

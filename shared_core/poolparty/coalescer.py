@@ -2,7 +2,6 @@
 the first call opens a short window, and everything submitted within it is one batch."""
 from __future__ import annotations
 
-import functools
 import threading
 from collections import defaultdict
 from concurrent.futures import Future
@@ -28,18 +27,6 @@ def check_picklable(item: Any, what: str) -> None:
                                  "cloudpickle; pass data, not open files, locks or connections.") from e
 
 
-def register_user_functions(*fns: Any) -> None:
-    """``register_local_modules``, also for the function inside a ``functools.partial`` (whose own
-    ``__module__`` is ``functools``): the node may not be able to import the user's module."""
-    found: list[Any] = []
-    for fn in fns:
-        while isinstance(fn, functools.partial):
-            found.append(fn)
-            fn = fn.func
-        found.append(fn)
-    register_local_modules(found)
-
-
 class CallCoalescer:
     def __init__(self, engine: "Engine", window: float, give_up_policy: str = "cancel_pool"):
         self.engine = engine
@@ -51,7 +38,7 @@ class CallCoalescer:
 
     def submit(self, payload: Payload, resources: Resources) -> Future[Any]:
         if isinstance(payload, Call):
-            register_user_functions(payload.fn)
+            register_local_modules([payload.fn, *payload.args, *payload.kwargs.values()])
             check_picklable(payload, f"the call {getattr(payload.fn, '__qualname__', payload.fn)!r}")
         fut: Future[Any] = Future()
         with self._lock:

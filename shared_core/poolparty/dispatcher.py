@@ -174,6 +174,18 @@ class Dispatcher:
                 st = states.get(c.element)
                 if st is not None and st.state.active:
                     c.missing_since = c.ended_since = None
+                    if st.state is JobState.RUNNING:
+                        c.seen_running = True
+                    elif c.seen_running and st.state in (JobState.PENDING, JobState.REQUEUED):
+                        c.seen_running = False  # the scheduler requeued it: bounded like a resubmission
+                        c.scheduler_restarts += 1
+                        if c.resubmissions + c.scheduler_restarts > self.s.retry.max_resubmissions:
+                            to_cancel.append(c.element)
+                            self._give_up(b, c, f"job {c.element}: requeued by the scheduler "
+                                                f"{c.scheduler_restarts} time(s) ({st.reason}); "
+                                                f"max_resubmissions={self.s.retry.max_resubmissions}")
+                            changed = True
+                            continue
                     if st.state is JobState.HELD and not c.held_reported:
                         log.info("poolparty: job %s is held (%s); waiting for its release",
                                  c.element, st.reason)
@@ -223,8 +235,14 @@ class Dispatcher:
             c.phase = Phase.WAITING
             self.stats["resubmissions"] += 1
             return
+        self._give_up(b, c, f"{detail}; {decision.why}")
+
+    def _give_up(self, b: Batch, c: ChunkRun, why: str) -> None:
+        if c.submission is not None:
+            c.submission.unfinished.discard(c.chunk)
+            c.submission = None
         c.phase = Phase.FAILED
-        c.last_failure = f"{detail}; {decision.why}"
+        c.last_failure = why
         b.journal.record_give_up(c.chunk, c.last_failure)
         log.error("poolparty: chunk %d of %s gave up: %s", c.chunk, b.handle.label, c.last_failure)
         b.handle._add(b.store.absorb(c.chunk, b.store.chunk_files(c.chunk)))  # keep partial results
@@ -394,6 +412,9 @@ class Dispatcher:
                         b.handle._add(b.store.absorb(c.chunk, b.store.chunk_files(c.chunk)))
             except Exception:
                 pass
+            if b.finished and not any(c.phase is Phase.FAILED for c in b.chunks):
+                self._end_batch(b, None)  # everything had arrived: a clean batch, not a casualty
+                continue
             self._end_batch(b, err if err is not None else KeyboardInterrupt(reason)
                             if reason == "KeyboardInterrupt" else _cancelled(reason))
         if keep_running:

@@ -62,24 +62,27 @@ def default_work_root(queue_name: str) -> Path:
 class Engine:
     def __init__(self, options: EngineOptions):
         self.options = options
-        cli = SchedulerCLI(timeout=options.scheduler_timeout)
-        self.queue = make_queue(options.queue, cli)
-        max_running = options.max_running or (os.cpu_count() or 1 if self.queue.name == "local" else 100)
-        if not isinstance(max_running, int) or max_running < 1:
+        if options.max_running is not None and (not isinstance(options.max_running, int) or options.max_running < 1):
             raise ConfigurationError(f"max_running={options.max_running!r} must be a positive integer")
-        self.max_running = max_running
         python = options.python_path or default_python()
         if not os.path.isabs(python):
             raise ConfigurationError(f"python_path={python!r} must be an absolute path to the interpreter "
                                      "on the compute nodes")
-        if options.work_dir is not None:
-            self.explicit_dir = True
-            self.run = RunDir(Path(options.work_dir).absolute())
-        else:
-            self.explicit_dir = False
-            root = Path(options.work_root) if options.work_root else default_work_root(self.queue.name)
-            self.run = RunDir(new_run_dir(root.absolute()))
-        self.run.lock()
+        self.queue = make_queue(options.queue, SchedulerCLI(timeout=options.scheduler_timeout))
+        self.max_running = options.max_running or (os.cpu_count() or 1 if self.queue.name == "local" else 100)
+        try:
+            if options.work_dir is not None:
+                self.explicit_dir = True
+                self.run = RunDir(Path(options.work_dir).absolute())
+            else:
+                self.explicit_dir = False
+                root = Path(options.work_root) if options.work_root else default_work_root(self.queue.name)
+                self.run = RunDir(new_run_dir(root.absolute()))
+            self.run.lock()
+        except BaseException:
+            self.queue.close()
+            raise
+        max_running = self.max_running
         digest = hashlib.sha1(str(self.run.path.resolve()).encode()).hexdigest()[:12]
         self.name = f"pp-{digest}"  # stable for a work_dir: a resumed run finds its jobs by name
         self.queue.attach(self.run.path)
@@ -157,8 +160,6 @@ class Engine:
     # -- lifecycle -----------------------------------------------------------------------------
     def terminate(self, reason: str = "terminate") -> None:
         """Cancel every job of the pool at once and fail what is unfinished."""
-        if self.dispatcher.busy:
-            self._failed = True
         self.dispatcher.abort(reason)
         self._release()
 

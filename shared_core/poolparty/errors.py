@@ -97,5 +97,5 @@ class CommandFailed(PoolPartyError):
         return (CommandFailed, (self.returncode, self.command))
 
 
-class PoolClosedError(PoolPartyError, ValueError):
+class PoolClosedError(PoolPartyError, ValueError, RuntimeError):
     """Work was submitted to a pool or executor that was closed."""

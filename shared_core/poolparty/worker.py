@@ -36,7 +36,10 @@ def recorded_tasks(files: BatchFiles, chunk: int) -> set[int]:
 
 def encode_result(ok: bool, value: object) -> tuple[bool, bytes]:
     try:
-        return ok, cloudpickle.dumps(value)
+        data = cloudpickle.dumps(value)
+        if not ok:
+            cloudpickle.loads(data)  # e.g. a custom __init__ that unpickling cannot call
+        return ok, data
     except Exception as e:  # an unpicklable result or exception is reported, not lost silently
         if ok:
             err = TypeError(f"the task's return value of type {type(value).__name__} cannot be pickled: {e}")
@@ -49,7 +52,7 @@ def encode_result(ok: bool, value: object) -> tuple[bool, bytes]:
 
 def run_chunk(files: BatchFiles, chunk: int, sub: int) -> int:
     indices, payloads = files.read_chunk(chunk)
-    part = files.incoming / f"{files.part_name(chunk, sub)}.part"
+    part = files.incoming / f"{files.part_name(chunk, sub, job_token())}.part"
     shared_error: ExceptionInfo | None = None
     try:
         shared = files.read_shared()
@@ -78,11 +81,33 @@ def run_chunk(files: BatchFiles, chunk: int, sub: int) -> int:
             sys.stderr.flush()
             out.append({"task": index, "ok": ok}, data)
         out.sync()
-        try:
-            os.replace(part, part.with_suffix(".done"))
-        except FileNotFoundError:
-            pass  # the driver already stored this chunk from another attempt and removed our file
+        publish(part)
     return 0
+
+
+def publish(part: Path) -> None:
+    """``.part`` -> ``.done`` without ever replacing a ``.done`` another run of this job wrote."""
+    done = part.with_suffix(".done")
+    try:
+        os.link(part, done)
+    except FileExistsError:
+        pass  # an earlier run of this very job finished: its records stand
+    except FileNotFoundError:
+        return  # the driver already stored this chunk from another attempt and removed our file
+    except OSError:  # a filesystem without hard links
+        if not done.exists():
+            os.replace(part, done)
+            return
+    part.unlink(missing_ok=True)
+
+
+def job_token() -> str:
+    """The scheduler's id of this job: stable when the scheduler requeues it, distinct for a duplicate."""
+    for var in ("SLURM_JOB_ID", "JOB_ID", "POOLPARTY_JOB_ID"):
+        value = os.environ.get(var, "")
+        if value:
+            return "".join(ch if ch.isalnum() else "_" for ch in value)
+    return f"p{os.getpid()}"
 
 
 def chunk_from_environment(offset: int, index_env: str) -> int:

@@ -5,7 +5,8 @@ import concurrent.futures as cf
 import time
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
-from ..coalescer import CallCoalescer, register_user_functions
+from ..by_value import register_local_modules
+from ..coalescer import CallCoalescer
 from ..engine import Engine
 from ..errors import PoolClosedError
 from ..payload import Call, SharedFunction
@@ -61,7 +62,7 @@ class Executor(cf.Executor):
         end = None if timeout is None else time.monotonic() + timeout
         calls = [(i, Call(None, args)) for i, args in enumerate(zip(*iterables))]
         chunks = [calls[i:i + chunksize] for i in range(0, len(calls), chunksize)]
-        register_user_functions(fn)
+        register_local_modules([fn])
         handle = self._engine.submit(SharedFunction(fn), chunks, self._resources(resources))
         cursor = handle.cursor(ordered=True)
 

@@ -7,7 +7,8 @@ import threading
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from ..batch_handle import BatchHandle
-from ..coalescer import CallCoalescer, register_user_functions
+from ..by_value import register_local_modules
+from ..coalescer import CallCoalescer
 from ..engine import Engine
 from ..errors import PoolClosedError
 from ..payload import Call, SharedFunction
@@ -176,7 +177,7 @@ class Pool:
             chunksize = self._default_chunksize(len(items))
         if chunksize < 1:
             raise ValueError(f"Chunksize must be 1+, not {chunksize:n}")
-        register_user_functions(func, self._initializer)
+        register_local_modules([func, self._initializer])
         shared = SharedFunction(func, star, self._initializer, self._initargs)
         calls = [(i, Call(None, tuple(x) if star else (x,))) for i, x in enumerate(items)]
         chunks = [calls[i:i + chunksize] for i in range(0, len(calls), chunksize)]
@@ -199,7 +200,7 @@ class Pool:
                     error_callback: Callable[[BaseException], None] | None = None, *,
                     resources: Mapping[str, Any] | None = None) -> AsyncResult:
         self._check_running()
-        register_user_functions(func, self._initializer)  # before they are wrapped in _Initialized
+        register_local_modules([func, self._initializer])  # before they are wrapped in _Initialized
         call = Call(_with_initializer(func, self._initializer, self._initargs), tuple(args), dict(kwds))
         fut = self._calls.submit(call, self._resources(resources) or self._engine.options.resources)
 

@@ -109,6 +109,7 @@ class LocalQueue(QueueAdapter):
                         argv = [*request.worker_argv, "--chunk", str(chunk)]
                     env = dict(os.environ)
                     env[INDEX_ENV] = str(index)
+                    env["POOLPARTY_JOB_ID"] = element
                     self._elements[element] = _Element(
                         element, array_id, request.name, ["/bin/sh", str(request.script), *argv], env,
                         str(request.workdir), self.log_path(request.log_dir, element),
@@ -141,8 +142,7 @@ class LocalQueue(QueueAdapter):
                     self._kill(e, JobState.CANCELLED)
             for element, (pid, ticks, n) in list(self._adopted.items()):
                 if element in ids or element.split("_")[0] in ids or n == name:
-                    if _proc_start_ticks(pid) == ticks:
-                        _signal_group(pid, signal.SIGKILL)
+                    _kill_if_same(pid, ticks)
                     del self._adopted[element]
             self._save()
 
@@ -152,8 +152,18 @@ class LocalQueue(QueueAdapter):
         return True
 
     def close(self) -> None:
+        """Stop the launcher; reap workers that are only exiting after their result was written."""
         self._stop.set()
         self._thread.join(timeout=5)
+        deadline = time.monotonic() + KILL_WAIT + 3
+        with self._lock:
+            for e in self._elements.values():
+                if e.proc is not None:
+                    try:
+                        e.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+                    except subprocess.TimeoutExpired:
+                        _signal_group(e.proc.pid, signal.SIGKILL)
+                        e.proc.wait()
 
     # -- the embedded scheduler ----------------------------------------------------------------
     def _kill(self, e: _Element, state: JobState) -> None:
@@ -162,8 +172,11 @@ class LocalQueue(QueueAdapter):
             return
         if e.pid is not None and e.kill_state is None:
             e.kill_state = state
+            ticks = _proc_start_ticks(e.pid)
             _signal_group(e.pid, signal.SIGTERM)
-            threading.Timer(KILL_WAIT, _signal_group, (e.pid, signal.SIGKILL)).start()
+            timer = threading.Timer(KILL_WAIT, _kill_if_same, (e.pid, ticks))
+            timer.daemon = True
+            timer.start()
 
     def _launcher(self) -> None:
         while not self._stop.wait(0.02):
@@ -234,6 +247,12 @@ class LocalQueue(QueueAdapter):
             atomic_write(self._state_file, data, sync=False)
         except FileNotFoundError:
             pass  # the run directory was removed at the end of a clean run
+
+
+def _kill_if_same(pid: int, ticks: int | None) -> None:
+    """SIGKILL a job's group only if the pid still names the same process (pids are recycled)."""
+    if ticks is not None and _proc_start_ticks(pid) == ticks:
+        _signal_group(pid, signal.SIGKILL)
 
 
 def _signal_group(pid: int, sig: int) -> None:

@@ -51,7 +51,6 @@ def resource_flags(r: Resources) -> list[str]:
         flags += ["-q", r.partition]
     if r.account:
         flags += ["-A", r.account]
-    flags.extend(r.extra)
     return flags
 
 
@@ -85,7 +84,7 @@ class SgeQueue(QueueAdapter):
         if not array:
             out = []
             for chunk in part.chunks:
-                argv = [*base, "-o", f"{request.log_dir}/j$JOB_ID.log", str(request.script),
+                argv = [*base, "-o", f"{request.log_dir}/j$JOB_ID.log", *request.resources.extra, str(request.script),
                         *request.worker_argv, "--chunk", str(chunk)]
                 job = self._qsub(argv)
                 out.append(Submitted(job, {chunk: job}))
@@ -94,7 +93,8 @@ class SgeQueue(QueueAdapter):
         if hi - lo + 1 != len(part.indices):
             raise ValueError("SGE arrays must be contiguous (internal error)")
         argv = [*base, "-t", f"{lo}-{hi}", "-tc", str(request.throttle),
-                "-o", f"{request.log_dir}/j$JOB_ID.$TASK_ID.log", str(request.script), *request.worker_argv,
+                "-o", f"{request.log_dir}/j$JOB_ID.$TASK_ID.log", *request.resources.extra, str(request.script),
+                *request.worker_argv,
                 "--offset", str(part.offset), "--index-env", self.index_env]
         job = self._qsub(argv)
         return [Submitted(job, {part.offset + i: f"{job}.{i}" for i in part.indices})]

@@ -58,7 +58,6 @@ def resource_flags(r: Resources) -> list[str]:
         flags.append(f"--qos={r.qos}")
     if r.gpus:
         flags.append(f"--gpus={r.gpus}")
-    flags.extend(r.extra)
     return flags
 
 
@@ -90,7 +89,7 @@ class SlurmQueue(QueueAdapter):
         if not array:
             out = []
             for chunk in part.chunks:
-                argv = [*base, f"--output={request.log_dir}/j%j.log",
+                argv = [*base, f"--output={request.log_dir}/j%j.log", *request.resources.extra,
                         str(request.script), *request.worker_argv, "--chunk", str(chunk)]
                 job = self._sbatch(argv)
                 out.append(Submitted(job, {chunk: job}))
@@ -98,7 +97,9 @@ class SlurmQueue(QueueAdapter):
         spec = compress_indices(part.indices)
         if request.throttle < len(part.indices):
             spec += f"%{request.throttle}"
-        argv = [*base, f"--array={spec}", f"--output={request.log_dir}/j%A_%a.log", str(request.script),
+        # the user's extra flags come last: they override ours (sbatch and qsub keep the last value)
+        argv = [*base, f"--array={spec}", f"--output={request.log_dir}/j%A_%a.log", *request.resources.extra,
+                str(request.script),
                 *request.worker_argv, "--offset", str(part.offset), "--index-env", self.index_env]
         job = self._sbatch(argv)
         return [Submitted(job, {part.offset + i: f"{job}_{i}" for i in part.indices})]

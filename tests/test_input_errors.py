@@ -1,0 +1,191 @@
+"""Bad input fails at once, before anything is submitted, with a message that says what is wrong."""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import poolparty
+from poolparty.resources import Resources
+
+
+def identity(x):
+    return x
+
+
+def job_files(work_dir) -> list[Path]:
+    """Every trace of a started job: batch directories and worker/log files in their incoming/."""
+    batches = Path(work_dir) / "batches"
+    return sorted(batches.glob("*")) + sorted(batches.glob("*/incoming/*"))
+
+
+def started_files(work_dir) -> list[Path]:
+    return [p for p in Path(work_dir).glob("batches/*/incoming/*") if p.suffix in (".log", ".part", ".done")]
+
+
+@pytest.fixture
+def pool(tmp_path):
+    p = poolparty.Pool(2, queue="local", work_root=tmp_path)
+    yield p
+    p.terminate()
+
+
+@pytest.fixture
+def ex(tmp_path):
+    e = poolparty.Executor(2, queue="local", work_root=tmp_path)
+    yield e
+    e.shutdown(wait=False, cancel_futures=True)
+
+
+# -- unpicklable arguments and functions -----------------------------------------------------------
+POOL_CALLS = {
+    "map": lambda p, f, arg: p.map(f, [1, arg]),
+    "map_async": lambda p, f, arg: p.map_async(f, [arg]),
+    "starmap": lambda p, f, arg: p.starmap(f, [(arg,)]),
+    "imap": lambda p, f, arg: p.imap(f, [arg]),
+    "imap_unordered": lambda p, f, arg: p.imap_unordered(f, [arg]),
+    "apply": lambda p, f, arg: p.apply(f, (arg,)),
+    "apply_async": lambda p, f, arg: p.apply_async(f, (arg,)),
+    "apply_async_kwds": lambda p, f, arg: p.apply_async(f, (), {"x": arg}),
+}
+EXECUTOR_CALLS = {
+    "submit": lambda e, f, arg: e.submit(f, arg),
+    "submit_kwargs": lambda e, f, arg: e.submit(f, x=arg),
+    "map": lambda e, f, arg: e.map(f, [arg]),
+}
+
+
+def _assert_nothing_started(work_dir):
+    time.sleep(0.1)  # longer than the call-coalescing window: a wrongly queued call would be on disk
+    assert started_files(work_dir) == []
+    assert job_files(work_dir) == []
+
+
+@pytest.mark.parametrize("how", sorted(POOL_CALLS))
+def test_pool_unpicklable_argument(pool, how):
+    with pytest.raises(poolparty.ConfigurationError, match="pickle") as info:
+        POOL_CALLS[how](pool, identity, threading.Lock())
+    assert "lock" in str(info.value)
+    _assert_nothing_started(pool.work_dir)
+    if how.startswith("apply"):  # still usable, the same way
+        assert pool.apply(identity, (3,)) == 3
+    else:
+        assert pool.map(identity, [1, 2], chunksize=2) == [1, 2]
+
+
+@pytest.mark.parametrize("how", sorted(EXECUTOR_CALLS))
+def test_executor_unpicklable_argument(ex, how):
+    with pytest.raises(poolparty.ConfigurationError, match="pickle") as info:
+        EXECUTOR_CALLS[how](ex, identity, threading.Lock())
+    assert "lock" in str(info.value)
+    _assert_nothing_started(ex.work_dir)
+    if how.startswith("submit"):  # still usable, the same way
+        assert ex.submit(identity, 1).result(timeout=8) == 1
+    else:
+        assert list(ex.map(identity, [2])) == [2]
+
+
+def _unpicklable_function():
+    lock = threading.Lock()
+
+    def guarded(x=None):
+        with lock:
+            return x
+
+    return guarded
+
+
+def test_pool_unpicklable_function(pool):
+    fn = _unpicklable_function()
+    for how in ("map", "apply_async", "imap"):
+        with pytest.raises(poolparty.ConfigurationError, match="pickle") as info:
+            POOL_CALLS[how](pool, fn, 1)
+        assert "guarded" in str(info.value) and "lock" in str(info.value)
+    _assert_nothing_started(pool.work_dir)
+    assert pool.map(identity, [1]) == [1]
+
+
+def test_executor_unpicklable_function(ex):
+    fn = _unpicklable_function()
+    for how in ("submit", "map"):
+        with pytest.raises(poolparty.ConfigurationError, match="pickle") as info:
+            EXECUTOR_CALLS[how](ex, fn, 1)
+        assert "guarded" in str(info.value) and "lock" in str(info.value)
+    _assert_nothing_started(ex.work_dir)
+    assert ex.submit(identity, 5).result(timeout=8) == 5
+
+
+def test_configuration_error_is_a_valueerror():
+    assert issubclass(poolparty.ConfigurationError, ValueError)
+    assert issubclass(poolparty.UnknownResourceError, poolparty.ConfigurationError)
+
+
+# -- bad options ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("factory", [poolparty.Pool, poolparty.Executor])
+def test_unknown_option_lists_the_valid_names(tmp_path, factory):
+    with pytest.raises(poolparty.UnknownResourceError) as info:
+        factory(queue="local", work_root=tmp_path, memroy="1GB")
+    message = str(info.value)
+    assert "memroy" in message
+    for name in Resources.names():
+        assert name in message
+    for name in ("queue", "work_root", "max_running"):
+        assert name in message
+    assert list(tmp_path.iterdir()) == []  # nothing created
+
+
+def test_unknown_per_call_resource(pool, ex):
+    with pytest.raises(poolparty.UnknownResourceError, match="memory"):
+        pool.map(identity, [1], resources={"memroy": "1GB"})
+    with pytest.raises(poolparty.UnknownResourceError, match="walltime"):
+        pool.apply_async(identity, (1,), resources={"wallclock": "1:00"})
+    with pytest.raises(poolparty.UnknownResourceError, match="memory"):
+        ex.submit_with(identity, (1,), resources={"memroy": "1GB"})
+    _assert_nothing_started(pool.work_dir)
+    _assert_nothing_started(ex.work_dir)
+
+
+@pytest.mark.parametrize("factory", [poolparty.Pool, poolparty.Executor])
+def test_unknown_queue_lists_the_valid_queues(tmp_path, factory):
+    with pytest.raises(poolparty.ConfigurationError) as info:
+        factory(queue="nonsense", work_root=tmp_path)
+    message = str(info.value)
+    assert "nonsense" in message
+    for name in ("local", "slurm", "sge"):
+        assert name in message
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("option,value", [("memory", "lots"), ("walltime", "soon"), ("memory", -1),
+                                          ("walltime", "1:xx"), ("cpus", 0), ("memory", True)])
+def test_bad_resource_values(tmp_path, option, value):
+    with pytest.raises(poolparty.ConfigurationError) as info:
+        poolparty.Pool(queue="local", work_root=tmp_path, **{option: value})
+    assert option in str(info.value)
+    with pytest.raises(poolparty.ConfigurationError):
+        poolparty.Executor(queue="local", work_root=tmp_path, **{option: value})
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_bad_resource_values_per_call(pool):
+    with pytest.raises(poolparty.ConfigurationError, match="memory"):
+        pool.map(identity, [1], resources={"memory": "lots"})
+    with pytest.raises(poolparty.ConfigurationError, match="walltime"):
+        pool.apply_async(identity, (1,), resources={"walltime": "soon"})
+    _assert_nothing_started(pool.work_dir)
+
+
+@pytest.mark.parametrize("factory", [poolparty.Pool, poolparty.Executor])
+def test_python_path_must_be_absolute(tmp_path, factory):
+    with pytest.raises(poolparty.ConfigurationError, match="absolute") as info:
+        factory(queue="local", work_root=tmp_path, python_path="python3")
+    assert "python3" in str(info.value)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_good_values_are_accepted(tmp_path):
+    with poolparty.Pool(1, queue="local", work_root=tmp_path, memory="1GB", walltime="0:05:00",
+                        cpus=1) as pool:
+        assert pool.map(identity, ["ok"]) == ["ok"]
