@@ -108,7 +108,7 @@ class QueueUnderTest:
         """Jobs of this pool still in the scheduler (pending or running), by the scheduler's own view."""
         name = pool.engine.name
         if self.flavor == "local":
-            return _local_worker_pids(str(pool.engine.work_dir))
+            return [str(p) for p in local_worker_pids(pool.engine.work_dir)]
         if self.flavor == "slurm":
             out = subprocess.run([probe("squeue"), "--noheader", "--array", f"--name={name}", "--format=%i|%T"],
                                  capture_output=True, text=True, timeout=30).stdout
@@ -133,7 +133,7 @@ class QueueUnderTest:
             return [f"{j.findtext('JB_job_number')}.{j.findtext('tasks')}" if j.findtext("tasks")
                     else j.findtext("JB_job_number", "") for j in ET.fromstring(out).iter("job_list")
                     if j.findtext("JB_name") == name and (j.findtext("state") or "") in ("r", "t")]
-        return _local_worker_pids(str(pool.engine.work_dir))
+        return [str(p) for p in local_worker_pids(pool.engine.work_dir)]
 
     def kill_behind_back(self, element: str) -> None:
         """Cancel one running element the way an admin or a user in another shell would."""
@@ -158,7 +158,7 @@ class QueueUnderTest:
             import xml.etree.ElementTree as ET
             return sum(1 for j in ET.fromstring(out).iter("job_list")
                        if j.findtext("JB_name") == name and "r" in (j.findtext("state") or ""))
-        return len(_local_worker_pids(str(pool.engine.work_dir)))
+        return len(local_worker_pids(pool.engine.work_dir))
 
 
 def _user() -> str:
@@ -173,18 +173,19 @@ def pool_status_calls(q: "QueueUnderTest") -> list[dict[str, Any]]:
     return [c for c in q.calls("qstat") if c["argv"] == ["-xml", "-g", "d"]]
 
 
-def _local_worker_pids(run_dir: str) -> list[str]:
-    """Local-queue workers of one run directory (matched on the worker's argv)."""
+def local_worker_pids(run_dir: Any) -> list[int]:
+    """Live local-queue workers of one run directory (matched on the worker's command line)."""
+    needle = str(run_dir).encode()
     pids = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
             continue
         try:
-            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes()
         except OSError:
             continue
-        if b"poolparty.worker" in cmd and any(run_dir.encode() in c for c in cmd):
-            pids.append(entry)
+        if b"poolparty.worker" in cmd and needle in cmd:
+            pids.append(int(entry))
     return pids
 
 
@@ -269,11 +270,19 @@ def measure(row: dict[str, Any], q: "QueueUnderTest", pool_or_engine: Any) -> No
         row["pool_status_queries"] = len(pool_status_calls(q))
 
 
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
+def poll_until(predicate: Callable[[], Any], timeout: float = 8.0, interval: float = 0.02) -> Any:
+    """The predicate's first true value within ``timeout``, else its last value."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         value = predicate()
         if value:
             return value
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    return predicate()
+
+
+def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
+    value = poll_until(predicate, timeout, interval)
+    if not value:
+        raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+    return value

@@ -9,6 +9,7 @@ import time
 import pytest
 
 import poolparty
+from conftest import local_worker_pids, poll_until
 
 
 def square(x):
@@ -33,29 +34,11 @@ def raise_custom(message):
 
 
 def worker_pids(work_dir) -> list[int]:
-    """Live processes whose command line names this executor's work_dir (its local-queue jobs)."""
-    needle = str(work_dir).encode()
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            with open(f"/proc/{entry}/cmdline", "rb") as f:
-                cmdline = f.read()
-        except OSError:
-            continue
-        if needle in cmdline and b"poolparty.worker" in cmdline:
-            pids.append(int(entry))
-    return pids
+    return local_worker_pids(work_dir)
 
 
-def wait_until(predicate, timeout=8.0, interval=0.02) -> bool:
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(interval)
-    return predicate()
+def wait_until(predicate, timeout=8.0, interval=0.02):
+    return poll_until(predicate, timeout, interval)
 
 
 @pytest.fixture

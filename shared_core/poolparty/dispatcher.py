@@ -84,6 +84,22 @@ class Dispatcher:
         if threading.current_thread() is not self._thread:
             self._thread.join()
 
+    def progress(self) -> dict[str, int]:
+        """A snapshot for progress bars and ``poolparty status``: chunks and tasks by phase."""
+        snap = {"batches": 0, "tasks": 0, "tasks_done": 0, "chunks_waiting": 0, "chunks_queued": 0,
+                "chunks_running": 0, "chunks_done": 0, "chunks_failed": 0,
+                "resubmissions": self.stats["resubmissions"]}
+        for b in list(self._batches):
+            snap["batches"] += 1
+            snap["tasks"] += b.handle.n_tasks
+            snap["tasks_done"] += len(b.store.stored)
+            for c in list(b.chunks):
+                snap[f"chunks_{c.phase.value}"] += 1
+                st = self._last_states.get(c.element or "")
+                if c.phase is Phase.QUEUED and st is not None and st.state is JobState.RUNNING:
+                    snap["chunks_running"] += 1
+        return snap
+
     @property
     def busy(self) -> bool:
         with self._cond:
@@ -93,19 +109,19 @@ class Dispatcher:
     def _run(self) -> None:
         while True:
             with self._cond:
-                if not self._abort and not self._new:
-                    self._cond.wait(self.s.tick)
+                if not self._abort and not self._new and not self._cancel_requests:
+                    self._cond.wait(self.s.tick if self._batches else 1.0)  # idle: new work notifies
                 new, self._new = self._new, []
                 cancels, self._cancel_requests = self._cancel_requests, []
                 abort, stop = self._abort, self._stop
-            self._batches.extend(new)
-            for b in new:
-                self._adopt(b)
+            self._accept(new)
+            del new  # no frame-local reference may keep a finished batch (and its pool) alive
             if abort is not None:
                 self._do_abort(*abort)
                 return
             for handle in cancels:
                 self._cancel_one(handle)
+            del cancels
             try:
                 self._step()
             except Exception as e:  # a scheduler that stays broken: nothing may hang, nothing orphaned
@@ -114,6 +130,11 @@ class Dispatcher:
                 return
             if stop and not self._batches:
                 return
+
+    def _accept(self, new: list[Batch]) -> None:
+        self._batches.extend(new)
+        for b in new:
+            self._adopt(b)
 
     def _step(self) -> None:
         now = time.monotonic()

@@ -8,7 +8,9 @@ import logging
 import os
 import shutil
 import signal
+import socket
 import threading
+import time
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,7 +29,7 @@ from .resources import Resources
 from .result_store import ResultStore
 from .retry import RetryPolicy
 from .scheduler_cli import SchedulerCLI
-from .workdir import RunDir, new_run_dir
+from .workdir import RunDir, new_run_dir, write_json
 
 log = logging.getLogger("poolparty")
 
@@ -46,6 +48,17 @@ class EngineOptions:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     array: bool = True
     resources: Resources = field(default_factory=Resources)
+    max_result_size: int | None = None  # bytes of one pickled result; larger ones fail the task
+    progress: bool | None = None  # Pool: a progress bar on a terminal; None = when stderr is a TTY
+
+
+RUN_FILES = ("batches", "lock", "job.sh", "local_queue.json", "run.json")  # what poolparty puts in a run dir
+
+
+def job_name(work_dir: str | os.PathLike[str]) -> str:
+    """The scheduler job name of every job of the run in ``work_dir``: stable, so a resumed run (or
+    ``poolparty cancel``) finds its jobs by name."""
+    return "pp-" + hashlib.sha1(str(Path(work_dir).resolve()).encode()).hexdigest()[:12]
 
 
 def default_work_root(queue_name: str) -> Path:
@@ -83,8 +96,8 @@ class Engine:
             self.queue.close()
             raise
         max_running = self.max_running
-        digest = hashlib.sha1(str(self.run.path.resolve()).encode()).hexdigest()[:12]
-        self.name = f"pp-{digest}"  # stable for a work_dir: a resumed run finds its jobs by name
+        self.name = job_name(self.run.path)
+        _write_run_info(self.run.path, self.name, self.queue.name, python, options, max_running)
         self.queue.attach(self.run.path)
         interval = options.polling_interval or (2.0 if self.queue.name == "local" else 30.0)
         settings = DispatchSettings(
@@ -153,6 +166,10 @@ class Engine:
         log.warning("poolparty: %s did not finish cleanly; its work_dir is kept: %s", batch.handle.label,
                     batch.files.path)
 
+    def progress(self) -> dict[str, int]:
+        """Chunks and tasks by phase, for progress displays."""
+        return self.dispatcher.progress()
+
     def cancel(self, handle: BatchHandle) -> None:
         """Cancel one batch's jobs (one scheduler call); the pool stays usable."""
         self.dispatcher.cancel_batch(handle)
@@ -192,7 +209,7 @@ class Engine:
 
 def _remove_run_dir(path: Path) -> None:
     """Remove what poolparty put there, then the directory if it is empty (a user's dir is kept)."""
-    for name in ("batches", "lock", "job.sh", "local_queue.json"):
+    for name in RUN_FILES:
         p = path / name
         if p.is_dir():
             shutil.rmtree(p, ignore_errors=True)
@@ -202,6 +219,16 @@ def _remove_run_dir(path: Path) -> None:
         path.rmdir()
     except OSError:
         pass
+
+
+def _write_run_info(path: Path, name: str, queue: str, python: str, options: EngineOptions,
+                    max_running: int) -> None:
+    """``run.json``: what ``poolparty status|cancel|clean|resume`` need to find and rerun the jobs."""
+    write_json(path / "run.json", {
+        "format": 1, "job_name": name, "queue": queue, "python": python, "max_running": max_running,
+        "array": options.array, "max_resubmissions": options.retry.max_resubmissions,
+        "resources": options.resources.to_json(), "max_result_size": options.max_result_size,
+        "started": time.time(), "host": socket.gethostname(), "pid": os.getpid()})
 
 
 _LIVE_ENGINES: "weakref.WeakSet[Engine]" = weakref.WeakSet()

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import concurrent.futures as cf
 import time
+import weakref
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from ..by_value import register_local_modules
@@ -24,6 +25,7 @@ class Executor(cf.Executor):
         self._engine = Engine(build_engine_options(max_workers, options))
         self._work_dir = self._engine.work_dir  # still known after shutdown: a failed run's dir is kept
         self._calls = CallCoalescer(self._engine, 0.02 if self._engine.queue.name == "local" else 0.5)
+        weakref.finalize(self, self._engine.terminate, "executor garbage-collected").atexit = False
         self._shutdown = False
         self._futures: "set[cf.Future[Any]]" = set()
 
@@ -67,18 +69,22 @@ class Executor(cf.Executor):
         cursor = handle.cursor(ordered=True)
 
         def results() -> Iterator[Any]:
-            for _ in range(handle.n_tasks):
-                left = None if end is None else end - time.monotonic()
-                try:
-                    _, ok, value = cursor.next(left)
-                except TimeoutError:
-                    raise cf.TimeoutError() from None
-                except KeyboardInterrupt:
-                    self._engine.terminate("KeyboardInterrupt")
-                    raise
-                if not ok:
-                    raise value
-                yield value
+            try:
+                for _ in range(handle.n_tasks):
+                    left = None if end is None else end - time.monotonic()
+                    try:
+                        _, ok, value = cursor.next(left)
+                    except TimeoutError:
+                        raise cf.TimeoutError() from None
+                    except KeyboardInterrupt:
+                        self._engine.terminate("KeyboardInterrupt")
+                        raise
+                    if not ok:
+                        raise value
+                    yield value
+            finally:  # as the standard library: a timed-out or abandoned map cancels what is left
+                if not handle.done():
+                    self._engine.cancel(handle)
 
         return results()
 

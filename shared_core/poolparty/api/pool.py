@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import threading
+import weakref
 from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 from ..batch_handle import BatchHandle
@@ -12,6 +13,7 @@ from ..coalescer import CallCoalescer
 from ..engine import Engine
 from ..errors import PoolClosedError
 from ..payload import Call, SharedFunction
+from ..progress import ProgressBar, wanted as progress_wanted
 from ..resources import Resources
 from .options import build_engine_options
 
@@ -120,6 +122,10 @@ class Pool:
         self._outstanding = 0
         self._cond = threading.Condition()
         self._calls = CallCoalescer(self._engine, 0.02 if self._engine.queue.name == "local" else 0.5)
+        self._progress = ProgressBar(self._engine.progress, f"poolparty {self._engine.name}") \
+            if progress_wanted(self._engine.options.progress) else None
+        # as multiprocessing.Pool: a pool dropped without close()/terminate() is terminated
+        weakref.finalize(self, self._engine.terminate, "pool garbage-collected").atexit = False
 
     # -- properties ----------------------------------------------------------------------------
     @property
@@ -181,7 +187,10 @@ class Pool:
         shared = SharedFunction(func, star, self._initializer, self._initargs)
         calls = [(i, Call(None, tuple(x) if star else (x,))) for i, x in enumerate(items)]
         chunks = [calls[i:i + chunksize] for i in range(0, len(calls), chunksize)]
-        return self._engine.submit(shared, chunks, self._resources(resources))
+        handle = self._engine.submit(shared, chunks, self._resources(resources))
+        if self._progress is not None:
+            self._progress.track(handle)
+        return handle
 
     def _async(self, wait: Callable[[float | None], bool], value: Callable[[], Any],
                add_done: Callable[[Callable[..., None]], None], callback: Any, error_callback: Any,
@@ -258,6 +267,8 @@ class Pool:
         self._state = "TERMINATE"
         self._calls.flush()
         self._engine.terminate("terminate")
+        if self._progress is not None:
+            self._progress.stop()
 
     def join(self) -> None:
         if self._state == "RUN":

@@ -73,6 +73,7 @@ class LocalQueue(QueueAdapter):
         self._next_id = 1
         self._state_file: Path | None = None
         self._stop = threading.Event()
+        self._wake = threading.Event()
         self._thread = threading.Thread(target=self._launcher, name="poolparty-local-queue", daemon=True)
         self._thread.start()
 
@@ -117,6 +118,7 @@ class LocalQueue(QueueAdapter):
                     sub.elements[chunk] = element
                 out.append(sub)
             self._save()
+        self._wake.set()
         return out
 
     def query(self, name: str) -> dict[str, JobStatus]:
@@ -154,6 +156,7 @@ class LocalQueue(QueueAdapter):
     def close(self) -> None:
         """Stop the launcher; reap workers that are only exiting after their result was written."""
         self._stop.set()
+        self._wake.set()
         self._thread.join(timeout=5)
         deadline = time.monotonic() + KILL_WAIT + 3
         with self._lock:
@@ -179,12 +182,15 @@ class LocalQueue(QueueAdapter):
             timer.start()
 
     def _launcher(self) -> None:
-        while not self._stop.wait(0.02):
+        while not self._stop.is_set():
             with self._lock:
                 changed = self._reap_and_enforce()
                 changed |= self._start_pending()
                 if changed:
                     self._save()
+                busy = any(e.state in (JobState.PENDING, JobState.RUNNING) for e in self._elements.values())
+            self._wake.wait(0.02 if busy else 0.5)  # submit() wakes an idle launcher at once
+            self._wake.clear()
 
     def _reap_and_enforce(self) -> bool:
         changed = False
