@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 import poolparty
-from conftest import ALL_KINDS, CLUSTER_KINDS, pool_status_calls, wait_until
+from conftest import ALL_KINDS, CLUSTER_KINDS, measure, pool_status_calls, wait_until
 
 
 def record_and_square(args):
@@ -87,7 +87,7 @@ def test_map_is_complete_ordered_and_throttled(kind, make_queue_under_test, tmp_
 
 
 @pytest.mark.parametrize("kind", ALL_KINDS)
-def test_user_exception_is_not_resubmitted_and_keeps_its_type(kind, make_queue_under_test, tmp_path):
+def test_user_exception_is_not_resubmitted_and_keeps_its_type(kind, make_queue_under_test, tmp_path, scenario):
     q = make_queue_under_test(kind)
     markers = tmp_path / "markers"
     markers.mkdir()
@@ -95,6 +95,7 @@ def test_user_exception_is_not_resubmitted_and_keeps_its_type(kind, make_queue_u
         with pytest.raises(ValueError, match="bad input 5") as err:
             pool.map(fail_on_five, [(x, str(markers)) for x in range(10)], chunksize=2)
         stats = dict(pool.engine.dispatcher.stats)
+        measure(scenario, q, pool)
         kept = pool.work_dir
     assert isinstance(err.value.__cause__, poolparty.RemoteTraceback)
     assert "fail_on_five" in str(err.value.__cause__)
@@ -104,7 +105,7 @@ def test_user_exception_is_not_resubmitted_and_keeps_its_type(kind, make_queue_u
 
 
 @pytest.mark.parametrize("kind", CLUSTER_KINDS + ["local"])
-def test_job_cancelled_behind_the_pools_back_is_resubmitted(kind, make_queue_under_test, tmp_path):
+def test_job_cancelled_behind_the_pools_back_is_resubmitted(kind, make_queue_under_test, tmp_path, scenario):
     q = make_queue_under_test(kind)
     markers = tmp_path / "markers"
     markers.mkdir()
@@ -115,6 +116,7 @@ def test_job_cancelled_behind_the_pools_back_is_resubmitted(kind, make_queue_und
         q.kill_behind_back(running[0])
         assert async_result.get(timeout=240) == [x * x for x in range(4)]
         stats = dict(pool.engine.dispatcher.stats)
+        measure(scenario, q, pool)
     assert stats["resubmissions"] >= 1
     assert set(runs_per_task(markers)) == set(range(4))
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ALL_KINDS, wait_until
+from conftest import ALL_KINDS, is_probe, wait_until
 
 DRIVER = Path(__file__).parent / "drivers" / "map_driver.py"
 
@@ -36,8 +36,16 @@ class _PoolRef:
         self.engine = type("E", (), {"name": name, "work_dir": work_dir})()
 
 
+def record_calls(row: dict, q) -> None:
+    by_cmd: dict[str, int] = {}
+    for c in q.calls():
+        if not is_probe(c):
+            by_cmd[c["cmd"]] = by_cmd.get(c["cmd"], 0) + 1
+    row.update(queue=q.kind, calls=by_cmd)
+
+
 @pytest.mark.parametrize("kind", ALL_KINDS)
-def test_ctrl_c_leaves_no_job_behind(kind, make_queue_under_test, tmp_path):
+def test_ctrl_c_leaves_no_job_behind(kind, make_queue_under_test, tmp_path, scenario):
     q = make_queue_under_test(kind)
     markers = tmp_path / "markers"
     markers.mkdir()
@@ -50,6 +58,7 @@ def test_ctrl_c_leaves_no_job_behind(kind, make_queue_under_test, tmp_path):
     assert proc.returncode != 0
     assert "cancelled" in err and "KeyboardInterrupt" in err
     wait_until(lambda: not q.live_jobs(ref), 60, "no job of the pool left in the queue")
+    record_calls(scenario, q)
 
 
 @pytest.mark.parametrize("kind", ["local", "fake-slurm", "slurm"])
@@ -67,7 +76,7 @@ def test_interpreter_exit_with_work_in_flight_cancels_it(kind, make_queue_under_
 
 
 @pytest.mark.parametrize("kind", ALL_KINDS)
-def test_sigkill_then_rerun_adopts_and_runs_nothing_twice(kind, make_queue_under_test, tmp_path):
+def test_sigkill_then_rerun_adopts_and_runs_nothing_twice(kind, make_queue_under_test, tmp_path, scenario):
     q = make_queue_under_test(kind)
     markers = tmp_path / "markers"
     markers.mkdir()
@@ -92,4 +101,6 @@ def test_sigkill_then_rerun_adopts_and_runs_nothing_twice(kind, make_queue_under
         starts[x] = starts.get(x, 0) + 1
     assert starts == {x: 1 for x in range(n)}, f"tasks started more than once: {starts}\n{err[-2000:]}"
     assert "adopted" in err
+    record_calls(scenario, q)
+    scenario["task_starts"] = sum(starts.values())
     assert not work_dir.exists() or not any(work_dir.iterdir())  # clean end: work_dir removed

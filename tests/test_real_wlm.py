@@ -130,6 +130,7 @@ def test_slurm_drained_node_and_killed_slurmd(make_queue_under_test, markers, sc
         subprocess.run(["scontrol", "update", f"nodename={node}", "state=resume"], check=True, timeout=30)
         # slurmd killed -9 and restarted while jobs run: SLURM requeues them, or poolparty resubmits
         pid = int(Path("/run/slurmd.pid").read_text().strip())
+        assert Path(f"/proc/{pid}/comm").read_text().strip() == "slurmd"  # never a recycled pid
         os.kill(pid, 9)
         time.sleep(3)
         subprocess.run(["slurmd"], check=True, timeout=30)

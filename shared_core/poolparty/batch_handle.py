@@ -34,6 +34,7 @@ class BatchHandle:
         self._callbacks: list[Callable[["BatchHandle"], None]] = []
         self._task_callbacks: list[Callable[[int, bool, bytes], None]] = []
         self.work_dir: str | None = None
+        self.batch_dir: str | None = None  # this batch's files (inputs, results, logs, journal)
 
     # -- dispatcher side -----------------------------------------------------------------------
     def _add(self, items: list[tuple[int, bool, bytes]]) -> None:

@@ -139,6 +139,7 @@ class Engine:
             files.write(encoded, kind)
         handle = BatchHandle(encoded.n_tasks, f"batch {number} of pool {self.name}")
         handle.work_dir = str(self.run.path)
+        handle.batch_dir = str(files.path)
         store = ResultStore(files)
         runs = [ChunkRun(i, indices, resources) for i, (indices, _) in enumerate(encoded.chunks)]
         if store.stored:

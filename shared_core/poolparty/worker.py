@@ -17,6 +17,7 @@ import cloudpickle
 from . import record_log
 from .batch_files import BatchFiles
 from .payload import ExceptionInfo, run_payload
+from .result_size import ResultTooLargeError, read_limit
 from .workdir import check_private
 
 
@@ -34,9 +35,12 @@ def recorded_tasks(files: BatchFiles, chunk: int) -> set[int]:
     return done
 
 
-def encode_result(ok: bool, value: object) -> tuple[bool, bytes]:
+def encode_result(ok: bool, value: object, limit: int | None = None) -> tuple[bool, bytes]:
     try:
         data = cloudpickle.dumps(value)
+        if ok and limit is not None and len(data) > limit:  # max_result_size: a clear error, not the pickle
+            err = ResultTooLargeError(len(data), limit, type(value).__name__)
+            return False, cloudpickle.dumps(ExceptionInfo.capture(err))
         if not ok:
             cloudpickle.loads(data)  # e.g. a custom __init__ that unpickling cannot call
         return ok, data
@@ -54,6 +58,7 @@ def run_chunk(files: BatchFiles, chunk: int, sub: int) -> int:
     indices, payloads = files.read_chunk(chunk)
     part = files.incoming / f"{files.part_name(chunk, sub, job_token())}.part"
     shared_error: ExceptionInfo | None = None
+    limit = read_limit(files.path.parent.parent)
     try:
         shared = files.read_shared()
         if shared is not None and shared.initializer is not None:
@@ -74,7 +79,7 @@ def run_chunk(files: BatchFiles, chunk: int, sub: int) -> int:
                 ok, data = encode_result(False, shared_error)
             else:
                 try:
-                    ok, data = encode_result(True, run_payload(item, shared))
+                    ok, data = encode_result(True, run_payload(item, shared), limit)
                 except Exception as e:
                     ok, data = encode_result(False, ExceptionInfo.capture(e))
             sys.stdout.flush()

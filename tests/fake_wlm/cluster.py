@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
+from .launcher import _start_ticks
 from . import model
 from .model import Ctx
 from .store import (StatePaths, locked, read_json, read_jsonl, read_state, transaction,
@@ -124,7 +125,9 @@ class FakeCluster:
                 proc.wait()
         try:  # safety net if the daemon died without cleaning up
             for rec in read_state(self.paths).get("tasks", {}).values():
-                if rec.get("pid") and rec["state"] in model.RUNNING_LIKE:
+                # only the very process the daemon started: pids are recycled
+                if rec.get("pid") and rec["state"] in model.RUNNING_LIKE \
+                        and rec.get("start_ticks") is not None and _start_ticks(rec["pid"]) == rec["start_ticks"]:
                     try:
                         os.killpg(rec["pid"], signal.SIGKILL)
                     except (ProcessLookupError, PermissionError):
@@ -266,3 +269,4 @@ class FakeCluster:
         """Stop and delete the whole state directory."""
         self.stop()
         shutil.rmtree(self.paths.root, ignore_errors=True)
+

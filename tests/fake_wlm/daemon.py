@@ -98,11 +98,17 @@ class Daemon:
     def _reap(self, ctx: Ctx) -> bool:
         dirty = False
         for key, proc in list(self.procs.items()):
-            returncode = proc.poll()
-            if returncode is None:
+            try:  # has it exited? (WNOWAIT: the zombie keeps its pid and group until reaped below)
+                exited = os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+            except ChildProcessError:
+                exited = True
+            if not exited:
                 continue
+            # leftovers of the job, like proctrack/cgroup; before reaping, so the group id cannot have
+            # been recycled (pid_max may be as low as 32768)
+            _killpg(proc.pid, signal.SIGKILL)
+            returncode = proc.poll()
             del self.procs[key]
-            _killpg(proc.pid, signal.SIGKILL)  # leftovers of the job, like proctrack/cgroup
             rec = ctx.tasks.get(key)
             if rec is None or rec["pid"] != proc.pid:
                 continue

@@ -58,7 +58,8 @@ def launch(ctx: Ctx, rec: Record) -> subprocess.Popen[bytes] | None:
         if err_fh is not out_fh:
             err_fh.close()
     rec.update(state="RUNNING", reason=rec["reason"] if rec["hold"] else "None", start_t=ctx.now,
-               end_t=None, pid=proc.pid, node=ctx.cfg["node"], stdout_path=out_path,
+               end_t=None, pid=proc.pid, start_ticks=_start_ticks(proc.pid), node=ctx.cfg["node"],
+               stdout_path=out_path,
                stderr_path=err_path, exit=None, error=None)
     model.arm_rules(ctx, rec)
     signal_spec = job.get("signal")
@@ -190,3 +191,12 @@ def _sge_path(raw: str | None, default_name: str, ctx: Ctx, rec: Record, job: di
 
 def _abs(cwd: str, path: str) -> str:
     return path if os.path.isabs(path) else os.path.join(cwd, path)
+
+
+def _start_ticks(pid: int) -> int | None:
+    """Start time in clock ticks, so that a recycled pid is never mistaken for the job."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return int(f.read().rsplit(b")", 1)[1].split()[19])
+    except (OSError, IndexError, ValueError):
+        return None

@@ -1,0 +1,97 @@
+"""``poolparty clean [--older-than 7d] PARENT``: retention for old run directories under PARENT (a
+``work_root``). A run is never touched while its driver holds its lock or while the scheduler still
+lists one of its jobs; only the files poolparty made are removed (see ``engine.RUN_FILES``)."""
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import click
+
+from ..engine import RUN_FILES, job_name
+from ..errors import ConfigurationError, PoolPartyError
+from ..resources import parse_duration
+from ..run_state import is_run_dir, last_activity, read_info, try_lock
+from .common import live, query_jobs, shown_path
+
+
+def parse_age(text: str) -> float:
+    """``7d``, ``12h``, ``90min``, ``0`` -> seconds."""
+    if text.strip() in ("0", "0s", "0d"):
+        return 0.0
+    try:
+        return float(parse_duration(text) or 0)
+    except ConfigurationError:
+        raise click.BadParameter(f"{text!r} is not an age; write e.g. 7d, 12h, 90min") from None
+
+
+def jobs_left(run: Path) -> tuple[list[str], str | None]:
+    """The run's jobs the scheduler still lists, or why that could not be learnt (then: keep the run)."""
+    info = read_info(run)
+    name = info.get("job_name") or job_name(run)
+    kinds = [info["queue"]] if info.get("queue") else ["local", "slurm", "sge"]
+    left: list[str] = []
+    for kind in kinds:
+        try:
+            left += sorted(live(query_jobs(run, kind, name)))
+        except ConfigurationError:  # a scheduler that is not installed here cannot hold the jobs
+            if info.get("queue"):
+                return [], f"cannot ask {kind} about its jobs (its commands are not on PATH)"
+        except PoolPartyError as e:
+            return [], f"cannot ask {kind} about its jobs: {str(e).splitlines()[0]}"
+    return left, None
+
+
+def remove_run(run: Path) -> None:
+    """Remove what poolparty put in the run, then the directory if nothing else is left."""
+    for name in RUN_FILES:
+        p = run / name
+        if name == "lock":
+            continue  # last: it is held while the rest goes
+        if p.is_dir():
+            shutil.rmtree(p)
+        else:
+            p.unlink(missing_ok=True)
+    (run / "lock").unlink(missing_ok=True)
+    try:
+        run.rmdir()
+    except OSError:
+        pass  # the user's own files are kept
+
+
+@click.command()
+@click.argument("parent", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--older-than", "older_than", default="7d", show_default=True, metavar="AGE",
+              help="Remove runs whose last activity is older than AGE (7d, 12h, 90min, 0).")
+@click.option("--dry-run", is_flag=True, help="Only say what would be removed.")
+def clean(parent: Path, older_than: str, dry_run: bool) -> None:
+    """Remove old run directories under PARENT (a work_root), keeping live ones."""
+    limit = time.time() - parse_age(older_than)
+    parent = parent.absolute()
+    runs = [parent] if is_run_dir(parent) else sorted(c for c in parent.iterdir() if is_run_dir(c))
+    removed = kept = 0
+    for run in runs:
+        active = last_activity(run)
+        if active > limit:
+            continue
+        age_days = (time.time() - active) / 86400
+        with try_lock(run) as holder:
+            if holder:
+                click.echo(f"kept {shown_path(run)}: its driver is alive ({holder})")
+                kept += 1
+                continue
+            left, unknown = jobs_left(run)
+            if unknown or left:
+                why = unknown or f"{len(left)} job(s) still queued: {', '.join(left[:5])}"
+                click.echo(f"kept {shown_path(run)}: {why}")
+                kept += 1
+                continue
+            if dry_run:
+                click.echo(f"would remove {shown_path(run)} (idle {age_days:.1f} days)")
+            else:
+                remove_run(run)
+                click.echo(f"removed {shown_path(run)} (idle {age_days:.1f} days)")
+            removed += 1
+    click.echo(f"{'would remove' if dry_run else 'removed'} {removed} run(s), kept {kept} in use; "
+               f"{len(runs) - removed - kept} newer than {older_than}")

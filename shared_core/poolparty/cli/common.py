@@ -1,0 +1,94 @@
+"""What several subcommands share: opening a run's queue, asking it about the run's jobs, output."""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..queues import make_queue
+from ..queues.base import JobState, JobStatus, QueueAdapter
+from ..run_state import NotARunError, is_run_dir, read_info
+from ..scheduler_cli import SchedulerCLI
+
+WORK_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
+
+
+def run_dir_argument(path: Path) -> Path:
+    """A run directory given on the command line, made absolute; a clear error if it is not one."""
+    path = path.absolute()
+    if not is_run_dir(path):
+        hint = ""
+        if (path / "batches").is_dir() or any(is_run_dir(c) for c in _children(path)):
+            hint = " (it holds run directories: pass one of them, e.g. from `ls`)"
+        raise NotARunError(f"{path} is not a poolparty work_dir{hint}")
+    return path
+
+
+def _children(path: Path) -> list[Path]:
+    try:
+        return [c for c in path.iterdir() if c.is_dir()][:50]
+    except OSError:
+        return []
+
+
+def queue_kind(run: Path, given: str | None) -> str:
+    """The run's queue: ``--queue`` if given, else what ``run.json`` recorded."""
+    kind = given or read_info(run).get("queue")
+    if not kind:
+        raise click.UsageError(f"{run} has no run.json (made by an older poolparty): say which queue "
+                               "it used with --queue local|slurm|sge")
+    return kind
+
+
+def open_queue(kind: str, run: Path | None = None, timeout: float = 30.0) -> QueueAdapter:
+    """The adapter of ``kind``; the local queue is attached to ``run`` to adopt its running workers."""
+    queue = make_queue(kind, SchedulerCLI(timeout=timeout, attempts=3, backoff_base=0.5))
+    if run is not None:
+        queue.attach(run)
+    return queue
+
+
+def query_jobs(run: Path, kind: str, name: str) -> dict[str, JobStatus]:
+    """The run's jobs still known to the scheduler (one query by job name). For the local queue:
+    the workers recorded in ``local_queue.json`` that are still alive (read only, never rewritten)."""
+    if kind == "local":
+        from ..queues.local import _proc_start_ticks
+
+        try:
+            saved = json.loads((run / "local_queue.json").read_text())
+        except (OSError, ValueError):
+            return {}
+        return {element: JobStatus(JobState.RUNNING, f"pid {pid}")
+                for element, (pid, ticks, job) in saved.get("running", {}).items()
+                if job == name and _proc_start_ticks(pid) == ticks}
+    queue = open_queue(kind)
+    try:
+        return queue.query(name)
+    finally:
+        queue.close()
+
+
+def live(states: dict[str, JobStatus]) -> dict[str, JobStatus]:
+    """Only the jobs still pending, held or running."""
+    return {k: v for k, v in states.items() if v.state.active}
+
+
+def echo_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=1, sort_keys=True, default=str))
+
+
+def when(timestamp: float) -> str:
+    import time
+
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp)) if timestamp else "?"
+
+
+def shown_path(path: str | os.PathLike[str]) -> str:
+    """A path as the user would type it: relative to the working directory when below it."""
+    try:
+        return str(Path(path).relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)

@@ -1,0 +1,39 @@
+"""The ``poolparty`` console script: a click group of the subcommands in this package."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import click
+
+from .. import __version__
+from ..errors import PoolPartyError
+from .cancel import cancel
+from .clean import clean
+from .config import config_command
+from .doctor import doctor
+from .logs import logs
+from .resume import resume
+from .status import status
+
+
+class _Group(click.Group):
+    """poolparty's own errors become ``Error: <message>`` and exit status 1, without a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PoolPartyError as e:
+            raise click.ClickException(str(e)) from e
+
+
+@click.group(cls=_Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="poolparty")
+@click.option("-v", "--verbose", is_flag=True, help="Log what the engine does (logger 'poolparty').")
+def main(verbose: bool) -> None:
+    """Inspect, resume, cancel and clean poolparty runs; check the cluster set-up."""
+    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
+
+
+for command in (status, resume, cancel, logs, clean, doctor, config_command):
+    main.add_command(command)

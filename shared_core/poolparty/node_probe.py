@@ -1,0 +1,150 @@
+"""Run one tiny job to learn what a compute node sees: whether the work_root is on a filesystem shared
+with the nodes, which Python runs there, and whether it imports poolparty. Used by ``poolparty doctor``.
+
+The job is submitted like a real one (same job script, resources, environment export, log file in
+the run directory), so what fails here fails for real runs too.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+import uuid
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from . import __version__
+from .errors import PoolPartyError
+from .queues.base import ArrayPart, ArrayRequest, QueueAdapter
+from .resources import Resources
+from .workdir import JOB_SCRIPT, atomic_write, new_run_dir
+
+PROBE = r"""
+import json, os, socket, sys
+out = {"host": socket.gethostname(), "python": sys.executable, "version": sys.version.split()[0]}
+try:
+    import poolparty
+    import cloudpickle
+    out["poolparty"] = poolparty.__version__
+    out["poolparty_path"] = os.path.dirname(poolparty.__file__)
+except Exception as e:
+    out["import_error"] = "%s: %s" % (type(e).__name__, e)
+tmp = sys.argv[1] + ".tmp"
+with open(tmp, "w") as f:
+    json.dump(out, f)
+os.replace(tmp, sys.argv[1])
+"""
+
+
+@dataclass
+class ProbeResult:
+    queue: str
+    work_root: str
+    python: str
+    verdict: str  # ok | warn | fail
+    message: str
+    shared: bool | None = None  # None: the job never ran, so nobody knows
+    imports_poolparty: bool | None = None
+    node: dict[str, Any] | None = None  # what the job reported
+    job: str | None = None
+    log: str | None = None  # the job's output when it did not report
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def probe_nodes(queue: QueueAdapter, work_root: Path, python: str, resources: Resources | None = None, *,
+                timeout: float = 120.0, grace: float = 10.0, poll: float = 1.0) -> ProbeResult:
+    """Submit the probe job from a fresh private directory under ``work_root`` and interpret what came back.
+    ``grace``: how long after the job left the queue its files may take to appear (NFS caches)."""
+    work_root = work_root.absolute()
+    created_root = not work_root.exists()
+    run = new_run_dir(work_root, prefix="doctor")
+    script = run / "job.sh"
+    atomic_write(script, JOB_SCRIPT.encode(), mode=0o700)
+    atomic_write(run / "probe.py", PROBE.encode())  # a file, like the worker's inputs: it must be shared too
+    marker = run / "probe.json"
+    name = f"pp-doctor-{uuid.uuid4().hex[:8]}"
+    base = ProbeResult(queue.name, str(work_root), python, "fail", "")
+    request = ArrayRequest(name=name, part=ArrayPart(0, (0,)), throttle=1, resources=resources or Resources(),
+                           script=script, worker_argv=(python, str(run / "probe.py"), str(marker)), workdir=run, log_dir=run)
+    finished = False
+    try:
+        submitted = queue.submit(request, array=False)[0]
+        element = submitted.elements[0]
+        base.job = element
+        log = queue.log_path(run, element)
+        deadline = time.monotonic() + timeout
+        ended_at: float | None = None
+        last_state = "submitted"
+        while True:
+            if marker.exists():
+                finished = True
+                return _reported(base, json.loads(marker.read_text()))
+            now = time.monotonic()
+            status = queue.query(name).get(element)
+            if status is None or not status.state.active:
+                ended_at = ended_at or now
+                if now - ended_at >= grace:
+                    finished = True
+                    return _silent(base, run, log, status.state.value if status else "gone from the queue")
+            else:
+                last_state = status.state.value + (f" ({status.reason})" if status.reason else "")
+            if now > deadline:
+                base.verdict = "warn"
+                base.message = (f"the probe job {element} was still {last_state} after {timeout:g} s: cannot tell "
+                                "whether the nodes share the work_root; try again with a longer --timeout")
+                return base
+            time.sleep(poll)
+    except PoolPartyError as e:
+        base.message = f"could not submit the probe job: {str(e).splitlines()[0]}"
+        return base
+    finally:
+        if not finished and base.job is not None:
+            try:
+                queue.cancel([], name=name)
+            except PoolPartyError:
+                pass
+        shutil.rmtree(run, ignore_errors=True)
+        if created_root:
+            try:
+                work_root.rmdir()
+            except OSError:
+                pass
+
+
+def _reported(r: ProbeResult, node: dict[str, Any]) -> ProbeResult:
+    r.node, r.shared = node, True
+    where = f"a job on {node.get('host', '?')} wrote to {r.work_root} (shared)"
+    if node.get("import_error"):
+        r.imports_poolparty = False
+        r.message = (f"{where}, but Python on the nodes ({r.python}) cannot import poolparty: "
+                     f"{node['import_error']}. Install poolparty into an environment the nodes see and set "
+                     "python_path to its interpreter (or run the driver from that environment)")
+        return r
+    r.imports_poolparty = True
+    r.verdict = "ok"
+    r.message = f"{where}; Python {node.get('python')} {node.get('version')} imports poolparty {node.get('poolparty')}"
+    if node.get("poolparty") != __version__:
+        r.verdict = "warn"
+        r.message += f", but the driver runs poolparty {__version__}: use the same version on both sides"
+    return r
+
+
+def _silent(r: ProbeResult, run: Path, log: Path, state: str) -> ProbeResult:
+    """The job ended without a report: its log tells a node that saw the directory from one that did not."""
+    try:
+        r.log = log.read_text(errors="replace")[-2000:]
+    except OSError:
+        r.log = None
+    if r.log is not None:
+        r.shared = True
+        r.message = (f"the probe job {r.job} ran ({state}) and its log reached {run}, but {r.python} wrote no "
+                     f"report: is python_path an interpreter that exists on the nodes? Job log:\n{r.log.strip()}")
+        return r
+    r.shared = False
+    r.message = (f"the work_root {r.work_root} is not shared with the compute nodes: the probe job {r.job} ended "
+                 f"({state}) but nothing it wrote (report or log) is visible here. Use a work_root on a shared "
+                 "filesystem (work_root= or POOLPARTY_WORK_ROOT), e.g. in your home or project directory")
+    return r

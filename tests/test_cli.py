@@ -1,0 +1,400 @@
+"""The ``poolparty`` command: status, resume, logs, cancel, clean on the local queue and the fake SLURM;
+doctor on the local queue, the fake SLURM and the real SLURM/SGE; a progress bar and the CLI in a real
+terminal (tmux)."""
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+import poolparty
+from conftest import wait_until
+from real_wlm import require_or_skip, sge_available, slurm_available
+
+from poolparty.batch_files import BatchFiles
+from poolparty.cli.main import main
+from poolparty.engine import job_name
+from poolparty.node_probe import probe_nodes
+from poolparty.queues.local import LocalQueue
+from poolparty.run_state import stored_results
+
+DRIVER = '''
+import sys, time
+import poolparty
+
+def work(x, sleep, fail):
+    print(f"working on {x}", flush=True)
+    if x == fail:
+        raise ValueError(f"bad input {x}")
+    time.sleep(sleep)
+    return x * x
+
+if __name__ == "__main__":
+    queue, work_dir, n, sleep, fail = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), int(sys.argv[5])
+    with poolparty.Pool(2, queue=queue, work_dir=work_dir, polling_interval=1) as pool:
+        print("RESULT", sum(pool.starmap(work, [(x, sleep, fail) for x in range(n)], chunksize=1)), flush=True)
+'''
+
+
+@pytest.fixture(autouse=True)
+def no_user_config(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "xdg"))
+
+
+def cli(*args: object) -> Result:
+    return CliRunner().invoke(main, [str(a) for a in args], catch_exceptions=False)
+
+
+def start_driver(tmp_path: Path, queue: str, work_dir: Path, n: int, sleep: float, fail: int = -1,
+                 script: str = DRIVER) -> subprocess.Popen:
+    path = tmp_path / "driver.py"
+    path.write_text(script)
+    out = open(tmp_path / "driver.out", "ab")
+    return subprocess.Popen([sys.executable, str(path), queue, str(work_dir), str(n), str(sleep), str(fail)],
+                            stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stored(work_dir: Path) -> int:
+    return len(stored_results(BatchFiles(work_dir / "batches" / "0001")))
+
+
+def journaled(work_dir: Path) -> int:
+    """Chunks whose submission the run's journal recorded."""
+    from poolparty.run_state import read_run
+
+    try:
+        return sum(1 for b in read_run(work_dir).batches for c in b.chunks if c.attempts)
+    except Exception:
+        return 0
+
+
+def worker_pids(run_dir: Path) -> list[str]:
+    """Local-queue workers of one run (matched on their command line)."""
+    pids = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmd = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"poolparty.worker" in cmd and any(str(run_dir).encode() in c for c in cmd):
+            pids.append(entry)
+    return pids
+
+
+def kill(proc: subprocess.Popen) -> None:
+    proc.kill()
+    proc.wait(timeout=30)
+
+
+# -- local queue: an interrupted run is inspected, resumed, its logs read, then cleaned ---------------
+def test_status_resume_logs_clean_on_the_local_queue(tmp_path):
+    parent = tmp_path / "runs"
+    wd = parent / "run-a"
+    driver = start_driver(tmp_path, "local", wd, 12, 0.4, fail=1)
+    try:
+        wait_until(lambda: stored(wd) >= 4, 60, "4 stored results")
+    finally:
+        kill(driver)  # SIGKILL: the run is interrupted, its running workers are left to finish
+
+    text = cli("status", wd).output
+    assert f"job name {job_name(wd)}, queue local" in text
+    assert "driver: none (interrupted); finish it with: poolparty resume" in text
+    assert "task 1 (chunk 1) raised builtins.ValueError: bad input 1" in text
+    assert "poolparty logs" in text and " 1 --batch 1" in text
+    status = json.loads(cli("status", wd, "--json").stdout)
+    summary = status["summary"]
+    assert summary["tasks"] == 12 and summary["tasks_failed"] == 1 and status["driver"] is None
+    assert sum(summary["chunks"].values()) == 12 and summary["chunks"]["done"] >= 4
+    assert status["batches"][0]["chunks"][0]["elements"] == ["L1_0"]
+
+    out = tmp_path / "results.json"
+    result = CliRunner().invoke(main, ["resume", str(wd), "-o", str(out)])
+    assert result.exit_code == 1, result.output
+    assert "1 task(s) failed; the first: ValueError: bad input 1" in result.output
+    values = json.loads(out.read_text())
+    assert values[1] == {"error": "ValueError: bad input 1"}
+    assert [v for i, v in enumerate(values) if i != 1] == [x * x for x in range(12) if x != 1]
+
+    done = json.loads(cli("status", wd, "--json").stdout)["summary"]
+    assert done["chunks"] == {"done": 12, "failed": 0, "queued": 0, "unsubmitted": 0}
+    assert done["tasks_done"] == 12
+    log = cli("logs", wd, 1).output
+    assert "===== batch 0001 chunk 1 (task 1), job L1_1, attempt 1 =====" in log and "working on 1" in log
+    assert "chunk 5 (task 5)" in cli("logs", wd, "--list").output
+
+    again = CliRunner().invoke(main, ["resume", str(wd), "-o", str(tmp_path / "r.pkl")])  # all stored: at once
+    assert again.exit_code == 1
+    values = pickle.loads((tmp_path / "r.pkl").read_bytes())
+    assert isinstance(values[1], ValueError) and values[11] == 121
+
+    cleaned = _rel(cli("clean", "--older-than", "0", parent).output, tmp_path)
+    assert "removed runs/run-a (idle 0.0 days)" in cleaned and "removed 1 run(s), kept 0 in use" in cleaned
+    assert not wd.exists()
+
+
+def test_bad_work_dir_and_task_are_explained(tmp_path):
+    (tmp_path / "runs" / "run-x" / "batches").mkdir(parents=True)
+    (tmp_path / "runs" / "run-x" / "run.json").write_text("{}")
+    result = CliRunner().invoke(main, ["status", str(tmp_path / "runs")])
+    assert result.exit_code == 1
+    assert "is not a poolparty work_dir (it holds run directories: pass one of them" in result.output
+    result = CliRunner().invoke(main, ["logs", str(tmp_path / "runs" / "run-x"), "3"])
+    assert result.exit_code == 1 and "no batch in" in result.output
+    result = CliRunner().invoke(main, ["clean", "--older-than", "soon", str(tmp_path)])
+    assert result.exit_code == 2 and "'soon' is not an age" in result.output
+    result = CliRunner().invoke(main, ["cancel", str(tmp_path / "runs" / "run-x")])
+    assert result.exit_code == 2 and "say which queue it used with --queue" in result.output
+
+
+# -- a live driver: status says so, clean keeps the run, cancel warns, --stop-driver stops it ----------
+def test_live_driver_status_clean_cancel(tmp_path):
+    parent = tmp_path / "runs"
+    wd = parent / "run-live"
+    driver = start_driver(tmp_path, "local", wd, 6, 60.0)
+    try:
+        wait_until(lambda: len(worker_pids(wd)) == 2, 60, "two running workers")
+        assert f"driver: alive (pid {driver.pid} on " in cli("status", wd).output
+        assert "kept runs/run-live: its driver is alive" in _rel(cli("clean", "--older-than", "0", parent).output,
+                                                                 tmp_path)
+        result = CliRunner().invoke(main, ["cancel", str(wd)])
+        assert result.exit_code == 0
+        assert f"cancelled 2 job(s) named {job_name(wd)} on local" in result.output
+        assert "the run's driver is alive" in result.output and "--stop-driver" in result.output
+        result = CliRunner().invoke(main, ["cancel", "--stop-driver", str(wd)])
+        assert result.exit_code == 0, result.output
+        assert "stopping the driver" in result.output
+        driver.wait(timeout=30)
+        wait_until(lambda: not worker_pids(wd), 30, "no worker left")
+    finally:
+        if driver.poll() is None:
+            kill(driver)
+
+
+def _rel(text: str, base: Path) -> str:
+    return text.replace(str(base) + "/", "")
+
+
+# -- fake SLURM: jobs left in the queue by a dead driver are seen, kept by clean, cancelled ------------
+def test_status_cancel_clean_resume_on_fake_slurm(tmp_path, make_queue_under_test):
+    q = make_queue_under_test("fake-slurm")
+    parent = tmp_path / "runs"
+    wd = parent / "run-s"
+    driver = start_driver(tmp_path, "slurm", wd, 6, 60.0)
+    try:
+        wait_until(lambda: len([j for j in q.cluster.jobs() if j["state"] == "RUNNING"]) == 2, 60,
+                   "two running jobs")
+        wait_until(lambda: journaled(wd) == 6, 30, "the submission in the journal")
+    finally:
+        kill(driver)
+    text = cli("status", wd).output
+    assert "queue slurm" in text and "(queued: 2 running, 4 pending)" in text
+    info = json.loads(cli("status", wd, "--json").stdout)
+    assert info["scheduler"]["queried"] and len(info["scheduler"]["jobs"]) == 6
+    assert _rel(cli("clean", "--older-than", "0", parent).output, tmp_path).startswith(
+        "kept runs/run-s: 6 job(s) still queued")
+    text = cli("cancel", wd).output
+    assert f"cancelled 6 job(s) named {job_name(wd)} on slurm" in text
+    assert any(c["cmd"] == "scancel" and f"--name={job_name(wd)}" in c["argv"] for c in q.calls())
+    wait_until(lambda: all(j["state"] in ("CANCELLED", "COMPLETED") for j in q.cluster.jobs()), 30, "cancelled")
+    assert "(queued: 6 not in the queue)" in cli("status", wd).output
+
+    # a second run on the fake SLURM, interrupted while its jobs run: resume adopts them
+    wd2 = parent / "run-t"
+    driver = start_driver(tmp_path, "slurm", wd2, 4, 2.0)
+    try:
+        wait_until(lambda: journaled(wd2) == 4, 60, "the submission in the journal")
+    finally:
+        kill(driver)
+    out = tmp_path / "t.json"
+    result = CliRunner().invoke(main, ["resume", str(wd2), "-o", str(out), "--remove"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(out.read_text()) == [0, 1, 4, 9]
+    assert not wd2.exists()  # --remove: a clean finish removes the work_dir
+    assert sum(1 for c in q.calls("sbatch")) == 2  # nothing resubmitted: one array per run
+
+    text = _rel(cli("clean", "--older-than", "0", parent).output, tmp_path)
+    assert "removed runs/run-s" in text
+    assert list(parent.iterdir()) == []
+
+
+# -- doctor ----------------------------------------------------------------------------------------
+def test_doctor_python_on_the_nodes_without_poolparty(tmp_path, monkeypatch):
+    python = shutil.which("python3", path="/usr/bin")
+    if python is None or subprocess.run([python, "-c", "import poolparty"], capture_output=True,
+                                        env={"PATH": "/usr/bin:/bin"}).returncode == 0:
+        pytest.skip("needs a system python3 without poolparty")
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    result = CliRunner().invoke(main, ["doctor", "--queue", "local", "--python", python,
+                                       "--work-root", str(tmp_path / "wr"), "--timeout", "60"])
+    assert result.exit_code == 1
+    assert (f"[FAIL] local nodes: a job on {os.uname().nodename} wrote to {tmp_path / 'wr'} (shared), but Python "
+            f"on the nodes ({python}) cannot import poolparty: ModuleNotFoundError: No module named 'poolparty'"
+            ) in result.output
+    good = CliRunner().invoke(main, ["doctor", "--queue", "local", "--work-root", str(tmp_path / "wr"), "--json"])
+    assert good.exit_code == 0, good.output
+    node = json.loads(good.stdout)["nodes"][0]
+    assert node["verdict"] == "ok" and node["shared"] and node["imports_poolparty"]
+    assert not (tmp_path / "wr").exists()  # the probe cleans up after itself
+
+
+class NodeLocalQueue(LocalQueue):
+    """A local queue whose jobs see their own copy of the filesystem under ``node_root`` (node-local
+    scratch): what a work_root that is not shared with the compute nodes looks like."""
+
+    def __init__(self, node_root: Path):
+        super().__init__()
+        self.node_root = node_root
+
+    def _on_node(self, p: Path) -> Path:
+        mirrored = self.node_root / Path(p).relative_to("/")
+        mirrored.mkdir(parents=True, exist_ok=True)
+        return mirrored
+
+    def submit(self, request, *, array=True):
+        workdir = self._on_node(request.workdir)
+        argv = tuple(str(workdir / Path(a).name) if a.startswith(str(request.workdir)) else a
+                     for a in request.worker_argv)
+        return super().submit(replace(request, workdir=workdir, log_dir=workdir, worker_argv=argv), array=array)
+
+
+def test_doctor_work_root_not_shared_with_the_nodes(tmp_path):
+    queue = NodeLocalQueue(tmp_path / "node")
+    try:
+        result = probe_nodes(queue, tmp_path / "wr", sys.executable, timeout=30, grace=0.5, poll=0.2)
+    finally:
+        queue.close()
+    assert result.verdict == "fail" and result.shared is False
+    assert result.message.startswith(f"the work_root {tmp_path / 'wr'} is not shared with the compute nodes: "
+                                     "the probe job L1_0 ended (failed) but nothing it wrote (report or log) "
+                                     "is visible here.")
+    assert list((tmp_path / "node").rglob("jL1_0.log"))  # the job did run, on its own copy
+
+
+def test_doctor_missing_scheduler_command(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no scheduler command at all
+    expected = ("queue='slurm' needs the `sbatch` command, which is not on PATH. Run on a login node of a SLURM "
+                "cluster, load its module, or use queue='local'.")
+    result = CliRunner().invoke(main, ["doctor", "--queue", "slurm", "--no-job"])
+    assert result.exit_code == 1
+    assert f"[FAIL] slurm: {expected}" in result.output
+    assert "[ -- ] sge: queue='sge' needs the `qsub` command" in result.output  # not asked for: not a failure
+    with pytest.raises(poolparty.ConfigurationError) as info:
+        poolparty.Pool(queue="slurm", work_root=tmp_path / "runs")
+    assert str(info.value) == expected
+
+
+def test_doctor_on_fake_slurm(tmp_path, make_queue_under_test):
+    make_queue_under_test("fake-slurm", max_array_size=501)
+    result = CliRunner().invoke(main, ["doctor", "--queue", "slurm", "--work-root", str(tmp_path / "wr"),
+                                       "--json", "--timeout", "60"])
+    report = json.loads(result.stdout)
+    assert report["schedulers"]["slurm"]["reachable"]
+    assert report["schedulers"]["slurm"]["limits"]["MaxArraySize"] == "501"
+    node = report["nodes"][0]
+    assert node["verdict"] == "ok", node
+    assert node["shared"] and node["imports_poolparty"] and node["node"]["python"] == sys.executable
+    assert result.exit_code == 0
+
+
+@pytest.mark.slurm
+def test_doctor_on_real_slurm(tmp_path):
+    require_or_skip(slurm_available(), "real SLURM")
+    result = CliRunner().invoke(main, ["doctor", "--queue", "slurm", "--work-root", str(tmp_path / "wr"),
+                                       "--timeout", "150"])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"\[ ok \] slurm answers: SLURM_VERSION=\S+, .*MaxArraySize=\d+, MaxJobCount=\d+", result.output)
+    assert "your limits:" in result.output
+    assert re.search(r"\[ ok \] slurm nodes: a job on \S+ wrote to .* \(shared\); Python .* imports poolparty",
+                     result.output), result.output
+
+
+@pytest.mark.sge
+def test_doctor_on_real_sge(tmp_path):
+    require_or_skip(sge_available(), "real SGE")
+    result = CliRunner().invoke(main, ["doctor", "--queue", "sge", "--work-root", str(tmp_path / "wr"),
+                                       "--timeout", "150"])
+    assert result.exit_code == 0, result.output
+    assert re.search(r"\[ ok \] sge answers: max_aj_tasks=\d+, max_aj_instances=\d+", result.output)
+    assert re.search(r"\[ ok \] sge nodes: a job on \S+ wrote to .* \(shared\); Python .* imports poolparty",
+                     result.output), result.output
+
+
+# -- a real terminal: the progress bar and the CLI under tmux -------------------------------------------
+BAR_DRIVER = '''
+import sys, time
+import poolparty
+
+def slow(x):
+    time.sleep(0.4)
+    return x
+
+if __name__ == "__main__":
+    with poolparty.Pool(2, queue="local", work_dir=sys.argv[1], keep_work_dir=True) as pool:
+        print("RESULT", sum(pool.map(slow, range(int(sys.argv[2])), chunksize=1)), flush=True)
+'''
+
+
+def poolparty_command() -> str:
+    script = Path(sys.executable).parent / "poolparty"
+    return str(script) if script.exists() else f"{sys.executable} -m poolparty.cli"
+
+
+def test_progress_bar_and_cli_in_a_real_terminal(tmp_path):
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed (apt-get install -y tmux)")
+    (tmp_path / "bar.py").write_text(BAR_DRIVER)
+    wd = tmp_path / "wd"
+    server = f"pp-test-{os.getpid()}"
+
+    def tmux(*args: str) -> str:
+        return subprocess.run(["tmux", "-L", server, *args], capture_output=True, text=True, timeout=20).stdout
+
+    def screen(target: str) -> str:
+        return tmux("capture-pane", "-p", "-t", target)
+
+    tmux("new-session", "-d", "-s", "t", "-x", "200", "-y", "30", "bash --norc --noprofile")
+    try:
+        tmux("send-keys", "-t", "t:0", f"cd {tmp_path} && XDG_CONFIG_HOME={tmp_path} {sys.executable} bar.py {wd} 16",
+             "Enter")
+        bar = re.compile(r"poolparty pp-\w+ .* (\d+)/16 tasks \| running (\d) pending (\d+) failed 0 resubmitted 0 \|")
+        m = wait_until(lambda: bar.search(screen("t:0")), 30, "the progress bar")
+        assert int(m.group(1)) < 16 and int(m.group(2)) <= 2
+        tmux("new-window", "-t", "t", "bash --norc --noprofile")
+        tmux("send-keys", "-t", "t:1", f"{poolparty_command()} status {wd}", "Enter")
+        status = wait_until(lambda: "total:" in screen("t:1") and screen("t:1"), 30, "poolparty status")
+        assert "driver: alive" in status and "batch 0001 (map" in status
+        final = wait_until(lambda: "RESULT 120" in screen("t:0") and screen("t:0"), 60, "the end of the map")
+        assert re.search(r"16/16 tasks \| running 0 pending 0 failed 0 resubmitted 0 \| \d:\d\d:\d\d eta 0:00:00",
+                         final), final
+    finally:
+        tmux("kill-server")
+
+
+def test_no_progress_bar_without_a_terminal(tmp_path):
+    (tmp_path / "bar.py").write_text(BAR_DRIVER)
+    proc = subprocess.run([sys.executable, str(tmp_path / "bar.py"), str(tmp_path / "wd"), "8"], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path)})
+    assert proc.returncode == 0 and "RESULT 28" in proc.stdout
+    assert "tasks" not in proc.stderr and "\x1b[" not in proc.stderr
+
+
+def test_progress_option():
+    from poolparty.progress import job_counts, wanted
+
+    class Tty:
+        def isatty(self) -> bool:
+            return True
+
+    assert wanted(None, Tty()) and not wanted(False, Tty()) and wanted(True, open(os.devnull))
+    assert not wanted(None, open(os.devnull))
+    snap = {"chunks_waiting": 3, "chunks_queued": 5, "chunks_running": 2, "chunks_failed": 1, "resubmissions": 4}
+    assert job_counts(snap) == {"running": 2, "pending": 6, "failed": 1, "resubmitted": 4}

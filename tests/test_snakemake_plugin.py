@@ -1,0 +1,371 @@
+"""The Snakemake executor plugin (``snakemake --executor poolparty``): Snakemake's own plugin test base
+on the local queue and on real SLURM, the example workflow end to end with the real CLI on local,
+SLURM and SGE, arrays per scheduling round, cheap import, Ctrl-C, and the resource translation."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Optional
+
+import pytest
+
+from conftest import wait_until
+from real_wlm import require_or_skip, slurm_available
+
+from snakemake.common.tests import TestWorkflowsLocalStorageBase  # the test extra installs snakemake
+
+from snakemake_executor_plugin_poolparty import ExecutorSettings
+
+REPO = Path(__file__).resolve().parent.parent
+EXAMPLE = REPO / "examples" / "snakemake"
+SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
+
+
+# -- Snakemake's own test base ---------------------------------------------------------------------
+class TestWorkflowsLocalQueue(TestWorkflowsLocalStorageBase):
+    __test__ = True
+
+    def get_executor(self) -> str:
+        return "poolparty"
+
+    def get_executor_settings(self) -> Optional[ExecutorSettings]:
+        return ExecutorSettings(queue="local", max_running=3)
+
+
+class TestWorkflowsRealSlurm(TestWorkflowsLocalStorageBase):
+    __test__ = True
+
+    @pytest.fixture(autouse=True)
+    def _needs_slurm(self):
+        require_or_skip(slurm_available(), "real SLURM")
+
+    def get_executor(self) -> str:
+        return "poolparty"
+
+    def get_executor_settings(self) -> Optional[ExecutorSettings]:
+        return ExecutorSettings(queue="slurm", polling_interval=2.0)
+
+
+# -- helpers ---------------------------------------------------------------------------------------
+# the snakemake CLI with the fake schedulers' short grace periods (conftest.FAKE_TIMING), set on the
+# adapter classes before Snakemake starts: a failed job is noticed in about a second, not 15 s
+FAST_GRACE = """
+import sys
+from conftest import FAKE_TIMING
+from poolparty.queues.sge import SgeQueue
+from poolparty.queues.slurm import SlurmQueue
+for cls in (SlurmQueue, SgeQueue):
+    for name, value in FAKE_TIMING.items():
+        setattr(cls, name, value)
+from snakemake.cli import main
+sys.argv[0] = "snakemake"
+main()
+"""
+
+
+def run_snakemake(workdir: Path, *args: str, timeout: float = 200,
+                  fast_grace: bool = False) -> subprocess.CompletedProcess[str]:
+    t0 = time.monotonic()
+    argv = [sys.executable, "-c", FAST_GRACE] if fast_grace else [SNAKEMAKE]
+    env = dict(os.environ)
+    if fast_grace:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(Path(__file__).parent), env.get("PYTHONPATH")]))
+    proc = subprocess.run([*argv, *args], cwd=workdir, capture_output=True, text=True, timeout=timeout,
+                          env=env, stdin=subprocess.DEVNULL)
+    proc.elapsed = time.monotonic() - t0  # type: ignore[attr-defined]
+    return proc
+
+
+def write_workflow(path: Path, snakefile: str, profile: str | None = None) -> Path:
+    path.mkdir(parents=True, exist_ok=True)
+    (path / "Snakefile").write_text(textwrap.dedent(snakefile))
+    if profile is not None:
+        (path / "profile").mkdir()
+        (path / "profile" / "config.yaml").write_text(textwrap.dedent(profile))
+    return path
+
+
+def tail(proc: subprocess.CompletedProcess[str], n: int = 60) -> str:
+    return "\n".join((proc.stdout + proc.stderr).splitlines()[-n:])
+
+
+# -- the example workflow, end to end with the CLI -------------------------------------------------
+@pytest.mark.parametrize("kind", ["local", "slurm", "sge"])
+def test_example_workflow_end_to_end(kind, make_queue_under_test, tmp_path):
+    q = make_queue_under_test(kind)  # real SLURM/SGE: skip or fail (CI) without one; counts calls
+    wd = tmp_path / "example"
+    shutil.copytree(EXAMPLE, wd, ignore=shutil.ignore_patterns(".snakemake", "results", "logs"))
+    proc = run_snakemake(wd, "--executor", "poolparty", "--poolparty-queue", kind, "-j", "10", "--retries", "1",
+                         "--poolparty-polling-interval", "2")
+    assert proc.returncode == 0, tail(proc)
+    report = (wd / "results" / "report.txt").read_text()
+    assert report.startswith("k-mer profiles of 3 samples") and "liver\tGC=" in report
+    # merge_counts failed on attempt 1 (1000 MB < 1500 MB) and was retried by Snakemake with 2000 MB
+    assert (wd / "logs" / "merge_counts.log").read_text().strip().endswith("mem_mb=2000, needs 1500")
+    out = proc.stdout + proc.stderr
+    assert "Trying to restart job" in out
+    logs = list((wd / ".snakemake" / "poolparty_logs").glob("*/merge_counts.*.attempt1.log"))
+    assert len(logs) == 1, out
+    assert "merge_counts: out of memory" in logs[0].read_text() and "mem_mb=1000" in logs[0].read_text()
+    assert str(logs[0]) in out  # the path was handed to Snakemake (aux_logs)
+    assert not list((wd / ".snakemake" / "poolparty_logs").glob("*/*attempt2.log"))
+    jobs = out.count("\nrule ")  # remote jobs (the localrule `all` prints "localrule")
+    assert jobs == 12  # 3 simulate + 3 count + 3 gc + 2 merge attempts + 1 report
+    if kind != "local":
+        submit = "sbatch" if kind == "slurm" else "qsub"
+        n_submit = len(q.calls(submit))
+        status = len(q.calls("squeue" if kind == "slurm" else "qstat"))
+        print(f"\n{kind}: {jobs} jobs, {n_submit} {submit} calls, {status} status calls, "
+              f"{proc.elapsed:.1f} s")  # type: ignore[attr-defined]
+        sizes = [array_size(c["argv"]) for c in q.calls(submit)]
+        # one array per rule and scheduling round: the three simulate_reads jobs, ready together at
+        # the start, leave as one; later rounds depend on when the scheduler finishes each element
+        assert sum(sizes) == jobs and 3 in sizes and n_submit < jobs, sizes
+        assert not q.calls("sacct") and not q.calls("qacct")
+
+
+def array_size(argv: list[str]) -> int:
+    """Elements of one sbatch (``--array=0-2,5``) or qsub (``-t 1-3``) submission; 1 for a plain job."""
+    spec = next((a.split("=", 1)[1] for a in argv if a.startswith("--array=")), None)
+    if spec is None and "-t" in argv:
+        spec = argv[argv.index("-t") + 1]
+    if spec is None:
+        return 1
+    n = 0
+    for part in spec.split("%")[0].split(","):
+        lo, _, hi = part.partition("-")
+        n += int(hi or lo) - int(lo) + 1
+    return n
+
+
+# -- one array per scheduling round ----------------------------------------------------------------
+ARRAY_SNAKEFILE = """
+    rule all:
+        input: expand("out/a{i}.txt", i=range(4)), expand("out/b{i}.txt", i=range(2))
+
+    rule a:
+        output: "out/a{i}.txt"
+        resources: mem_mb=1000
+        shell: "echo {wildcards.i} > {output}"
+
+    rule b:
+        output: "out/b{i}.txt"
+        resources: mem_mb=2000
+        shell: "echo {wildcards.i} > {output}"
+"""
+ARRAY_PROFILE = """
+    executor: poolparty
+    jobs: 50
+    poolparty-queue: slurm
+    poolparty-polling-interval: 1
+"""
+
+
+@pytest.mark.parametrize("array", ["yes", "no"])
+def test_jobs_ready_together_go_out_as_one_array_per_resource_set(array, make_queue_under_test, tmp_path):
+    q = make_queue_under_test("fake-slurm")
+    profile = textwrap.dedent(ARRAY_PROFILE) + f"poolparty-array: {array}\n"
+    wd = write_workflow(tmp_path / "wf", ARRAY_SNAKEFILE, profile)
+    proc = run_snakemake(wd, "--profile", "profile")  # settings from a profile
+    assert proc.returncode == 0, tail(proc)
+    assert sorted(p.name for p in (wd / "out").iterdir()) == sorted(
+        [f"a{i}.txt" for i in range(4)] + [f"b{i}.txt" for i in range(2)])
+    sbatch = q.calls("sbatch")
+    mems = sorted(next(a for a in c["argv"] if a.startswith("--mem=")) for c in sbatch)
+    if array == "yes":
+        # six jobs, ready together: one array per set of resources, not one sbatch per job
+        arrays = sorted(next(a for a in c["argv"] if a.startswith("--array=")) for c in sbatch)
+        assert arrays == ["--array=0-1", "--array=0-3"], [c["argv"] for c in sbatch]
+        assert mems == ["--mem=1908M", "--mem=954M"]
+    else:  # plain jobs, one per Snakemake job
+        assert not any(a.startswith("--array") for c in sbatch for a in c["argv"])
+        assert mems == ["--mem=1908M"] * 2 + ["--mem=954M"] * 4
+    assert len(q.calls("squeue")) <= 20  # one query per poll for the whole pool, never one per job
+    assert not q.calls("sacct")
+
+
+# -- Ctrl-C ----------------------------------------------------------------------------------------
+SLOW_SNAKEFILE = """
+    rule all:
+        input: expand("out/{i}.txt", i=range(3))
+
+    rule slow:
+        output: "out/{i}.txt"
+        shell: "touch started.{wildcards.i}; sleep 120; touch {output}"
+"""
+
+
+@pytest.mark.parametrize("kind", ["fake-slurm", "local"])
+def test_ctrl_c_cancels_every_job(kind, make_queue_under_test, tmp_path):
+    q = make_queue_under_test(kind)
+    wd = write_workflow(tmp_path / "wf", SLOW_SNAKEFILE)
+    proc = subprocess.Popen([SNAKEMAKE, "--executor", "poolparty", "--poolparty-queue", q.flavor, "-j", "5",
+                             "--poolparty-max-running", "3"],
+                            cwd=wd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ), stdin=subprocess.DEVNULL)
+    try:
+        wait_until(lambda: len(list(wd.glob("started.*"))) == 3, 120, "three running jobs")
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode != 0
+    assert "Terminating processes on user request" in out, out[-3000:]
+    if kind == "fake-slurm":
+        def live():
+            return [j["id"] for j in q.cluster.jobs() if j["state"] in ("PENDING", "RUNNING", "COMPLETING")]
+    else:
+        def live():
+            return [p for p in os.listdir("/proc") if p.isdigit() and _cmdline_has(p, str(wd))]
+    wait_until(lambda: not live(), 30, "no job of the workflow left")
+    assert not list((wd / "out").glob("*.txt")) if (wd / "out").exists() else True
+
+
+def _cmdline_has(pid: str, text: str) -> bool:
+    try:
+        return text.encode() in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False
+
+
+# -- infrastructure failures are the core's, rule failures Snakemake's ------------------------------
+INFRA_SNAKEFILE = """
+    rule all:
+        input: "out/x.txt"
+
+    rule x:
+        output: "out/x.txt"
+        shell: "sleep 2; touch {output}"
+"""
+
+
+@pytest.mark.parametrize("max_resubmissions", [1, 0])
+def test_node_failure_is_resubmitted_silently_or_reported(max_resubmissions, make_queue_under_test, tmp_path):
+    q = make_queue_under_test("fake-slurm")
+    q.cluster.add_rule(action="node_fail", nth_start=1, after=0.5)
+    wd = write_workflow(tmp_path / "wf", INFRA_SNAKEFILE)
+    proc = run_snakemake(wd, "--executor", "poolparty", "--poolparty-queue", "slurm", "-j", "5",
+                         "--poolparty-max-resubmissions", str(max_resubmissions),
+                         "--poolparty-polling-interval", "1", fast_grace=True)
+    out = proc.stdout + proc.stderr
+    if max_resubmissions:
+        assert proc.returncode == 0, tail(proc)
+        assert len(q.calls("sbatch")) == 2  # resubmitted by poolparty ...
+        assert "Trying to restart" not in out and "Error in rule" not in out  # ... without Snakemake noticing
+    else:
+        assert proc.returncode != 0
+        assert "Error in rule x" in out and "poolparty gave up on job" in out and "NODE_FAIL" in out.upper(), out
+        assert len(q.calls("sbatch")) == 1
+
+
+# -- import cost, discovery and settings ------------------------------------------------------------
+IMPORT_PROBE = """
+import json, sys, time
+events = []
+def hook(event, args):
+    if event in ("subprocess.Popen", "os.system", "os.exec", "os.posix_spawn", "os.fork", "os.spawn"):
+        events.append(event)
+import snakemake_interface_executor_plugins.executors.remote  # what Snakemake has imported already
+sys.addaudithook(hook)
+t = time.perf_counter()
+import snakemake_executor_plugin_poolparty
+seconds = time.perf_counter() - t
+ours = list(events)
+from snakemake_interface_executor_plugins.registry import ExecutorPluginRegistry
+plugin = ExecutorPluginRegistry().get_plugin("poolparty")   # discovery, as `snakemake --executor` does
+print(json.dumps({"events": ours, "seconds": seconds, "engine": "poolparty.engine" in sys.modules,
+                  "file": snakemake_executor_plugin_poolparty.__file__,
+                  "settings": plugin.settings_cls.__name__}))
+"""
+
+
+def test_import_runs_no_subprocess_and_plugin_is_discovered():
+    proc = subprocess.run([sys.executable, "-c", IMPORT_PROBE], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    got = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert got["events"] == []  # no subprocess, hence no scheduler call, when Snakemake imports it
+    assert not got["engine"]  # poolparty's engine is imported when the executor starts, not before
+    assert got["settings"] == "ExecutorSettings"  # discovered by Snakemake's registry
+    assert got["seconds"] < 1.0
+
+
+def test_settings_from_flags_environment_and_defaults(monkeypatch):
+    from snakemake.cli import get_argument_parser
+    from snakemake_interface_executor_plugins.registry import ExecutorPluginRegistry
+
+    monkeypatch.setenv("SNAKEMAKE_POOLPARTY_ARRAY", "no")
+    monkeypatch.setenv("SNAKEMAKE_POOLPARTY_ACCOUNT", "lab42")
+    parser = get_argument_parser()
+    plugin = ExecutorPluginRegistry().get_plugin("poolparty")
+    s = plugin.get_settings(parser.parse_args(["--executor", "poolparty", "--poolparty-queue", "sge",
+                                               "--poolparty-max-running", "7", "--poolparty-keep-logs-days", "0"]))
+    assert (s.queue, s.max_running, s.array, s.account, s.keep_logs_days) == ("sge", 7, False, "lab42", 0)
+    monkeypatch.delenv("SNAKEMAKE_POOLPARTY_ARRAY")
+    defaults = plugin.get_settings(get_argument_parser().parse_args(["--executor", "poolparty"]))
+    assert defaults.queue == "local" and defaults.array is True and defaults.max_resubmissions == 3
+    with pytest.raises(SystemExit):
+        get_argument_parser().parse_args(["--executor", "poolparty", "--poolparty-queue", "pbs"])
+
+
+# -- resource translation (core: poolparty.workflow_resources) -------------------------------------
+def test_snakemake_resources_translate_per_queue():
+    from poolparty import ConfigurationError, Resources
+    from poolparty.queues import sge, slurm
+    from poolparty.workflow_resources import resources_from_workflow
+
+    values = {"threads": 4, "mem_mb": 8000, "mem_mib": 7630, "runtime": 90, "slurm_partition": "short",
+              "slurm_account": "lab", "qos": "high", "constraint": "skylake", "gres": "gpu:a100:1",
+              "slurm_extra": "--exclusive --comment='two words'", "tmpdir": "/tmp", "disk_mb": 1000,
+              "sge_queue": "all.q"}
+    r = resources_from_workflow(values, "slurm", Resources(account="default"))
+    assert slurm.resource_flags(r.resources) == [
+        "--cpus-per-task=4", "--mem=7630M", "--time=0-01:30:00", "--partition=short", "--account=lab", "--qos=high"]
+    assert r.resources.extra == ("--constraint=skylake", "--gres=gpu:a100:1", "--exclusive", "--comment=two words")
+    assert r.ignored == ("sge_queue",)
+    r = resources_from_workflow({"cpus_per_task": 2, "threads": 8, "mem_mb": 1000, "sge_queue": "all.q",
+                                 "sge_project": "p1", "sge_extra": "-l scratch=10G", "qos": "x"}, "sge")
+    assert sge.resource_flags(r.resources) == ["-pe", "smp", "2", "-l", "h_vmem=477M", "-q", "all.q"]
+    assert r.resources.extra == ("-P", "p1", "-l", "scratch=10G")
+    assert r.ignored == ("qos",)
+    r = resources_from_workflow({"threads": 4, "mem_mb": 4000, "sge_pe": "mpi"}, "sge")
+    assert sge.resource_flags(r.resources) == ["-l", "h_vmem=954M"]  # per slot of the named PE
+    assert r.resources.extra == ("-pe", "mpi", "4")
+    r = resources_from_workflow({"threads": 2, "mem_mb": 1000, "slurm_partition": "x"}, "local",
+                                Resources(partition="p"))
+    assert (r.resources.cpus, r.resources.memory, r.resources.partition) == (2, 10**9, None)
+    with pytest.raises(ConfigurationError, match="--array"):
+        resources_from_workflow({"slurm_extra": "--array=1-3"}, "slurm")
+    assert resources_from_workflow({"cpus_per_task": -1, "threads": 3}, "slurm").resources.cpus is None
+
+
+def test_log_retention_keeps_recent_and_live_directories(tmp_path):
+    import fcntl
+
+    from snakemake_executor_plugin_poolparty import remove_old_logs
+
+    logs, runs = tmp_path / "poolparty_logs", tmp_path / "poolparty"
+    old = time.time() - 10 * 86400
+    for d in (logs / "20260101-000000-1", logs / "recent", runs / "run-old", runs / "run-live", runs / "run-new"):
+        d.mkdir(parents=True)
+        (d / "x.log").write_text("x")
+    for d in (logs / "20260101-000000-1", runs / "run-old", runs / "run-live"):
+        os.utime(d, (old, old))
+    fd = os.open(runs / "run-live" / "lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # a pool that is still running
+    os.utime(runs / "run-live", (old, old))
+    try:
+        assert remove_old_logs(logs, runs, 0) == []  # 0 keeps everything
+        removed = remove_old_logs(logs, runs, 7)
+    finally:
+        os.close(fd)
+    assert sorted(p.name for p in removed) == ["20260101-000000-1", "run-old"]
+    assert sorted(p.name for p in logs.iterdir()) == ["recent"]
+    assert sorted(p.name for p in runs.iterdir()) == ["run-live", "run-new"]
