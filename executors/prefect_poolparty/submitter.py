@@ -1,0 +1,442 @@
+"""One flow run's traffic between Prefect and the poolparty core.
+
+``submit`` only records an *order* (task, parameters, upstream futures, the flow run's context) and
+returns. An order is released when its upstream futures are done (a done-callback counts them
+down: no thread waits per task run); the release thread turns released orders into job payloads
+(upstream futures become their final States, as Prefect's process pool ships them), packs them
+several to a job and hands each burst to :meth:`poolparty.Engine.submit` as **one** batch, so a
+``.map`` over N items is one array. The completion thread replays the relayed events and logs,
+then resolves each task run's future with the final State its job returned, or with a Crashed or
+Cancelled state when the core reports a failure.
+
+Scheduling, polling, resubmission and cancellation of jobs are the core's; nothing here talks to
+a scheduler.
+"""
+from __future__ import annotations
+
+import concurrent.futures as cf
+import contextlib
+import contextvars
+import logging
+import math
+import os
+import queue
+import shutil
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator
+
+import cloudpickle
+
+from poolparty import Call, Engine, Resources
+from poolparty.by_value import register_local_modules
+from poolparty.errors import ConfigurationError, RetryLimitExceeded
+from poolparty.workdir import make_private_dir
+
+from . import outcomes
+from .job import JobHeader, run_task_run
+from .relay import RelayReader
+from .shipping import final_state_of, futures_to_states, pickle_annotations_by_value, upstream_futures
+from .tag_slots import TagSlots
+
+log = logging.getLogger("prefect_poolparty")
+
+_FLUSH = object()  # release queue: a map finished submitting
+_STOP = object()
+
+
+@dataclass(eq=False)
+class Order:
+    """A task run accepted by ``submit`` and not resolved yet."""
+
+    task: Any
+    task_run_id: uuid.UUID
+    parameters: dict[str, Any]
+    wait_for: list[Any] | None
+    dependencies: dict[str, Any] | None
+    resources: Resources
+    tags: frozenset[str]  # the task's and the submitting context's (``with prefect.tags(...)``)
+    context: "ShippedContext"
+    task_blob: bytes
+    future: "cf.Future[Any]"
+    waiting: int = 0  # upstream futures not done yet
+    slots_held: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+@dataclass(eq=False)
+class ShippedContext:
+    """``serialize_context()`` of one flow-run/tags/settings combination, pickled once."""
+
+    blob: bytes
+    flow_run_id: uuid.UUID | None
+    captured: contextvars.Context  # for replaying events and recording states in the flow run
+
+
+@dataclass
+class Completion:
+    """The core's word on one task run: a result to unpickle (``error`` None), or a batch error."""
+
+    order: Order
+    handle: Any
+    index: int  # the task run's index in its batch
+    chunk: int
+    error: BaseException | None = None
+
+
+class Submitter:
+    def __init__(self, engine: Engine, *, relay: bool, tasks_per_job: int | None, window: float,
+                 relay_interval: float):
+        self.engine = engine
+        self.work_dir = engine.work_dir  # still known after the engine released it
+        self.relay = relay
+        self.tasks_per_job = tasks_per_job
+        self.window = window
+        self.relay_interval = relay_interval
+        self.relay_dir: Path | None = make_private_dir(engine.work_dir / "prefect-relay") if relay else None
+        self.header = JobHeader(relay_dir=str(self.relay_dir) if self.relay_dir else None, cwd=os.getcwd())
+        self._lock = threading.Lock()
+        self._orders: dict[uuid.UUID, Order] = {}  # unresolved
+        self._contexts: dict[tuple[Any, ...], tuple[tuple[Any, ...], ShippedContext]] = {}
+        self._tasks: dict[int, tuple[Any, bytes]] = {}
+        self._holds = 0
+        self._cancelled: str | None = None
+        self._released: "queue.Queue[Any]" = queue.Queue()
+        self._completed: "queue.Queue[Completion | object]" = queue.Queue()
+        self._tag_slots = TagSlots() if relay else None
+        pickle_annotations_by_value()
+        self.reader = RelayReader(self.relay_dir, self._context_for) if self.relay_dir else None
+        self.stats = {"task_runs": 0, "batches": 0, "crashed": 0, "cancelled": 0}
+        self._release_thread = threading.Thread(target=self._release_loop, daemon=True,
+                                                name=f"prefect-poolparty-release-{engine.name}")
+        self._complete_thread = threading.Thread(target=self._complete_loop, daemon=True,
+                                                 name=f"prefect-poolparty-complete-{engine.name}")
+        self._release_thread.start()
+        self._complete_thread.start()
+
+    # -- submit: the flow's thread ----------------------------------------------------------------
+    def submit(self, task: Any, parameters: dict[str, Any], wait_for: Any, dependencies: Any,
+               resources: Resources, tags: frozenset[str]) -> tuple[uuid.UUID, "cf.Future[Any]"]:
+        from prefect._internal.uuid7 import uuid7
+
+        order = Order(task=task, task_run_id=uuid7(), parameters=parameters,
+                      wait_for=list(wait_for) if wait_for else None, dependencies=dependencies,
+                      resources=resources, tags=tags, context=self._shipped_context(),
+                      task_blob=self._task_blob(task),
+                      future=cf.Future())
+        upstream = upstream_futures(parameters, order.wait_for)
+        with self._lock:
+            self._orders[order.task_run_id] = order
+            self.stats["task_runs"] += 1
+            cancelled = self._cancelled
+        if cancelled is not None:
+            self._resolve_infrastructure(order, "cancelled", f"not started: {cancelled}")
+            return order.task_run_id, order.future
+        order.waiting = len(upstream) + 1
+        for fut in upstream:
+            fut.add_done_callback(lambda _f, o=order: self._upstream_done(o))
+        self._upstream_done(order)  # the +1 above: release only after every callback is registered
+        return order.task_run_id, order.future
+
+    @contextlib.contextmanager
+    def holding(self) -> Iterator[None]:
+        """Keep released orders together until the block ends (``map`` submitting its items)."""
+        with self._lock:
+            self._holds += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._holds -= 1
+            self._released.put(_FLUSH)
+
+    def _upstream_done(self, order: Order) -> None:
+        with order.lock:
+            order.waiting -= 1
+            ready = order.waiting == 0
+        if ready:
+            self._released.put(order)
+
+    def _shipped_context(self) -> ShippedContext:
+        """``serialize_context()`` is slow (a settings dump): one pickle per context combination."""
+        from prefect.context import FlowRunContext, SettingsContext, TagsContext, TaskRunContext, serialize_context
+
+        flow_ctx, task_ctx, settings_ctx = FlowRunContext.get(), TaskRunContext.get(), SettingsContext.get()
+        tags = frozenset(TagsContext.get().current_tags)
+        key = (id(flow_ctx), id(task_ctx), id(settings_ctx), tags)
+        with self._lock:
+            hit = self._contexts.get(key)
+        if hit is not None:
+            return hit[1]
+        if flow_ctx is not None:
+            register_local_modules([flow_ctx.flow.fn])
+        try:
+            blob = cloudpickle.dumps(serialize_context())
+        except Exception as e:
+            raise ConfigurationError(
+                f"cannot pickle the flow run's context for the compute nodes: {e}. It holds the flow and its "
+                "parameters: pass data, not open files, locks or connections, to a flow whose tasks run "
+                "as jobs.") from e
+        captured = contextvars.copy_context()
+        captured.run(TaskRunContext.__var__.set, None)  # replayed events belong to their own task run
+        shipped = ShippedContext(blob, flow_ctx.flow_run.id if flow_ctx and flow_ctx.flow_run else None, captured)
+        with self._lock:
+            self._contexts[key] = ((flow_ctx, task_ctx, settings_ctx), shipped)  # keeps the ids alive
+        return shipped
+
+    def _task_blob(self, task: Any) -> bytes:
+        with self._lock:
+            hit = self._tasks.get(id(task))
+        if hit is not None:
+            return hit[1]
+        register_local_modules([task.fn])
+        try:
+            blob = cloudpickle.dumps(task)
+        except Exception as e:
+            raise ConfigurationError(f"cannot pickle the task {task.name!r} for the compute nodes: {e}. Move "
+                                     "unpicklable state (open files, locks, connections) inside the task.") from e
+        with self._lock:
+            self._tasks[id(task)] = (task, blob)
+        return blob
+
+    # -- release: upstream done -> payload -> one engine batch per burst ---------------------------
+    def _release_loop(self) -> None:
+        while True:
+            item = self._released.get()
+            if item is _STOP:
+                return
+            if item is _FLUSH:
+                continue
+            burst: list[tuple[Order, Call]] = []
+            self._prepare(item, burst)
+            while True:
+                try:
+                    item = self._released.get(timeout=self.window)
+                except queue.Empty:
+                    with self._lock:
+                        held = self._holds > 0
+                    if held:
+                        continue
+                    break
+                if item is _STOP:
+                    self._submit_burst(burst)
+                    return
+                if item is _FLUSH:
+                    with self._lock:
+                        held = self._holds > 0
+                    if held:
+                        continue
+                    break
+                self._prepare(item, burst)
+            self._submit_burst(burst)
+
+    def _prepare(self, order: Order, burst: list[tuple[Order, Call]]) -> None:
+        if order.future.done():
+            return
+        with self._lock:
+            cancelled = self._cancelled
+        if cancelled is not None:
+            self._resolve_infrastructure(order, "cancelled", f"not started: {cancelled}")
+            return
+        try:
+            if self._tag_slots is not None and not order.slots_held and order.tags:
+                limited = self._tag_slots.limited(order.tags, order.context.captured)
+                if limited:
+                    self._tag_slots.hold(order, limited, self._released,
+                                         lambda o, why: self._resolve_infrastructure(o, "crashed", why))
+                    return
+            call = {"task_run_id": order.task_run_id, "dependencies": order.dependencies,
+                    "parameters": futures_to_states(order.parameters),
+                    "wait_for": [final_state_of(f) for f in order.wait_for] if order.wait_for else None}
+            blob = cloudpickle.dumps(call)
+        except BaseException as e:  # an unpicklable argument: this task run alone crashes
+            self._resolve_infrastructure(order, "crashed", f"could not ship the task run: {type(e).__name__}: {e}")
+            return
+        burst.append((order, Call(run_task_run, (self.header, order.context.blob, order.task_blob, blob))))
+
+    def _submit_burst(self, burst: list[tuple[Order, Call]]) -> None:
+        groups: dict[Resources, list[tuple[Order, Call]]] = {}
+        for order, call in burst:
+            groups.setdefault(order.resources, []).append((order, call))
+        for resources, members in groups.items():
+            per = self.tasks_per_job or max(1, math.ceil(len(members) / self.engine.max_running))
+            chunks = [[(i, call) for i, (_, call) in enumerate(members[s:s + per], start=s)]
+                      for s in range(0, len(members), per)]
+            orders = [order for order, _ in members]
+            try:
+                handle = self.engine.submit(None, chunks, resources, kind="prefect", give_up_policy="fail_batch")
+            except BaseException as e:
+                with self._lock:
+                    cancelled = self._cancelled
+                for order in orders:
+                    if cancelled is not None:
+                        self._resolve_infrastructure(order, "cancelled", f"not started: {cancelled}")
+                    else:
+                        self._resolve_infrastructure(order, "crashed", f"poolparty could not submit: {e}")
+                continue
+            with self._lock:
+                self.stats["batches"] += 1
+            self._link(handle, orders, [len(c) for c in chunks])
+
+    def _link(self, handle: Any, orders: list[Order], chunk_sizes: list[int]) -> None:
+        chunk_of = [c for c, size in enumerate(chunk_sizes) for _ in range(size)]
+
+        reported: set[int] = set()
+
+        def on_task(index: int, ok: bool, payload: bytes) -> None:  # the dispatcher's thread: be quick
+            reported.add(index)
+            self._completed.put(Completion(orders[index], handle, index, chunk_of[index]))
+
+        def on_done(h: Any) -> None:
+            error = h.error or RuntimeError(f"{h.label} ended without this task run's result")
+            for i, order in enumerate(orders):
+                if i not in reported:
+                    self._completed.put(Completion(order, h, i, chunk_of[i], error))
+
+        handle.add_task_callback(on_task)
+        handle.add_done_callback(on_done)
+
+    # -- completion: relay, then resolve ----------------------------------------------------------
+    def _complete_loop(self) -> None:
+        while True:
+            try:
+                first = self._completed.get(timeout=self.relay_interval)
+            except queue.Empty:
+                self._drain_relay()
+                continue
+            batch = [first]
+            while True:
+                try:
+                    batch.append(self._completed.get_nowait())
+                except queue.Empty:
+                    break
+            self._drain_relay()  # a task run's events are in the API's queue before its future resolves
+            for item in batch:
+                if item is _STOP:
+                    return
+                assert isinstance(item, Completion)
+                try:
+                    self._complete(item)
+                except BaseException as e:  # never leave a future unresolved
+                    log.exception("prefect_poolparty: resolving task run %s failed", item.order.task_run_id)
+                    self._resolve_infrastructure(item.order, "crashed", f"internal error: {e}")
+
+    def _complete(self, c: Completion) -> None:
+        order = c.order
+        if order.future.done():
+            return
+        error = c.error
+        if error is None:
+            try:
+                ok, value = c.handle.outcome(c.index)
+            except BaseException as e:  # the State does not unpickle here
+                ok, value = False, e
+            if ok:
+                self._settle(order, value)
+                return
+            error = value
+        if isinstance(error, (cf.CancelledError, KeyboardInterrupt)):
+            self._resolve_infrastructure(order, "cancelled", f"poolparty cancelled its job: {error}")
+        elif isinstance(error, RetryLimitExceeded):
+            why = error.failures.get(c.chunk, "")
+            self._resolve_infrastructure(order, "crashed", f"its job ended without a result and poolparty gave "
+                                                           f"up: {why or error}{outcomes.log_tail(c.handle, c.chunk)}")
+        else:
+            self._resolve_infrastructure(order, "crashed", f"the job could not run the task run: "
+                                                           f"{type(error).__name__}: {error}{outcomes.remote_traceback(error)}")
+
+    def _resolve_infrastructure(self, order: Order, kind: str, message: str) -> None:
+        """Resolve with a Crashed/Cancelled state, recorded in the API as the task run's last state."""
+        state = outcomes.final_state(kind, f"{'Crash' if kind == 'crashed' else 'Cancel'}ed by poolparty: {message}",
+                                     order.task_run_id, order.context.flow_run_id)
+        with self._lock:
+            self.stats[kind] += 1
+        last = self.reader.last_event.get(str(order.task_run_id)) if self.reader else None
+        try:
+            outcomes.record_state(state, order.task, order.tags, order.task_run_id, order.context.flow_run_id,
+                                  order.context.captured, last)
+        except Exception as e:
+            log.warning("prefect_poolparty: could not record %s for task run %s: %s", state.name,
+                        order.task_run_id, e)
+        self._settle(order, state)
+
+    def _settle(self, order: Order, state: Any) -> None:
+        with self._lock:
+            self._orders.pop(order.task_run_id, None)
+        if not order.future.done():
+            try:
+                order.future.set_result(state)
+            except cf.InvalidStateError:
+                pass
+
+    def _drain_relay(self) -> None:
+        if self.reader is None:
+            return
+        try:
+            self.reader.drain()
+        except Exception as e:
+            log.warning("prefect_poolparty: relaying events and logs failed: %s", e)
+
+    def _context_for(self, task_run_id: str | None) -> contextvars.Context | None:
+        with self._lock:
+            order = self._orders.get(uuid.UUID(task_run_id)) if task_run_id else None
+            if order is None:  # resolved already, or not one of ours: any context of this flow run
+                shipped = next(iter(self._contexts.values()), None)
+                return shipped[1].captured.copy() if shipped else None
+        return order.context.captured.copy()
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def unresolved(self) -> list["cf.Future[Any]"]:
+        with self._lock:
+            return [o.future for o in self._orders.values()]
+
+    def wait_all(self) -> None:
+        """Wait until every task run submitted so far has its final state."""
+        while True:
+            pending = self.unresolved()
+            if not pending:
+                return
+            cf.wait(pending)
+
+    def cancel(self, reason: str) -> None:
+        """Cancel every job of this flow run at once; every unresolved task run ends Cancelled."""
+        with self._lock:
+            if self._cancelled is not None:
+                return
+            self._cancelled = reason
+        self.engine.terminate(reason)  # one scancel/qdel by the pool's name; batches end cancelled
+        deadline = time.monotonic() + 30
+        while self.unresolved() and time.monotonic() < deadline:
+            time.sleep(0.05)
+            with self._lock:
+                stuck = [o for o in self._orders.values() if o.waiting > 0]
+            for order in stuck:  # waiting for an upstream that will never come
+                self._resolve_infrastructure(order, "cancelled", f"not started: {reason}")
+
+    def close(self) -> None:
+        """After ``wait_all`` or ``cancel``: stop the threads, relay the rest, release the work_dir."""
+        self._released.put(_STOP)
+        self._release_thread.join(timeout=30)
+        self._completed.put(_STOP)
+        self._complete_thread.join(timeout=60)
+        self._drain_relay()
+        if self._tag_slots is not None:
+            self._tag_slots.close()
+        if self.relay_dir is not None:
+            shutil.rmtree(self.relay_dir, ignore_errors=True)
+        if self._cancelled is None:
+            self.engine.close()
+
+    def report(self) -> dict[str, Any]:
+        out = dict(self.engine.dispatcher.stats)
+        with self._lock:
+            out.update(self.stats)
+        if self.reader is not None:
+            out["relayed_events"] = self.reader.replayed["event"]
+            out["relayed_logs"] = self.reader.replayed["log"]
+        out["work_dir"] = str(self.work_dir)
+        out["job_name"] = self.engine.name
+        return out
