@@ -181,3 +181,14 @@ def test_plain_job_mode_one_job_per_chunk_throttled_by_the_dispatcher(kind, make
     argvs = sub_argvs(q)
     assert len(argvs) == 5 and not any(a.startswith("--array") or a == "-t" for argv in argvs for a in argv)
     assert 1 <= peak <= 2
+
+
+def test_a_resubmitted_job_pending_again_is_not_a_scheduler_requeue(make_queue_under_test, markers):
+    """After poolparty resubmits a chunk whose job had been running, the new job's PENDING state
+    must not count as the scheduler requeueing it (that would spend the budget twice)."""
+    q = make_queue_under_test("fake-slurm")
+    q.cluster.add_rule("kill", index=0, after=1.0)
+    # each job takes all 8 fake CPUs: the resubmitted job waits PENDING while chunk 1 runs
+    result, stats = run_map(q, markers, n=2, seconds=3.0, max_running=2, max_resubmissions=1, cpus=8)
+    assert result == [0, 1]
+    assert stats["resubmissions"] == 1

@@ -507,7 +507,7 @@ def test_killed_job_is_resubmitted_and_a_lost_cause_crashes(cluster, tmp_path):
 
     killer = threading.Thread(target=kill_victim, daemon=True)
     killer.start()
-    state, report = run_flow(infrastructure, cluster.runner(max_resubmissions=2, tasks_per_job=1),
+    state, report = run_flow(infrastructure, cluster.runner(max_resubmissions=1, tasks_per_job=1),
                              str(tmp_path), cluster.kind)
     killer.join(timeout=5)
     out = state.result()

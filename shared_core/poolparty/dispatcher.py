@@ -246,6 +246,7 @@ class Dispatcher:
             c.submission = None
         c.missing_since = c.ended_since = c.ended_state = None
         c.held_reported = False
+        c.seen_running = False  # the next job of this chunk starts unseen: its PENDING is no requeue
         if c.element is not None:
             b.store.store_log(c.chunk, c.element, self.queue.log_path(b.files.incoming, c.element))
         if decision.kind is ActionKind.RESUBMIT:
