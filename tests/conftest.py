@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -34,12 +35,14 @@ os.execv(real, [real] + sys.argv[1:])
 """
 
 
-REAL_BIN: dict[str, str] = {}
+SHIM_DIRS: set[str] = set()
 
 
 def probe(cmd: str) -> str:
-    """The real scheduler command for the tests' own probes, around the call-counting shim."""
-    return REAL_BIN.get(cmd, cmd)
+    """The scheduler command on the current PATH (real or fake) with the call-counting shims skipped,
+    so the tests' own probes are not counted as poolparty's calls."""
+    path = os.pathsep.join(d for d in os.environ.get("PATH", "").split(os.pathsep) if d not in SHIM_DIRS)
+    return shutil.which(cmd, path=path) or cmd
 
 
 def is_probe(call: dict[str, Any]) -> bool:
@@ -51,12 +54,11 @@ def is_probe(call: dict[str, Any]) -> bool:
 def install_call_counter(bin_dir: Path, flavor: str, log: Path) -> None:
     """A PATH shim that logs every scheduler call and then runs the real command."""
     bin_dir.mkdir(parents=True, exist_ok=True)
+    SHIM_DIRS.add(str(bin_dir))
     for cmd in SCHEDULER_COMMANDS[flavor]:
-        real = subprocess.run(["which", cmd], capture_output=True, text=True).stdout.strip()
-        if not real:
+        real = probe(cmd)
+        if not os.path.isabs(real):
             continue
-        if str(bin_dir) not in real:
-            REAL_BIN[cmd] = real
         shim = bin_dir / cmd
         shim.write_text(CALL_SHIM.format(python=sys.executable, real=real, log=str(log)))
         shim.chmod(0o755)
