@@ -55,6 +55,7 @@ SLURM_SYSTEMS = ["poolparty", "floor", "pypoolparty", "submitit", "dask-jobqueue
 SGE_SYSTEMS = ["poolparty", "floor", "pypoolparty"]
 SHORT = {"poolparty": "pp", "floor": "floor", "pypoolparty": "ppp", "submitit": "subm", "dask-jobqueue": "dask",
          "floor+imports": "floorimp", "floor+lean": "floorlean"}
+CLOSE_CALL = 1.25  # a peer whose first run is at most this much slower than poolparty's is run --reps times
 SLURM_ACTIVE = {"PENDING", "RUNNING", "CONFIGURING", "COMPLETING", "REQUEUED", "RESIZING", "SUSPENDED",
                 "SIGNALING", "STAGE_OUT", "REQUEUE_HOLD", "REQUEUE_FED"}
 
@@ -80,6 +81,8 @@ class Case:
     reps_by_system: dict[str, int] = field(default_factory=dict)
     faults: bool = False
     skip_after_failure: bool = False  # workload 3: a system that failed or hung is not run again
+    close_calls: bool = False  # a peer within CLOSE_CALL of poolparty's first run gets ``reps`` runs too
+    repeated: list[str] = field(default_factory=list)  # the peers that did
 
     def reps_for(self, system: str) -> int:
         return self.reps_by_system.get(system, self.reps)
@@ -118,7 +121,8 @@ def make_plan(a: argparse.Namespace) -> list[Case]:
                 # 10,000, only longer) run there only with --complete or --big-peers, to stay within 15 minutes
                 systems = slurm if n < 50_000 or a.complete or a.big_peers else \
                     [s for s in slurm if s in ("poolparty", "floor")]
-                cases.append(Case(f"small-slurm-{n}", "small", "slurm", n, t_small, systems, reps, by_system(systems)))
+                cases.append(Case(f"small-slurm-{n}", "small", "slurm", n, t_small, systems, reps, by_system(systems),
+                                  close_calls=not a.quick))
         # --quick: workloads 2 and 3 for poolparty and the floor only
         short = [s for s in slurm if s in ("poolparty", "floor")] if a.quick else slurm
         if "long" in a.workloads:
@@ -126,7 +130,8 @@ def make_plan(a: argparse.Namespace) -> list[Case]:
             long_reps = by_system(short)
             if "floor" in long_reps and not a.complete:
                 long_reps["floor"] = 1
-            cases.append(Case("long-slurm-40", "long", "slurm", 40, t_long, short, reps, long_reps))
+            cases.append(Case("long-slurm-40", "long", "slurm", 40, t_long, short, reps, long_reps,
+                              close_calls=not a.quick))
         if "faulty" in a.workloads:
             cases.append(Case("faulty-slurm-2000", "faulty", "slurm", 2000, t_faulty, short, reps,
                               by_system(short), faults=True, skip_after_failure=True))
@@ -584,6 +589,25 @@ class Bench:
                              f"foreign jobs={row['foreign_jobs_at_start']}/{row['foreign_jobs_max']}")
                     if case.skip_after_failure and not (row["complete"] and row["correct"]):
                         failed.add(system)
+                if rep == 0 and case.close_calls:
+                    self._repeat_close_calls(case)
+
+    def _repeat_close_calls(self, case: Case) -> None:
+        """A peer run once whose time is close to (or better than) poolparty's first run decides the
+        "faster than every peer" verdict: it gets as many runs as poolparty (a single run of a system that
+        polls every 5 s is a coin toss)."""
+        first = {r["system"]: r for r in self.rows if r["case"] == case.key and r["rep"] == 0}
+        pp = first.get("poolparty")
+        if not pp or not (pp["complete"] and pp["correct"]):
+            return
+        for s, r in first.items():
+            if s in ("poolparty", "floor") or case.reps_for(s) >= case.reps or not (r["complete"] and r["correct"]):
+                continue
+            if r["wall"] <= pp["wall"] * CLOSE_CALL:
+                case.reps_by_system[s] = case.reps
+                case.repeated.append(s)
+                self.log(f"{case.key}: {s} ({r['wall']:.1f} s) is within {CLOSE_CALL}x of poolparty "
+                         f"({pp['wall']:.1f} s): {case.reps} runs")
 
     def finish_accounting(self) -> None:
         for t in self.accounting_threads:

@@ -64,7 +64,8 @@ def trivial(x: int) -> int:
 
 
 def calibrate(target: float = 0.010) -> tuple[int, float]:
-    """Iterations of ``spin`` that take ``target`` seconds of CPU here; and the measured median."""
+    """Iterations of ``spin`` that take ``target`` seconds of CPU here (the fastest of several runs: other
+    processes sharing a core slow it down); and the measured median."""
     def cpu(n: int) -> float:
         t0 = time.thread_time()
         spin(n)
@@ -74,7 +75,7 @@ def calibrate(target: float = 0.010) -> tuple[int, float]:
     while cpu(n) < 0.002:
         n *= 2
     for _ in range(3):
-        n = max(1, int(n * target / statistics.median(cpu(n) for _ in range(11))))
+        n = max(1, int(n * target / min(cpu(n) for _ in range(11))))
     return n, statistics.median(cpu(n) for _ in range(21))
 
 
@@ -271,6 +272,7 @@ def main() -> int:
     def log(msg: str) -> None:
         print(f"[{time.perf_counter() - started:6.1f}s] {msg}", file=sys.stderr, flush=True)
 
+    wait_quiet(a.max_wait)
     iters, calibrated = calibrate()
     log(f"calibrated: spin({iters}) = {calibrated * 1e3:.2f} ms of CPU")
 
