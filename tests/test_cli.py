@@ -398,3 +398,26 @@ def test_progress_option():
     assert not wanted(None, open(os.devnull))
     snap = {"chunks_waiting": 3, "chunks_queued": 5, "chunks_running": 2, "chunks_failed": 1, "resubmissions": 4}
     assert job_counts(snap) == {"running": 2, "pending": 6, "failed": 1, "resubmitted": 4}
+
+
+EXECUTOR_BAR_DRIVER = '''
+import sys, time
+import poolparty
+
+def slow(x):
+    time.sleep(0.6)
+    return x
+
+if __name__ == "__main__":
+    with poolparty.Executor(2, queue="local", work_root=sys.argv[1], progress=True) as ex:
+        print("RESULT", sum(ex.map(slow, range(8))), flush=True)
+'''
+
+
+def test_executor_map_has_a_progress_bar_too(tmp_path):
+    (tmp_path / "ex.py").write_text(EXECUTOR_BAR_DRIVER)
+    proc = subprocess.run([sys.executable, str(tmp_path / "ex.py"), str(tmp_path / "runs")], capture_output=True,
+                          text=True, timeout=120, env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path), "COLUMNS": "200"})
+    assert proc.returncode == 0 and "RESULT 28" in proc.stdout, proc.stderr
+    assert re.search(r"poolparty pp-\w+ .*8/8 tasks \| running 0 pending 0 failed 0 resubmitted 0 \|", proc.stderr), \
+        proc.stderr

@@ -10,6 +10,8 @@ import pytest
 import poolparty
 from poolparty.resources import Resources
 
+from conftest import CLUSTER_KINDS
+
 
 def identity(x):
     return x
@@ -189,3 +191,36 @@ def test_good_values_are_accepted(tmp_path):
     with poolparty.Pool(1, queue="local", work_root=tmp_path, memory="1GB", walltime="0:05:00",
                         cpus=1) as pool:
         assert pool.map(identity, ["ok"]) == ["ok"]
+
+
+@pytest.mark.parametrize("kind", CLUSTER_KINDS)
+def test_impossible_resources_are_refused_before_anything_is_submitted(kind, make_queue_under_test, tmp_path):
+    """The scheduler is asked first (sbatch --test-only, qsub -w v), once per distinct request: more CPUs
+    than any node has fails with the scheduler's words and its limits, and nothing is queued."""
+    q = make_queue_under_test(kind)
+    submit_cmd = "sbatch" if q.flavor == "slurm" else "qsub"
+    dry_run = "--test-only" if q.flavor == "slurm" else "-w"
+
+    def submissions() -> list[dict]:
+        return [c for c in q.calls(submit_cmd) if dry_run not in c["argv"]]
+
+    def dry_runs() -> list[dict]:
+        return [c for c in q.calls(submit_cmd) if dry_run in c["argv"]]
+
+    with poolparty.Pool(2, **q.pool_options()) as pool:
+        with pytest.raises(poolparty.errors.ImpossibleResourceError) as e:
+            pool.map(identity, range(4), resources={"cpus": 64})
+        message = str(e.value)
+        assert "cpus=64" in message and "Nothing was submitted" in message, message
+        assert "poolparty doctor" in message and q.flavor.upper() in message, message
+        if not q.fake:  # the scheduler's own limits are quoted
+            assert ("CPUs" in message) if q.flavor == "slurm" else ("slots" in message), message
+        assert submissions() == [] and len(dry_runs()) == 1
+        assert not list(pool.engine.work_dir.glob("batches/*/incoming/*"))
+        # a request that fits is asked about once, then submitted for every map
+        for _ in range(2):
+            assert pool.map(identity, range(4), resources={"cpus": 2}) == [0, 1, 2, 3]
+        assert len(dry_runs()) == 2 and len(submissions()) == 2
+        # the scheduler's defaults are never asked about
+        assert pool.map(identity, range(2)) == [0, 1]
+        assert len(dry_runs()) == 2

@@ -123,15 +123,22 @@ class Engine:
     # -- submission ----------------------------------------------------------------------------
     def submit(self, shared: SharedFunction | None, chunks: Sequence[Sequence[tuple[int, Any]]],
                resources: Resources | None = None, *, kind: str = "map",
-               give_up_policy: str = "cancel_pool") -> BatchHandle:
-        """Pickle, write and queue one batch; returns at once. Bad input raises here, before submission."""
+               give_up_policy: str = "cancel_pool", number: int | None = None) -> BatchHandle:
+        """Pickle, write and queue one batch; returns at once. Bad input raises here, before submission:
+        unpicklable payloads, and resources the scheduler says no job could ever get.
+
+        ``number`` picks the batch directory explicitly (``poolparty resume`` refills batch N)."""
         resources = resources or self.options.resources
         encoded = encode_batch(shared, chunks)
+        self.queue.check_resources(resources, self.run.job_script, self.run.path)
         with self._lock:
             if self._closed:
                 raise PoolClosedError("this pool is closed; create a new one")
-            self._batch_count += 1
-            number = self._batch_count
+            if number is None:
+                self._batch_count += 1
+                number = self._batch_count
+            else:
+                self._batch_count = max(self._batch_count, number)
         files = BatchFiles(self.run.batch_dir(number))
         if files.exists():
             files.check_matches(encoded)

@@ -18,6 +18,10 @@ class UnsupportedResourceError(ConfigurationError):
     """A portable resource that the chosen queue cannot express."""
 
 
+class ImpossibleResourceError(ConfigurationError):
+    """The scheduler says no job with these resources could ever run (checked before submitting)."""
+
+
 class UnsafeWorkDirError(PoolPartyError):
     """The work_dir could be written by others: its pickles must not be loaded."""
 

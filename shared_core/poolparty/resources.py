@@ -127,6 +127,24 @@ class Resources:
         parsed = {k: v for k, v in parsed.items() if v is not None or k == "extra"}
         return dataclasses.replace(base or cls(), **parsed)
 
+    def summary(self) -> str:
+        """``cpus=64, memory=100 GiB, walltime=1:00:00``: what was asked for, for messages."""
+        parts = []
+        for f in dataclasses.fields(self):
+            v = getattr(self, f.name)
+            if v is None or v == ():
+                continue
+            if f.name == "memory":
+                v = f"{v / 1024**3:.3g} GiB" if v >= 1024**3 else f"{math.ceil(v / 1024**2)} MiB"
+            elif f.name == "walltime":
+                v = format_hms(v)
+            elif f.name == "extra":
+                v = list(v)
+            else:
+                v = repr(v) if isinstance(v, str) else v
+            parts.append(f"{f.name}={v}")
+        return ", ".join(parts) or "the scheduler's defaults"
+
     def to_json(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["extra"] = list(self.extra)

@@ -94,6 +94,14 @@ def qsub(inv: Invocation, argv: list[str]) -> int:
         inv.error(str(exc))
         return 2
     cfg = read_state(inv.paths)["config"]
+    verify = opts.get("-w", ["n"])[0]
+    if verify in ("v", "e") and job["cpus"] > cfg["slots"]:
+        inv.error(f'Unable to run job: Job 1 cannot run in PE "{job["pe"]}" because it only offers 0 slots'
+                  + ("\nverification: no suitable queues" if verify == "v" else "") + "\nExiting.")
+        return 1
+    if verify == "v":  # verify only: nothing is queued
+        inv.print("verification: found suitable queue(s)")
+        return 0
     if task_ids is not None and len(task_ids) > cfg["max_array_size"]:
         inv.error(f"Unable to run job: job rejected: You try to submit a job with more than "
                   f"{cfg['max_array_size']} tasks.\nExiting.")

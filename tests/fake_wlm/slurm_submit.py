@@ -19,7 +19,7 @@ LONG = ["parsable", "job-name=", "array=", "output=", "error=", "export=", "chdi
         "cpus-per-task=", "mem=", "time=", "partition=", "account=", "qos=", "gpus=", "gres=",
         "hold", "requeue", "no-requeue", "open-mode=", "signal=", "wrap=", "nodes=", "ntasks=",
         "mem-per-cpu=", "mail-type=", "mail-user=", "comment=", "exclusive", "quiet", "verbose",
-        "wait", "nice=", "get-user-env"]
+        "wait", "nice=", "get-user-env", "test-only"]
 CANONICAL = {"-a": "array", "-A": "account", "-c": "cpus-per-task", "-D": "chdir", "-e": "error",
              "-G": "gpus", "-H": "hold", "-J": "job-name", "-n": "ntasks", "-N": "nodes",
              "-o": "output", "-p": "partition", "-q": "qos", "-Q": "quiet", "-t": "time",
@@ -149,9 +149,14 @@ def _submit(inv: Invocation, opts: dict[str, str], script: str, script_path: str
             inv.error("sbatch: error: Batch job submission failed: Invalid job array specification")
             return 1
     if cpus > cfg["slots"]:
-        inv.error("sbatch: error: Batch job submission failed: "
-                  "Requested node configuration is not available")
+        inv.error("allocation failure: Requested node configuration is not available" if "test-only" in opts
+                  else "sbatch: error: Batch job submission failed: Requested node configuration is not available")
         return 1
+    if "test-only" in opts:  # validate only: nothing is queued (the real one prints to stderr)
+        inv.error(f"sbatch: Job {read_state(inv.paths).get('next_id', 1)} to start at "
+                  f"{time.strftime('%Y-%m-%dT%H:%M:%S')} using {cpus} processors on nodes fake in partition "
+                  f"{opts.get('partition', cfg['partition'])}")
+        return 0
     if opts.get("open-mode", "truncate") not in ("append", "truncate"):
         inv.error(f"sbatch: error: Invalid --open-mode argument: {opts['open-mode']}")
         return 1

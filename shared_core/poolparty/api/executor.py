@@ -11,6 +11,7 @@ from ..coalescer import CallCoalescer
 from ..engine import Engine
 from ..errors import PoolClosedError
 from ..payload import Call, SharedFunction
+from ..progress import ProgressBar, wanted as progress_wanted
 from ..resources import Resources
 from .options import build_engine_options
 
@@ -25,6 +26,9 @@ class Executor(cf.Executor):
         self._engine = Engine(build_engine_options(max_workers, options))
         self._work_dir = self._engine.work_dir  # still known after shutdown: a failed run's dir is kept
         self._calls = CallCoalescer(self._engine, 0.02 if self._engine.queue.name == "local" else 0.5)
+        # a bar for long ``map`` calls, as Pool has (on a terminal, or progress=True)
+        self._progress = ProgressBar(self._engine.progress, f"poolparty {self._engine.name}") \
+            if progress_wanted(self._engine.options.progress) else None
         weakref.finalize(self, self._engine.terminate, "executor garbage-collected").atexit = False
         self._shutdown = False
         self._futures: "set[cf.Future[Any]]" = set()
@@ -66,6 +70,8 @@ class Executor(cf.Executor):
         chunks = [calls[i:i + chunksize] for i in range(0, len(calls), chunksize)]
         register_local_modules([fn])
         handle = self._engine.submit(SharedFunction(fn), chunks, self._resources(resources))
+        if self._progress is not None:
+            self._progress.track(handle)
         cursor = handle.cursor(ordered=True)
 
         def results() -> Iterator[Any]:
@@ -94,23 +100,30 @@ class Executor(cf.Executor):
         if cancel_futures:
             for f in list(self._futures):
                 f.cancel()
-            self._engine.terminate("shutdown(cancel_futures=True)")
+            self._terminate("shutdown(cancel_futures=True)")
             return
         if wait:
             try:
                 self._engine.close()
             except KeyboardInterrupt:
-                self._engine.terminate("KeyboardInterrupt")
+                self._terminate("KeyboardInterrupt")
                 raise
+            if self._progress is not None:
+                self._progress.stop()  # draws the final state of a bar on screen
         else:
             import threading
 
             threading.Thread(target=self._engine.close, daemon=True).start()
 
+    def _terminate(self, reason: str) -> None:
+        self._engine.terminate(reason)
+        if self._progress is not None:
+            self._progress.stop()
+
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool | None:
         if exc_type is not None and issubclass(exc_type, BaseException) and not issubclass(exc_type, GeneratorExit):
             self._shutdown = True
-            self._engine.terminate(exc_type.__name__)  # an exception in the caller: no orphans
+            self._terminate(exc_type.__name__)  # an exception in the caller: no orphans
             return None
         self.shutdown(wait=True)
         return None

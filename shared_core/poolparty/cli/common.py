@@ -55,15 +55,10 @@ def query_jobs(run: Path, kind: str, name: str) -> dict[str, JobStatus]:
     """The run's jobs still known to the scheduler (one query by job name). For the local queue:
     the workers recorded in ``local_queue.json`` that are still alive (read only, never rewritten)."""
     if kind == "local":
-        from ..queues.local import _proc_start_ticks
+        from ..queues.local import recorded_workers
 
-        try:
-            saved = json.loads((run / "local_queue.json").read_text())
-        except (OSError, ValueError):
-            return {}
         return {element: JobStatus(JobState.RUNNING, f"pid {pid}")
-                for element, (pid, ticks, job) in saved.get("running", {}).items()
-                if job == name and _proc_start_ticks(pid) == ticks}
+                for element, pid in recorded_workers(run, name).items()}
     queue = open_queue(kind)
     try:
         return queue.query(name)

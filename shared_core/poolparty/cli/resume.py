@@ -140,9 +140,9 @@ def resume(work_dir: Path, output: Path | None, fmt: str | None, queue: str | No
     handles: dict[int, BatchHandle] = {}
     try:
         for number, files, meta, shared, chunks in loaded:
-            engine._batch_count = number - 1  # the batch keeps its number, hence its directory
             handles[number] = engine.submit(shared, chunks, first_resources(files, options.resources),
-                                            kind=meta["kind"], give_up_policy="fail_batch")
+                                            kind=meta["kind"], give_up_policy="fail_batch",
+                                            number=number)  # the batch keeps its number, hence its directory
             if bar is not None:
                 bar.track(handles[number])
         for handle in handles.values():

@@ -164,6 +164,10 @@ class QueueAdapter(abc.ABC):
         """Change an array's running limit; False where the scheduler cannot."""
         return False
 
+    def check_resources(self, resources: Resources, script: Path, workdir: Path) -> None:
+        """Raise :class:`~poolparty.errors.ImpossibleResourceError` if the scheduler says a job with
+        these resources could never start. Asks without submitting anything; nothing to ask by default."""
+
     def log_path(self, log_dir: Path, element: str) -> Path:
         """Where the scheduler writes an element's stdout and stderr."""
         return log_dir / f"j{element}.log"

@@ -255,6 +255,17 @@ class LocalQueue(QueueAdapter):
             pass  # the run directory was removed at the end of a clean run
 
 
+def recorded_workers(run_dir: Path, name: str) -> dict[str, int]:
+    """Element -> pid of the run's workers recorded in ``local_queue.json`` that are still the same live
+    processes (read only; for ``poolparty status|cancel`` run from another process)."""
+    try:
+        saved = json.loads((run_dir / "local_queue.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {element: pid for element, (pid, ticks, job) in saved.get("running", {}).items()
+            if job == name and ticks is not None and _proc_start_ticks(pid) == ticks}
+
+
 def _kill_if_same(pid: int, ticks: int | None) -> None:
     """SIGKILL a job's group only if the pid still names the same process (pids are recycled)."""
     if ticks is not None and _proc_start_ticks(pid) == ticks:

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import SubmissionError, UnsupportedResourceError
+from ..resource_check import ResourceVerifier
 from ..resources import Resources, format_hms
 from ..scheduler_cli import SchedulerCLI
 from .base import ArrayRequest, JobState, JobStatus, QueueAdapter, Submitted
@@ -68,6 +69,7 @@ class SgeQueue(QueueAdapter):
             cli.require(program, "sge")
         self.cli = cli
         self._max_index: int | None | bool = False
+        self._verifier = ResourceVerifier(cli, self.name)
 
     def max_array_index(self) -> int | None:
         if self._max_index is False:
@@ -130,6 +132,25 @@ class SgeQueue(QueueAdapter):
 
     def log_path(self, log_dir: Path, element: str) -> Path:
         return log_dir / f"j{element}.log"
+
+    def check_resources(self, resources: Resources, script: Path, workdir: Path) -> None:
+        # -w v: the qmaster checks the request against an empty cluster and queues nothing
+        argv = ["qsub", "-w", "v", "-wd", str(workdir), "-S", "/bin/sh", "-o", "/dev/null", "-j", "y",
+                *resource_flags(resources), *resources.extra, str(script)]
+        self._verifier.check(resources, argv, lambda: self._queue_limits(resources))
+
+    def _queue_limits(self, resources: Resources) -> str:
+        """Slots, h_rt and h_vmem of the queue, and the slots of the smp parallel environment."""
+        queue = resources.partition or "all.q"
+        out = self.cli.run(["qconf", "-sq", queue], ok_codes=(0, 1)).stdout
+        q = {k: v for k, _, v in (line.partition(" ") for line in out.splitlines())}
+        text = f"queue {queue}: " + " ".join(f"{k}={q[k].strip()}" for k in ("slots", "h_rt", "h_vmem") if k in q)
+        if resources.cpus and resources.cpus > 1:
+            pe = self.cli.run(["qconf", "-sp", "smp"], ok_codes=(0, 1)).stdout
+            m = re.search(r"^slots\s+(\d+)", pe, re.MULTILINE)
+            if m:
+                text += f"; parallel environment smp: {m.group(1)} slots"
+        return text
 
 
 def _elements(number: str, tasks: str | None) -> list[str]:

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import SubmissionError
+from ..resource_check import ResourceVerifier
 from ..resources import Resources
 from ..scheduler_cli import SchedulerCLI
 from .base import ArrayRequest, JobState, JobStatus, QueueAdapter, Submitted, compress_indices
@@ -74,6 +75,7 @@ class SlurmQueue(QueueAdapter):
             cli.require(program, "slurm")
         self.cli = cli
         self._max_index: int | None | bool = False
+        self._verifier = ResourceVerifier(cli, self.name)
 
     def max_array_index(self) -> int | None:
         if self._max_index is False:
@@ -137,3 +139,29 @@ class SlurmQueue(QueueAdapter):
 
     def log_path(self, log_dir: Path, element: str) -> Path:
         return log_dir / f"j{element}.log"
+
+    def check_resources(self, resources: Resources, script: Path, workdir: Path) -> None:
+        # --test-only: slurmctld validates the request against partitions and nodes and queues nothing
+        argv = ["sbatch", "--test-only", f"--chdir={workdir}", "--output=/dev/null", *resource_flags(resources),
+                *resources.extra, str(script)]
+        self._verifier.check(resources, argv, lambda: self._partition_limits(resources.partition))
+
+    def _partition_limits(self, partition: str | None) -> str:
+        """The partition's limits and its largest node, as scontrol reports them."""
+        rows = [dict(w.split("=", 1) for w in line.split() if "=" in w)
+                for line in self.cli.run(["scontrol", "show", "partition", "-o"]).stdout.splitlines()]
+        rows = [r for r in rows if (r.get("PartitionName") == partition if partition else r.get("Default") == "YES")]
+        if not rows:
+            return f"no partition named {partition!r}" if partition else ""
+        p = rows[0]
+        text = (f"partition {p.get('PartitionName')}: MaxTime={p.get('MaxTime', '?')} "
+                f"MaxCPUsPerNode={p.get('MaxCPUsPerNode', '?')} MaxMemPerNode={p.get('MaxMemPerNode', '?')} "
+                f"TRES={p.get('TRES', '?')}")
+        nodes = p.get("Nodes")
+        if nodes and nodes != "(null)":
+            out = self.cli.run(["scontrol", "show", "node", "-o", nodes]).stdout
+            cpus = [int(m) for m in re.findall(r"\bCPUTot=(\d+)", out)]
+            mem = [int(m) for m in re.findall(r"\bRealMemory=(\d+)", out)]
+            if cpus and mem:
+                text += f"; largest node: {max(cpus)} CPUs, {max(mem)} MB"
+        return text
