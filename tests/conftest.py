@@ -51,6 +51,13 @@ def is_probe(call: dict[str, Any]) -> bool:
     return "--states=RUNNING" in argv or "--format=%i|%T" in argv or "-u" in argv
 
 
+def is_dry_run(call: dict[str, Any]) -> bool:
+    """poolparty asking the scheduler whether a request could run (``sbatch --test-only``,
+    ``qsub -w v``): a scheduler call, but no submission."""
+    argv = call["argv"]
+    return "--test-only" in argv or any(a == "-w" and b == "v" for a, b in zip(argv, argv[1:]))
+
+
 def install_call_counter(bin_dir: Path, flavor: str, log: Path) -> None:
     """A PATH shim that logs every scheduler call and then runs the real command."""
     bin_dir.mkdir(parents=True, exist_ok=True)
@@ -98,13 +105,16 @@ class QueueUnderTest:
         opts.update(extra)
         return opts
 
-    def calls(self, cmd: str | None = None) -> list[dict[str, Any]]:
+    def calls(self, cmd: str | None = None, *, dry_runs: bool = False) -> list[dict[str, Any]]:
+        """Scheduler calls poolparty made (of one command); the pre-submit dry runs only if asked."""
         if self.cluster is not None:
-            return self.cluster.calls(cmd)
-        if self.call_log is None or not self.call_log.exists():
+            rows = self.cluster.calls(cmd)
+        elif self.call_log is None or not self.call_log.exists():
             return []
-        rows = [json.loads(line) for line in self.call_log.read_text().splitlines() if line.strip()]
-        return [r for r in rows if cmd is None or r["cmd"] == cmd]
+        else:
+            rows = [json.loads(line) for line in self.call_log.read_text().splitlines() if line.strip()]
+            rows = [r for r in rows if cmd is None or r["cmd"] == cmd]
+        return [r for r in rows if dry_runs or not is_dry_run(r)]
 
     def live_jobs(self, pool: Any) -> list[str]:
         """Jobs of this pool still in the scheduler (pending or running), by the scheduler's own view."""

@@ -178,3 +178,12 @@ def test_instance_methods(pool, ex, user_module):
     assert pool.map(box.get, [1, 2], 2) == [8, 9]
     assert applied.get(8) == 8
     assert [f.result(timeout=8) for f in futures] == [40, 7]
+
+
+def test_results_only_cloudpickle_can_pickle_come_back_from_a_by_reference_task(pool):
+    """A function the worker imports by reference does not load cloudpickle there (a faster start); a
+    result plain pickle refuses (here a lambda made on the node) falls back to cloudpickle."""
+    no_cloudpickle = functools.partial(eval, "'cloudpickle' not in __import__('sys').modules")
+    assert pool.apply(no_cloudpickle) is True
+    make_lambda = functools.partial(eval, "lambda: 42")
+    assert pool.apply(make_lambda)() == 42

@@ -36,7 +36,7 @@ from prefect.futures import as_completed
 from prefect.states import StateType
 from prefect.utilities.annotations import allow_failure, unmapped
 
-from conftest import REAL_TIMING, install_call_counter, wait_until
+from conftest import REAL_TIMING, install_call_counter, is_dry_run, wait_until
 from real_wlm import require_or_skip, slurm_available
 
 from poolparty.errors import ConfigurationError, UnknownResourceError
@@ -84,7 +84,7 @@ class Cluster:
         if not self.call_log.exists():
             return []
         rows = [json.loads(line) for line in self.call_log.read_text().splitlines() if line.strip()]
-        return [r["argv"] for r in rows if r["cmd"] == "sbatch"]
+        return [r["argv"] for r in rows if r["cmd"] == "sbatch" and not is_dry_run(r)]
 
     def runner(self, **kw: Any) -> PoolPartyTaskRunner:
         options: dict[str, Any] = dict(queue=self._queue, work_root=str(self.tmp / "runs"),

@@ -2,17 +2,14 @@
 from __future__ import annotations
 
 import array
-import hashlib
 import os
+import pickle
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-import cloudpickle
-
 from . import record_log
-from .by_value import register_local_modules
 from .errors import ConfigurationError, WorkDirMismatchError
 from .payload import Call, SharedFunction
 from .workdir import atomic_write, make_private_dir, read_json, write_json
@@ -32,6 +29,12 @@ class EncodedBatch:
 
 def encode_batch(shared: SharedFunction | None, chunks: Sequence[Sequence[tuple[int, Any]]]) -> EncodedBatch:
     """Pickle everything first: an unpicklable function or argument fails here, before submission."""
+    import hashlib  # driver-side imports: the worker reads batches without them
+
+    import cloudpickle
+
+    from .by_value import register_local_modules
+
     register_local_modules([getattr(shared, "fn", None), getattr(shared, "initializer", None)])
     register_local_modules(x for chunk in chunks for _, p in chunk if isinstance(p, Call)
                            for x in (p.fn, *p.args, *p.kwargs.values()))
@@ -119,14 +122,15 @@ class BatchFiles:
         rec = record_log.read_at(self.chunks, int.from_bytes(raw, "little"))
         if rec.key.get("chunk") != chunk:
             raise ValueError(f"index of {self.chunks} is corrupt at chunk {chunk}")
-        return rec.key["tasks"], cloudpickle.loads(rec.payload)
+        # pickle imports cloudpickle by itself when the stream needs it (functions sent by value)
+        return rec.key["tasks"], pickle.loads(rec.payload)
 
     def read_shared(self) -> SharedFunction | None:
         try:
             data = self.function.read_bytes()
         except FileNotFoundError:
             return None
-        return cloudpickle.loads(data)
+        return pickle.loads(data)
 
     def part_name(self, chunk: int, sub: int, job: str) -> str:
         """One file per chunk, submission and job: twins of a duplicated submission never share one."""

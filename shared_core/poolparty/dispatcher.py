@@ -12,6 +12,7 @@ import threading
 import time
 from collections import defaultdict
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 from .batch import Batch, ChunkRun, Phase, Submission
@@ -149,6 +150,8 @@ class Dispatcher:
 
     # -- results -------------------------------------------------------------------------------
     def _collect(self) -> bool:
+        """Store the results of every finished chunk: one listing, one fsync for all of them (a wave of
+        chunks that end together is absorbed at once), then their files are deleted."""
         changed = False
         for b in self._batches:
             try:
@@ -156,23 +159,37 @@ class Dispatcher:
             except FileNotFoundError:
                 continue
             done_chunks = {int(n[1:].split(".", 1)[0]) for n in names if n.endswith(".done") and n[0] == "c"}
+            finished: list[tuple[ChunkRun, list[Path], list[tuple[int, bool, bytes]]]] = []
             for chunk in sorted(done_chunks):
-                if chunk < len(b.chunks) and b.chunks[chunk].phase is not Phase.DONE:
-                    self._absorb(b, b.chunks[chunk])
-                    changed = True
-                elif chunk < len(b.chunks):  # a late duplicate of a stored chunk: drop it
-                    remove_files(b.store.chunk_files(chunk))
+                if chunk >= len(b.chunks):
+                    continue
+                paths = b.store.chunk_files(chunk, names)
+                if b.chunks[chunk].phase is Phase.DONE:  # a late duplicate of a stored chunk: drop it
+                    remove_files(paths)
+                    continue
+                finished.append((b.chunks[chunk], paths, b.store.absorb(chunk, paths, sync=False)))
+            if finished:
+                self._absorbed(b, finished)
+                changed = True
         return changed
 
     def _absorb(self, b: Batch, c: ChunkRun) -> None:
         paths = b.store.chunk_files(c.chunk)
-        new = b.store.absorb(c.chunk, paths)
-        b.user_errors += sum(1 for _, ok, _ in new if not ok)
-        b.handle._add(new)
-        if all(t in b.store.stored for t in c.tasks):
-            if c.element is not None:
-                b.store.store_log(c.chunk, c.element, self.queue.log_path(b.files.incoming, c.element))
-            remove_files(paths)  # only now: their records are fsynced in the store
+        self._absorbed(b, [(c, paths, b.store.absorb(c.chunk, paths, sync=False))])
+
+    def _absorbed(self, b: Batch, finished: list[tuple[ChunkRun, list[Path], list[tuple[int, bool, bytes]]]]) -> None:
+        """Chunks whose records were appended unsynced: store the logs of the complete ones, fsync once,
+        and only then hand out the results and delete the worker files (a result is never lost)."""
+        complete = [c for c, _, _ in finished if all(t in b.store.stored for t in c.tasks)]
+        logs = [b.store.store_log(c.chunk, c.element, self.queue.log_path(b.files.incoming, c.element), sync=False)
+                for c in complete if c.element is not None]
+        b.store.sync()
+        remove_files(p for p in logs if p is not None)
+        for c, paths, new in finished:
+            b.user_errors += sum(1 for _, ok, _ in new if not ok)
+            b.handle._add(new)
+        for c in complete:
+            remove_files(next(paths for cc, paths, _ in finished if cc is c))
             self._set_done(c)
 
     def _set_done(self, c: ChunkRun) -> None:

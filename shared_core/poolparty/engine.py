@@ -103,7 +103,7 @@ class Engine:
         settings = DispatchSettings(
             name=self.name, max_running=max_running, array=options.array, retry=options.retry,
             polling_interval=max(interval, self.queue.min_poll_interval),
-            tick=0.02 if self.queue.name == "local" else 0.5, python=python, script=self.run.job_script)
+            tick=0.02 if self.queue.name == "local" else 0.25, python=python, script=self.run.job_script)
         if options.verbose:
             _enable_verbose_logging()
         self._lock = threading.Lock()

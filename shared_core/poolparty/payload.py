@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -29,6 +28,8 @@ class ShellCommand:
     cwd: str | None = None
 
     def run(self) -> int:
+        import subprocess  # only shell-command tasks need it: Python tasks start faster without
+
         argv = ["/bin/sh", "-c", self.command] if isinstance(self.command, str) else list(self.command)
         rc = subprocess.call(argv, cwd=self.cwd)
         if rc != 0:

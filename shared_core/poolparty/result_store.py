@@ -25,19 +25,20 @@ class ResultStore:
         self._results = record_log.RecordWriter(files.results)
         self._logs: record_log.RecordWriter | None = None
 
-    def chunk_files(self, chunk: int) -> list[Path]:
-        """This chunk's worker files, finished ones first."""
+    def chunk_files(self, chunk: int, listing: list[str] | None = None) -> list[Path]:
+        """This chunk's worker files, finished ones first (from ``listing`` of incoming/ if given)."""
         prefix = f"c{chunk}."
         try:
-            names = [n for n in os.listdir(self.files.incoming) if n.startswith(prefix)
-                     and (n.endswith(".done") or n.endswith(".part"))]
+            names = [n for n in (os.listdir(self.files.incoming) if listing is None else listing)
+                     if n.startswith(prefix) and (n.endswith(".done") or n.endswith(".part"))]
         except FileNotFoundError:
             return []
         names.sort(key=lambda n: (not n.endswith(".done"), n))
         return [self.files.incoming / n for n in names]
 
-    def absorb(self, chunk: int, paths: Iterable[Path]) -> list[tuple[int, bool, bytes]]:
-        """Store every new task record found in ``paths``; return what was new (task, ok, payload)."""
+    def absorb(self, chunk: int, paths: Iterable[Path], *, sync: bool = True) -> list[tuple[int, bool, bytes]]:
+        """Store every new task record found in ``paths``; return what was new (task, ok, payload).
+        ``sync=False``: the caller calls :meth:`sync` before it deletes ``paths`` (one fsync for many chunks)."""
         new: list[tuple[int, bool, bytes]] = []
         for path in paths:
             for rec in record_log.read_records(path):
@@ -47,11 +48,19 @@ class ResultStore:
                 offset = self._results.append({"task": task, "ok": rec.key["ok"], "chunk": chunk}, rec.payload)
                 self.stored[task] = (rec.key["ok"], offset)
                 new.append((task, rec.key["ok"], rec.payload))
-        if new:
+        if new and sync:
             self._results.sync()
         return new
 
-    def store_log(self, chunk: int, element: str, path: Path) -> None:
+    def sync(self) -> None:
+        """fsync what :meth:`absorb` and :meth:`store_log` appended with ``sync=False``."""
+        self._results.sync()
+        if self._logs is not None:
+            self._logs.sync()
+
+    def store_log(self, chunk: int, element: str, path: Path, *, sync: bool = True) -> Path | None:
+        """Append a job's log (its last MiB) to the store. ``sync=True``: fsync and delete the log file;
+        ``sync=False``: return its path, to delete after :meth:`sync`."""
         try:
             size = path.stat().st_size
             with open(path, "rb") as f:
@@ -59,12 +68,15 @@ class ResultStore:
                     f.seek(size - LOG_TAIL_BYTES)
                 data = f.read()
         except FileNotFoundError:
-            return
+            return None
         if self._logs is None:
             self._logs = record_log.RecordWriter(self.files.logs)
         self._logs.append({"chunk": chunk, "element": element, "truncated": size > LOG_TAIL_BYTES}, data)
+        if not sync:
+            return path
         self._logs.sync()
         path.unlink(missing_ok=True)
+        return None
 
     def read(self, task: int) -> tuple[bool, bytes]:
         ok, offset = self.stored[task]

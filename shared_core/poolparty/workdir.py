@@ -15,9 +15,7 @@ import errno
 import fcntl
 import json
 import os
-import socket
 import stat
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,8 @@ JOB_SCRIPT = '#!/bin/sh\n# poolparty batch script: runs its arguments as given (
 
 def atomic_write(path: Path, data: bytes, *, mode: int = 0o600, sync: bool = True) -> None:
     """Write then rename, so a reader sees the old file or the whole new one."""
+    import tempfile  # driver side: the worker on a node never needs it
+
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with os.fdopen(fd, "wb") as f:
@@ -78,6 +78,9 @@ def new_run_dir(root: Path, prefix: str = "run") -> Path:
     """A fresh, unique, private run directory under ``root``: safe when many pools start at once."""
     root.mkdir(parents=True, exist_ok=True)  # exist_ok: dask-jobqueue#692 raced right here
     stamp = time.strftime("%Y%m%d-%H%M%S")
+    import socket
+    import tempfile
+
     host = socket.gethostname().split(".")[0]
     return Path(tempfile.mkdtemp(prefix=f"{prefix}-{stamp}-{host}-{os.getpid()}-", dir=root))  # 0700
 
@@ -104,7 +107,7 @@ class RunDir:
                 f"work_dir {self.path} is in use by another live pool ({holder or 'unknown'}); "
                 "wait for it to finish, or give this pool another work_dir.") from None
         os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}\n".encode(), 0)
+        os.pwrite(fd, f"pid {os.getpid()} on {os.uname().nodename}\n".encode(), 0)
         self._lock_fd = fd
         if not self.job_script.exists():
             atomic_write(self.job_script, JOB_SCRIPT.encode(), mode=0o700)

@@ -7,12 +7,10 @@ only what it needs, never the dispatcher.
 """
 from __future__ import annotations
 
-import argparse
 import os
+import pickle
 import sys
 from pathlib import Path
-
-import cloudpickle
 
 from . import record_log
 from .batch_files import BatchFiles
@@ -35,23 +33,37 @@ def recorded_tasks(files: BatchFiles, chunk: int) -> set[int]:
     return done
 
 
+def dumps(value: object) -> bytes:
+    """Plain pickle when it can (cloudpickle costs ~35 ms of start-up per job when nothing else needs it);
+    cloudpickle for what only it can pickle (lambdas, classes defined in the user's ``__main__``).
+    Both are read by the same ``pickle.loads``."""
+    if "cloudpickle" not in sys.modules:
+        try:
+            return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception:
+            pass
+    import cloudpickle
+
+    return cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+
 def encode_result(ok: bool, value: object, limit: int | None = None) -> tuple[bool, bytes]:
     try:
-        data = cloudpickle.dumps(value)
+        data = dumps(value)
         if ok and limit is not None and len(data) > limit:  # max_result_size: a clear error, not the pickle
             err = ResultTooLargeError(len(data), limit, type(value).__name__)
-            return False, cloudpickle.dumps(ExceptionInfo.capture(err))
+            return False, dumps(ExceptionInfo.capture(err))
         if not ok:
-            cloudpickle.loads(data)  # e.g. a custom __init__ that unpickling cannot call
+            pickle.loads(data)  # e.g. a custom __init__ that unpickling cannot call
         return ok, data
     except Exception as e:  # an unpicklable result or exception is reported, not lost silently
         if ok:
             err = TypeError(f"the task's return value of type {type(value).__name__} cannot be pickled: {e}")
-            return False, cloudpickle.dumps(ExceptionInfo.capture(err))
+            return False, dumps(ExceptionInfo.capture(err))
         info = value  # an ExceptionInfo whose exception object does not pickle
         assert isinstance(info, ExceptionInfo)
         info.exc = None
-        return False, cloudpickle.dumps(info)
+        return False, dumps(info)
 
 
 def run_chunk(files: BatchFiles, chunk: int, sub: int) -> int:
@@ -122,21 +134,43 @@ def chunk_from_environment(offset: int, index_env: str) -> int:
     return offset + int(raw)
 
 
+USAGE = ("usage: python -m poolparty.worker BATCH_DIR --sub N (--chunk C | --offset O --index-env VAR)\n"
+         "  --sub: submission number (names the part file); --chunk: the chunk (plain jobs);\n"
+         "  --offset/--index-env: chunk = offset + the array index in that variable (array jobs)")
+
+
+def parse_args(argv: list[str]) -> tuple[Path, int, int | None, int, str | None]:
+    """The argv poolparty itself writes (argparse and what it imports would cost every job ~7 ms)."""
+    if argv and argv[0] in ("-h", "--help"):
+        print(USAGE)
+        raise SystemExit(0)
+    if not argv:
+        raise SystemExit(USAGE)
+    rest = argv[1:]
+    if len(rest) % 2 or any(k not in ("--sub", "--chunk", "--offset", "--index-env") for k in rest[::2]):
+        raise SystemExit(f"poolparty.worker: bad arguments {argv!r}\n{USAGE}")
+    opts = dict(zip(rest[::2], rest[1::2]))
+    try:
+        sub = int(opts["--sub"])
+        chunk = int(opts["--chunk"]) if "--chunk" in opts else None
+        offset = int(opts.get("--offset", "0"))
+    except (KeyError, ValueError):
+        raise SystemExit(f"poolparty.worker: bad arguments {argv!r}\n{USAGE}") from None
+    if chunk is None and not opts.get("--index-env"):
+        raise SystemExit(f"poolparty.worker: give --chunk or --index-env\n{USAGE}")
+    return Path(argv[0]), sub, chunk, offset, opts.get("--index-env")
+
+
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="poolparty.worker", description=__doc__)
-    p.add_argument("batch_dir", type=Path)
-    p.add_argument("--sub", type=int, required=True, help="submission number (names the part file)")
-    p.add_argument("--chunk", type=int, help="chunk to run (plain jobs)")
-    p.add_argument("--offset", type=int, default=0, help="chunk = offset + array index (array jobs)")
-    p.add_argument("--index-env", help="environment variable holding the array index")
-    a = p.parse_args(argv)
-    files = BatchFiles(a.batch_dir.resolve())
+    batch_dir, sub, chunk, offset, index_env = parse_args(sys.argv[1:] if argv is None else argv)
+    files = BatchFiles(batch_dir.resolve())
     # pickles are code: load them only from directories nobody else can write
     check_private(files.path)
     check_private(files.path.parent.parent)
     check_private(files.incoming)
-    chunk = a.chunk if a.chunk is not None else chunk_from_environment(a.offset, a.index_env)
-    return run_chunk(files, chunk, a.sub)
+    if chunk is None:
+        chunk = chunk_from_environment(offset, index_env or "")
+    return run_chunk(files, chunk, sub)
 
 
 if __name__ == "__main__":
