@@ -187,3 +187,19 @@ def test_results_only_cloudpickle_can_pickle_come_back_from_a_by_reference_task(
     assert pool.apply(no_cloudpickle) is True
     make_lambda = functools.partial(eval, "lambda: 42")
     assert pool.apply(make_lambda)() == 42
+
+
+def test_results_of_classes_that_travelled_by_value(pool, user_module):
+    """A result whose class exists only by value on the node (defined in a function, or in the user's
+    module the node cannot import) comes back as that class."""
+    class Point:
+        def __init__(self, x):
+            self.x = x
+
+    def make(x):
+        return Point(x)
+
+    got = pool.map(make, [1, 2])
+    assert [type(p).__name__ for p in got] == ["Point", "Point"] and [p.x for p in got] == [1, 2]
+    boxes = pool.map(user_module.Box, [3])
+    assert type(boxes[0]).__name__ == "Box" and boxes[0].get() == 3

@@ -34,14 +34,14 @@ def recorded_tasks(files: BatchFiles, chunk: int) -> set[int]:
 
 
 def dumps(value: object) -> bytes:
-    """Plain pickle when it can (cloudpickle costs ~35 ms of start-up per job when nothing else needs it);
-    cloudpickle for what only it can pickle (lambdas, classes defined in the user's ``__main__``).
-    Both are read by the same ``pickle.loads``."""
-    if "cloudpickle" not in sys.modules:
-        try:
-            return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
-        except Exception:
-            pass
+    """Plain pickle when it can: ~1 us per small result instead of ~25, and no cloudpickle import when the
+    task did not need it. cloudpickle for what only it can pickle: lambdas, and classes or functions that
+    came by value (plain pickle refuses them: their module is not importable here, or names another
+    object). ``pickle.loads`` reads both."""
+    try:
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        pass
     import cloudpickle
 
     return cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
