@@ -24,6 +24,10 @@ from .retry import ActionKind, FailureClass, RetryPolicy, classify
 
 log = logging.getLogger("poolparty")
 
+#: finished chunks are stored in groups with one fsync each; a group closes after this long, so the
+#: worker files of big chunks are deleted soon after they are stored
+ABSORB_GROUP_SECONDS = 0.05
+
 
 @dataclass
 class DispatchSettings:
@@ -160,6 +164,7 @@ class Dispatcher:
                 continue
             done_chunks = {int(n[1:].split(".", 1)[0]) for n in names if n.endswith(".done") and n[0] == "c"}
             finished: list[tuple[ChunkRun, list[Path], list[tuple[int, bool, bytes]]]] = []
+            started = time.monotonic()
             for chunk in sorted(done_chunks):
                 if chunk >= len(b.chunks):
                     continue
@@ -168,6 +173,9 @@ class Dispatcher:
                     remove_files(paths)
                     continue
                 finished.append((b.chunks[chunk], paths, b.store.absorb(chunk, paths, sync=False)))
+                if time.monotonic() - started > ABSORB_GROUP_SECONDS:  # big chunks: free their files sooner
+                    self._absorbed(b, finished)
+                    finished, started, changed = [], time.monotonic(), True
             if finished:
                 self._absorbed(b, finished)
                 changed = True
