@@ -49,7 +49,7 @@ smoke_slurm() {
             --wrap "$PY -c 'b=bytearray(400*2**20)'" 2>/dev/null || true)
   [ -n "$jobid" ] || jobid=$(squeue -h -t all -n smoke-oom -o %i | sort -n | tail -1)
   state=""
-  for i in $(seq 1 50); do   # slurmctld sends the record to slurmdbd asynchronously
+  for i in $(seq 1 150); do   # slurmctld sends the record to slurmdbd asynchronously (up to 30 s)
     state=$(sacct -X -n -P -j "$jobid" -o State 2>&1 | head -1)
     case "$state" in OUT_OF_MEMORY*|FAILED*|COMPLETED*|CANCELLED*) break ;; esac
     sleep 0.2
@@ -107,8 +107,13 @@ print(len(pend), len(run), ",".join(t or "-" for t in pend))' "$jobid")
   log "SGE: array done: $n task outputs, at most $maxrun running at once"
   [ "$n" = 10 ] || fail "SGE: expected 10 task outputs, got $n"
   [ "$maxrun" -le 2 ] || fail "SGE: -tc 2 violated ($maxrun tasks running at once)"
-  for i in $(seq 1 50); do qacct -j "$jobid" >/dev/null 2>&1 && break; sleep 0.2; done
-  n=$(qacct -j "$jobid" 2>/dev/null | grep -c '^taskid' || true)
+  # the qmaster appends accounting records lazily: wait up to 30 s for all 10 (seen: 8 of 10 at first)
+  n=0
+  for i in $(seq 1 150); do
+    n=$(qacct -j "$jobid" 2>/dev/null | grep -c '^taskid' || true)
+    [ "$n" = 10 ] && break
+    sleep 0.2
+  done
   log "SGE: qacct -j $jobid: $n task records"
   [ "$n" = 10 ] || fail "SGE: qacct shows $n task records for array $jobid, expected 10"
 }
