@@ -40,6 +40,8 @@ import xml.etree.ElementTree as ET
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from sacct_time import slurm_seconds
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RESULTS = HERE / "results"
@@ -235,11 +237,11 @@ class Cluster:
                     continue
                 job, ncpu, elapsed, total, state = parts
                 if "." in job:
-                    cpu_steps += _slurm_duration(total)
+                    cpu_steps += slurm_seconds(total)
                     continue
                 elements += 1
                 alloc += int(ncpu or 0) * int(elapsed or 0)
-                cpu_jobs += _slurm_duration(total)
+                cpu_jobs += slurm_seconds(total)
                 if state.split()[0] in SLURM_ACTIVE or "[" in job:
                     unfinished += 1
             now = {"elements": elements, "alloc_core_s": alloc, "cpu_s": max(cpu_steps, cpu_jobs),
@@ -272,22 +274,6 @@ def _epoch(text: str, default: float) -> float:
         return datetime.datetime.fromisoformat(text.strip()).timestamp()
     except ValueError:
         return default
-
-
-def _slurm_duration(text: str) -> float:
-    """sacct TotalCPU: [D-][HH:]MM:SS[.mmm]."""
-    text = text.strip()
-    if not text:
-        return 0.0
-    days = 0
-    if "-" in text:
-        d, text = text.split("-", 1)
-        days = int(d)
-    parts = [float(p) for p in text.split(":")]
-    while len(parts) < 3:
-        parts.insert(0, 0.0)
-    h, m, s = parts
-    return days * 86400 + h * 3600 + m * 60 + s
 
 
 # -- one run -------------------------------------------------------------------------------------

@@ -41,6 +41,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from sacct_time import slurm_seconds
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 COMMANDS = ("sbatch", "squeue", "sacct", "scancel", "scontrol")
@@ -104,22 +106,6 @@ def install_shim(bin_dir: Path, log: Path) -> None:
             raise SystemExit(f"{cmd} not found: start the test SLURM first (sudo ci/start-slurm.sh)")
         (bin_dir / cmd).write_text(SHIM.format(python=sys.executable, cmd=cmd, real=real, log=str(log)))
         (bin_dir / cmd).chmod(0o755)
-
-
-def slurm_seconds(text: str) -> float:
-    """sacct TotalCPU: [D-][HH:]MM:SS[.mmm]."""
-    text = text.strip()
-    if not text:
-        return 0.0
-    days = 0
-    if "-" in text:
-        d, text = text.split("-", 1)
-        days = int(d)
-    parts = [float(p) for p in text.split(":")]
-    while len(parts) < 3:
-        parts.insert(0, 0.0)
-    h, m, s = parts
-    return days * 86400 + h * 3600 + m * 60 + s
 
 
 def accounting(names: list[str], since: float) -> dict:
