@@ -337,9 +337,14 @@ def slow(x):
     time.sleep(0.4)
     return x
 
-if __name__ == "__main__":
-    with poolparty.Pool(2, queue="local", work_dir=sys.argv[1], keep_work_dir=True) as pool:
-        print("RESULT", sum(pool.map(slow, range(int(sys.argv[2])), chunksize=1)), flush=True)
+if __name__ == "__main__":  # bar.py WORK_DIR N [executor]
+    work_dir, n = sys.argv[1], int(sys.argv[2])
+    if sys.argv[3:] == ["executor"]:  # progress=True: a bar although stderr is a pipe
+        with poolparty.Executor(2, queue="local", work_dir=work_dir, keep_work_dir=True, progress=True) as ex:
+            print("RESULT", sum(ex.map(slow, range(n))), flush=True)
+    else:
+        with poolparty.Pool(2, queue="local", work_dir=work_dir, keep_work_dir=True) as pool:
+            print("RESULT", sum(pool.map(slow, range(n), chunksize=1)), flush=True)
 '''
 
 
@@ -400,24 +405,10 @@ def test_progress_option():
     assert job_counts(snap) == {"running": 2, "pending": 6, "failed": 1, "resubmitted": 4}
 
 
-EXECUTOR_BAR_DRIVER = '''
-import sys, time
-import poolparty
-
-def slow(x):
-    time.sleep(0.6)
-    return x
-
-if __name__ == "__main__":
-    with poolparty.Executor(2, queue="local", work_root=sys.argv[1], progress=True) as ex:
-        print("RESULT", sum(ex.map(slow, range(8))), flush=True)
-'''
-
-
 def test_executor_map_has_a_progress_bar_too(tmp_path):
-    (tmp_path / "ex.py").write_text(EXECUTOR_BAR_DRIVER)
-    proc = subprocess.run([sys.executable, str(tmp_path / "ex.py"), str(tmp_path / "runs")], capture_output=True,
-                          text=True, timeout=120, env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path), "COLUMNS": "200"})
+    (tmp_path / "bar.py").write_text(BAR_DRIVER)
+    proc = subprocess.run([sys.executable, str(tmp_path / "bar.py"), str(tmp_path / "wd"), "8", "executor"],
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path), "COLUMNS": "200"})
     assert proc.returncode == 0 and "RESULT 28" in proc.stdout, proc.stderr
     assert re.search(r"poolparty pp-\w+ .*8/8 tasks \| running 0 pending 0 failed 0 resubmitted 0 \|", proc.stderr), \
         proc.stderr
