@@ -188,17 +188,17 @@ class Dispatcher:
     def _absorbed(self, b: Batch, finished: list[tuple[ChunkRun, list[Path], list[tuple[int, bool, bytes]]]]) -> None:
         """Chunks whose records were appended unsynced: store the logs of the complete ones, fsync once,
         and only then hand out the results and delete the worker files (a result is never lost)."""
-        complete = [c for c, _, _ in finished if all(t in b.store.stored for t in c.tasks)]
+        complete = [all(t in b.store.stored for t in c.tasks) for c, _, _ in finished]
         logs = [b.store.store_log(c.chunk, c.element, self.queue.log_path(b.files.incoming, c.element), sync=False)
-                for c in complete if c.element is not None]
+                for (c, _, _), done in zip(finished, complete) if done and c.element is not None]
         b.store.sync()
         remove_files(p for p in logs if p is not None)
-        for c, paths, new in finished:
+        for (c, paths, new), done in zip(finished, complete):
             b.user_errors += sum(1 for _, ok, _ in new if not ok)
             b.handle._add(new)
-        for c in complete:
-            remove_files(next(paths for cc, paths, _ in finished if cc is c))
-            self._set_done(c)
+            if done:
+                remove_files(paths)
+                self._set_done(c)
 
     def _set_done(self, c: ChunkRun) -> None:
         c.phase = Phase.DONE

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from .errors import ConfigurationError, UnknownResourceError
+from .result_size import format_size
 
 _MEMORY_UNITS = {"": 1, "b": 1, "k": 1024, "kb": 1024, "kib": 1024, "m": 1024**2, "mb": 1024**2,
                  "mib": 1024**2, "g": 1024**3, "gb": 1024**3, "gib": 1024**3, "t": 1024**4,
@@ -128,14 +129,14 @@ class Resources:
         return dataclasses.replace(base or cls(), **parsed)
 
     def summary(self) -> str:
-        """``cpus=64, memory=100 GiB, walltime=1:00:00``: what was asked for, for messages."""
+        """``cpus=64, memory=100.0 GiB, walltime=1:00:00``: what was asked for, for messages."""
         parts = []
         for f in dataclasses.fields(self):
             v = getattr(self, f.name)
             if v is None or v == ():
                 continue
             if f.name == "memory":
-                v = f"{v / 1024**3:.3g} GiB" if v >= 1024**3 else f"{math.ceil(v / 1024**2)} MiB"
+                v = format_size(v)
             elif f.name == "walltime":
                 v = format_hms(v)
             elif f.name == "extra":

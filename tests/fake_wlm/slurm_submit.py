@@ -120,7 +120,8 @@ def sbatch(inv: Invocation, argv: list[str]) -> int:
 
 def _submit(inv: Invocation, opts: dict[str, str], script: str, script_path: str | None,
             args: list[str], run_direct: bool, submit_dir: str) -> int:
-    cfg = read_state(inv.paths)["config"]
+    snapshot = read_state(inv.paths)
+    cfg = snapshot["config"]
     try:
         time_limit = formats.parse_slurm_time(opts["time"]) if "time" in opts else None
     except ValueError:
@@ -153,7 +154,7 @@ def _submit(inv: Invocation, opts: dict[str, str], script: str, script_path: str
                   else "sbatch: error: Batch job submission failed: Requested node configuration is not available")
         return 1
     if "test-only" in opts:  # validate only: nothing is queued (the real one prints to stderr)
-        inv.error(f"sbatch: Job {read_state(inv.paths).get('next_id', 1)} to start at "
+        inv.error(f"sbatch: Job {snapshot.get('next_id', 1)} to start at "
                   f"{time.strftime('%Y-%m-%dT%H:%M:%S')} using {cpus} processors on nodes fake in partition "
                   f"{opts.get('partition', cfg['partition'])}")
         return 0
