@@ -1,4 +1,6 @@
-"""Writing and reading a batch's inputs: one function pickle, one record file of chunks, one index."""
+"""Writing and reading a batch's inputs: one record file, ``chunks.rec``, holding (in this order) the
+index of chunk offsets, the shared function (when there is one) and one record per chunk. One file, not
+three: shared filesystems pay per inode, and a job opens one file to find its chunk."""
 from __future__ import annotations
 
 import array
@@ -14,7 +16,7 @@ from .errors import ConfigurationError, WorkDirMismatchError
 from .payload import Call, SharedFunction
 from .workdir import atomic_write, make_private_dir, read_json, write_json
 
-FORMAT = 1
+FORMAT = 2  # 2: index and function inside chunks.rec (1 had chunks.idx and function.pkl)
 
 
 @dataclass
@@ -71,13 +73,12 @@ class BatchFiles:
     def __init__(self, path: Path):
         self.path = path
         self.meta = path / "meta.json"
-        self.function = path / "function.pkl"
         self.chunks = path / "chunks.rec"
-        self.index = path / "chunks.idx"
         self.journal = path / "journal.rec"
         self.results = path / "results.rec"
         self.logs = path / "logs.rec"
         self.incoming = path / "incoming"
+        self._index_record: record_log.Record | None = None
 
     # -- driver side -------------------------------------------------------------------------
     def exists(self) -> bool:
@@ -86,17 +87,26 @@ class BatchFiles:
     def write(self, batch: EncodedBatch, kind: str) -> None:
         make_private_dir(self.path)
         make_private_dir(self.incoming)
+        records: list[tuple[dict[str, Any], bytes]] = []
         if batch.shared is not None:
-            atomic_write(self.function, batch.shared)
+            records.append(({"shared": True}, batch.shared))
+        records += [({"chunk": c, "tasks": indices}, data) for c, (indices, data) in enumerate(batch.chunks)]
+        # the index comes first and its size is known in advance, so the offsets it holds are exact
+        at = record_log.encoded_size(_index_key(len(batch.chunks)), 8 * len(batch.chunks))
         offsets = array.array("Q")
+        for key, data in records:
+            if "chunk" in key:
+                offsets.append(at)
+            at += record_log.encoded_size(key, len(data))
         tmp = self.chunks.with_suffix(".rec.tmp")
         tmp.unlink(missing_ok=True)
         with record_log.RecordWriter(tmp) as w:
-            for c, (indices, data) in enumerate(batch.chunks):
-                offsets.append(w.append({"chunk": c, "tasks": indices}, data))
+            w.append(_index_key(len(batch.chunks)), offsets.tobytes())
+            for key, data in records:
+                w.append(key, data)
+            assert w.offset == at, "chunks.rec offsets computed wrongly"
             w.sync()
         os.replace(tmp, self.chunks)
-        atomic_write(self.index, offsets.tobytes())
         # meta.json last: its presence means the inputs are complete
         write_json(self.meta, {"format": FORMAT, "kind": kind, "n_tasks": batch.n_tasks,
                                "n_chunks": len(batch.chunks), "fingerprint": batch.fingerprint,
@@ -105,6 +115,10 @@ class BatchFiles:
 
     def check_matches(self, batch: EncodedBatch) -> dict[str, Any]:
         meta = read_json(self.meta)
+        if meta.get("format") != FORMAT:
+            raise WorkDirMismatchError(
+                f"{self.path} was written by another poolparty version (batch format {meta.get('format')}, this "
+                f"one writes {FORMAT}): finish it with that version, or use a fresh work_dir")
         if meta.get("fingerprint") != batch.fingerprint or meta.get("n_tasks") != batch.n_tasks:
             raise WorkDirMismatchError(
                 f"{self.path} holds a different map ({meta.get('n_tasks')} tasks, other inputs) than the one "
@@ -113,12 +127,20 @@ class BatchFiles:
         return meta
 
     # -- worker side -------------------------------------------------------------------------
+    def _index(self) -> record_log.Record:
+        if self._index_record is None:
+            rec = record_log.read_at(self.chunks, 0)
+            if "index" not in rec.key:
+                raise ValueError(f"{self.chunks} does not start with its index: written by another poolparty "
+                                 f"version (batch format {FORMAT} expected)")
+            self._index_record = rec
+        return self._index_record
+
     def read_chunk(self, chunk: int) -> tuple[list[int], list[Any]]:
-        with open(self.index, "rb") as f:
-            f.seek(chunk * 8)
-            raw = f.read(8)
-        if len(raw) != 8:
-            raise IndexError(f"chunk {chunk} is not in {self.index}")
+        index = self._index()
+        raw = index.payload[chunk * 8:chunk * 8 + 8]
+        if chunk < 0 or len(raw) != 8:
+            raise IndexError(f"chunk {chunk} is not in {self.chunks}")
         rec = record_log.read_at(self.chunks, int.from_bytes(raw, "little"))
         if rec.key.get("chunk") != chunk:
             raise ValueError(f"index of {self.chunks} is corrupt at chunk {chunk}")
@@ -126,12 +148,22 @@ class BatchFiles:
         return rec.key["tasks"], pickle.loads(rec.payload)
 
     def read_shared(self) -> SharedFunction | None:
+        """The batch's shared function: the record right after the index, when there is one."""
+        index = self._index()
         try:
-            data = self.function.read_bytes()
-        except FileNotFoundError:
+            rec = record_log.read_at(self.chunks, index.end)
+        except ValueError:  # a batch of no chunks ends with its index
             return None
-        return pickle.loads(data)
+        return pickle.loads(rec.payload) if rec.key.get("shared") else None
+
+    def chunk_records(self) -> list[record_log.Record]:
+        """Every chunk record, in chunk order (the resume command's inputs)."""
+        return [r for r in record_log.read_records(self.chunks) if "chunk" in r.key]
 
     def part_name(self, chunk: int, sub: int, job: str) -> str:
         """One file per chunk, submission and job: twins of a duplicated submission never share one."""
         return f"c{chunk}.s{sub}.j{job}"
+
+
+def _index_key(n_chunks: int) -> dict[str, Any]:
+    return {"index": n_chunks}

@@ -189,8 +189,10 @@ class Dispatcher:
         """Chunks whose records were appended unsynced: store the logs of the complete ones, fsync once,
         and only then hand out the results and delete the worker files (a result is never lost)."""
         complete = [all(t in b.store.stored for t in c.tasks) for c, _, _ in finished]
-        logs = [b.store.store_log(c.chunk, c.element, self.queue.log_path(b.files.incoming, c.element), sync=False)
-                for (c, _, _), done in zip(finished, complete) if done and c.element is not None]
+        # the log of a chunk whose tasks all succeeded is kept only if the job wrote something
+        logs = [b.store.store_log(c.chunk, c.element, self.queue.log_path(b.files.incoming, c.element), sync=False,
+                                  keep_empty=any(not ok for _, ok, _ in new))
+                for (c, _, new), done in zip(finished, complete) if done and c.element is not None]
         b.store.sync()
         remove_files(p for p in logs if p is not None)
         for (c, paths, new), done in zip(finished, complete):

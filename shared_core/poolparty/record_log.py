@@ -27,8 +27,17 @@ class Record:
     end: int  # offset just past this record
 
 
+def _key_bytes(key: dict[str, Any]) -> bytes:
+    return json.dumps(key, separators=(",", ":"), sort_keys=True).encode()
+
+
+def encoded_size(key: dict[str, Any], payload_length: int) -> int:
+    """Bytes that :func:`encode` makes of ``key`` and a payload of this length."""
+    return HEADER.size + len(_key_bytes(key)) + payload_length
+
+
 def encode(key: dict[str, Any], payload: bytes = b"") -> bytes:
-    k = json.dumps(key, separators=(",", ":"), sort_keys=True).encode()
+    k = _key_bytes(key)
     crc = zlib.crc32(payload, zlib.crc32(k))
     return HEADER.pack(MAGIC, crc, len(k), len(payload)) + k + payload
 
@@ -108,14 +117,22 @@ class RecordWriter:
 
     def append(self, key: dict[str, Any], payload: bytes = b"") -> int:
         """Write one record; return its offset. One ``write`` call, so readers see all or nothing valid."""
-        data = encode(key, payload)
-        at = self.offset
-        view = memoryview(data)
+        return self.append_many([(key, payload)])[0]
+
+    def append_many(self, records: list[tuple[dict[str, Any], bytes]]) -> list[int]:
+        """Write several records with one ``write`` call (a chunk's results: one system call, not
+        hundreds); return their offsets. A torn write leaves a valid prefix of whole records."""
+        offsets: list[int] = []
+        buf = bytearray()
+        for key, payload in records:
+            offsets.append(self.offset + len(buf))
+            buf += encode(key, payload)
+        view = memoryview(buf)
         while view:
             n = self._f.write(view)
             view = view[n:]
-        self.offset += len(data)
-        return at
+        self.offset += len(buf)
+        return offsets
 
     def sync(self) -> None:
         os.fsync(self._f.fileno())

@@ -40,14 +40,17 @@ class ResultStore:
         """Store every new task record found in ``paths``; return what was new (task, ok, payload).
         ``sync=False``: the caller calls :meth:`sync` before it deletes ``paths`` (one fsync for many chunks)."""
         new: list[tuple[int, bool, bytes]] = []
+        seen: set[int] = set()
         for path in paths:
             for rec in record_log.read_records(path):
                 task = rec.key["task"]
-                if task in self.stored:
+                if task in self.stored or task in seen:
                     continue
-                offset = self._results.append({"task": task, "ok": rec.key["ok"], "chunk": chunk}, rec.payload)
-                self.stored[task] = (rec.key["ok"], offset)
+                seen.add(task)
                 new.append((task, rec.key["ok"], rec.payload))
+        offsets = self._results.append_many([({"task": t, "ok": ok, "chunk": chunk}, data) for t, ok, data in new])
+        for (task, ok, _), offset in zip(new, offsets):
+            self.stored[task] = (ok, offset)
         if new and sync:
             self._results.sync()
         return new
@@ -58,9 +61,11 @@ class ResultStore:
         if self._logs is not None:
             self._logs.sync()
 
-    def store_log(self, chunk: int, element: str, path: Path, *, sync: bool = True) -> Path | None:
+    def store_log(self, chunk: int, element: str, path: Path, *, sync: bool = True,
+                  keep_empty: bool = True) -> Path | None:
         """Append a job's log (its last MiB) to the store. ``sync=True``: fsync and delete the log file;
-        ``sync=False``: return its path, to delete after :meth:`sync`."""
+        ``sync=False``: return its path, to delete after :meth:`sync`. ``keep_empty=False``: an empty log
+        is only deleted (a quiet, successful job leaves no record, and no ``logs.rec`` until one speaks)."""
         try:
             size = path.stat().st_size
             with open(path, "rb") as f:
@@ -69,6 +74,11 @@ class ResultStore:
                 data = f.read()
         except FileNotFoundError:
             return None
+        if not data and not keep_empty:
+            if sync:
+                path.unlink(missing_ok=True)
+                return None
+            return path
         if self._logs is None:
             self._logs = record_log.RecordWriter(self.files.logs)
         self._logs.append({"chunk": chunk, "element": element, "truncated": size > LOG_TAIL_BYTES}, data)

@@ -6,7 +6,7 @@ Layout (file count is O(1) in the number of tasks; ``incoming/`` holds only file
       lock                 flock held by the live driver
       job.sh               fixed batch script: exec "$@" (no shell string is ever built from user data)
       batches/<NNNN>/      one per map
-        meta.json  function.pkl  chunks.rec  chunks.idx  journal.rec  results.rec  logs.rec
+        meta.json  chunks.rec  journal.rec  results.rec  logs.rec (logs.rec: once a job wrote output)
         incoming/          c<chunk>.s<submission>.part|.done written by workers, job logs
 """
 from __future__ import annotations

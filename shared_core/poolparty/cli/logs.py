@@ -36,7 +36,8 @@ def logs(work_dir: Path, task: int | None, batch_number: int | None, list_only: 
         raise click.ClickException(f"no task {task} in {shown_path(run)} (tasks are 0..{n - 1})" if n
                                    else f"no batch in {shown_path(run)}: nothing to show")
     if not found:
-        click.echo("no log stored yet: a chunk's log is stored when its job ends", err=True)
+        click.echo("no log stored: a chunk's log is stored when its job ends, and a job whose tasks all "
+                   "succeeded without output leaves none", err=True)
 
 
 def _show(b: BatchState, chunks: set[int], task: int | None, list_only: bool) -> bool:

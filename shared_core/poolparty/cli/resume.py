@@ -1,7 +1,7 @@
 """``poolparty resume WORK_DIR``: finish an interrupted map without the program that started it.
 
 The function and the inputs travel in the work_dir: each batch is rebuilt from
-``batches/NNNN/{function.pkl,chunks.rec,meta.json}`` and submitted again through the
+``batches/NNNN/{chunks.rec,meta.json}`` and submitted again through the
 :class:`~poolparty.engine.Engine` with the run's recorded options (``run.json``). The engine reuses
 the stored results, adopts jobs still in the queue and submits only what is missing.
 """
@@ -43,7 +43,7 @@ def load_batch(number: int, files: BatchFiles) -> tuple[dict[str, Any], SharedFu
     try:
         shared = files.read_shared()
         chunks = [list(zip(rec.key["tasks"], cloudpickle.loads(rec.payload)))
-                  for rec in record_log.read_records(files.chunks)]
+                  for rec in files.chunk_records()]
     except Exception as e:
         raise click.ClickException(
             f"cannot load the function or inputs of batch {number} ({type(e).__name__}: {e}): run poolparty "
