@@ -523,6 +523,34 @@ def test_killed_job_is_resubmitted_and_a_lost_cause_crashes(cluster, tmp_path):
     assert "gave up" in api[ids["doomed"]].state.message
 
 
+@task
+def nap(seconds: float) -> str:
+    time.sleep(seconds)
+    return "woke"
+
+
+@flow
+def crash_beside_a_long_task(seconds: float) -> dict[str, Any]:
+    start = time.monotonic()
+    long, dead = nap.submit(seconds), doomed.submit()
+    dead.wait()
+    crashed_after = time.monotonic() - start
+    long.wait()
+    return {"dead": dead.state, "crashed_after": crashed_after, "long": long.state,
+            "long_after": time.monotonic() - start}
+
+
+def test_a_given_up_task_run_crashes_before_its_batch_ends(local):
+    """The core reports a given-up chunk at once: its task run is Crashed while a task run of the
+    same array is still running, not when the whole batch ends."""
+    state, report = run_flow(crash_beside_a_long_task, local.runner(max_resubmissions=0, tasks_per_job=1), 20.0)
+    out = state.result()
+    assert report["batches"] == 1  # one array: without the per-chunk report the crash would wait for the nap
+    assert out["dead"].is_crashed() and "gave up" in out["dead"].message, out["dead"]
+    assert out["long"].result() == "woke"
+    assert out["crashed_after"] < out["long_after"] - 8, out
+
+
 # ------------------------------------------------------------ cancellation: SIGTERM (cancel_all), Ctrl-C
 @task
 def sleeper(directory: str, name: str, seconds: float) -> str:

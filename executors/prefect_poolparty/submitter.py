@@ -290,6 +290,13 @@ class Submitter:
             reported.add(index)
             self._completed.put(Completion(orders[index], handle, index, chunk_of[index]))
 
+        def on_give_up(chunk: int, tasks: list[int], why: str) -> None:  # Crashed now, not at the batch's end
+            error = RetryLimitExceeded({chunk: why}, {chunk: tasks}, handle.batch_dir or "")
+            for i in tasks:
+                if i not in reported:
+                    reported.add(i)
+                    self._completed.put(Completion(orders[i], handle, i, chunk_of[i], error))
+
         def on_done(h: Any) -> None:
             error = h.error or RuntimeError(f"{h.label} ended without this task run's result")
             for i, order in enumerate(orders):
@@ -297,6 +304,7 @@ class Submitter:
                     self._completed.put(Completion(order, h, i, chunk_of[i], error))
 
         handle.add_task_callback(on_task)
+        handle.add_give_up_callback(on_give_up)
         handle.add_done_callback(on_done)
 
     # -- completion: relay, then resolve ----------------------------------------------------------

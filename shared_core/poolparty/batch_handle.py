@@ -33,6 +33,7 @@ class BatchHandle:
         self._cond = threading.Condition()
         self._callbacks: list[Callable[["BatchHandle"], None]] = []
         self._task_callbacks: list[Callable[[int, bool, bytes], None]] = []
+        self._give_up_callbacks: list[Callable[[int, list[int], str], None]] = []
         self.work_dir: str | None = None
         self.batch_dir: str | None = None  # this batch's files (inputs, results, logs, journal)
 
@@ -47,6 +48,11 @@ class BatchHandle:
         for task, ok, payload in items:
             for cb in self._task_callbacks:
                 cb(task, ok, payload)
+
+    def _gave_up(self, chunk: int, tasks: list[int], why: str) -> None:
+        """A chunk was given up: these of its tasks will have no result (the batch goes on)."""
+        for cb in self._give_up_callbacks:
+            cb(chunk, tasks, why)
 
     def _finish(self, error: BaseException | None = None) -> None:
         with self._cond:
@@ -85,6 +91,11 @@ class BatchHandle:
 
     def add_task_callback(self, fn: Callable[[int, bool, bytes], None]) -> None:
         self._task_callbacks.append(fn)
+
+    def add_give_up_callback(self, fn: Callable[[int, list[int], str], None]) -> None:
+        """``fn(chunk, tasks, why)`` when a chunk is given up, with its tasks that have no result: a
+        caller can fail those at once instead of when the whole batch ends (the dispatcher's thread)."""
+        self._give_up_callbacks.append(fn)
 
     def outcome(self, task: int) -> tuple[bool, Any]:
         """(True, value) or (False, exception) for a finished task."""

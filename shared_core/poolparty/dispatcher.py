@@ -295,6 +295,7 @@ class Dispatcher:
         b.journal.record_give_up(c.chunk, c.last_failure)
         log.error("poolparty: chunk %d of %s gave up: %s", c.chunk, b.handle.label, c.last_failure)
         b.handle._add(b.store.absorb(c.chunk, b.store.chunk_files(c.chunk)))  # keep partial results
+        b.handle._gave_up(c.chunk, [t for t in c.tasks if t not in b.store.stored], why)
 
     # -- submission ----------------------------------------------------------------------------
     def _free_slots(self) -> int:
