@@ -35,7 +35,6 @@ QM_PIDFILE=$SPOOL/qmaster/qmaster.pid
 WORK=$(mktemp -d -t start-sge.XXXXXX)
 
 DAEMON_LOG=/var/log/start-sge-daemons.log
-POLICY_ADDED=0
 
 T0=$(date +%s%N)
 log() { local ms=$(( ($(date +%s%N) - T0) / 1000000 )); printf '[start-sge %4d.%01ds] %s\n' $((ms / 1000)) $((ms % 1000 / 100)) "$*"; }
@@ -48,37 +47,13 @@ dump_logs() {
 }
 die() { trap - ERR; echo "[start-sge] FATAL: $*" >&2; dump_logs; exit 1; }
 trap 'rc=$?; trap - ERR; echo "[start-sge] FATAL: command failed (rc=$rc) at line $LINENO: $BASH_COMMAND" >&2; dump_logs; exit $rc' ERR
-cleanup() { rm -rf "$WORK"; [ "$POLICY_ADDED" = 1 ] && rm -f /usr/sbin/policy-rc.d; return 0; }
+cleanup() { rm -rf "$WORK"; }
 trap cleanup EXIT
-# start_daemon <cmd...> : start a self-daemonizing program; its early stderr goes to $DAEMON_LOG
-start_daemon() {
-  echo "=== $(date '+%F %T') $*" >> "$DAEMON_LOG"
-  "$@" < /dev/null >> "$DAEMON_LOG" 2>&1 || die "'$*' failed to start (rc=$?)"
-}
-
-wait_for() {
-  local what=$1; shift; local deadline=$(( $(date +%s) + WLM_TIMEOUT ))
-  until "$@" >/dev/null 2>&1; do
-    [ "$(date +%s)" -ge "$deadline" ] && die "timeout (${WLM_TIMEOUT}s) waiting for: $what"
-    sleep 0.2
-  done
-}
-pid_alive() { # pid_alive <pidfile> <comm>
-  local pf=$1 comm=$2 pid
-  [ -s "$pf" ] || return 1
-  pid=$(tr -dc '0-9' < "$pf"); [ -n "$pid" ] || return 1
-  [ "$(cat /proc/"$pid"/comm 2>/dev/null)" = "$comm" ]
-}
+# shellcheck source=ci/lib.sh
+. "$(dirname "$0")/lib.sh"
 execd_alive() { local pf; for pf in $SPOOL/execd/*/execd.pid; do pid_alive "$pf" sge_execd && return 0; done; return 1; }
 # qc <qconf args...> : run qconf quietly, show its output only if it fails
 qc() { local out; out=$(qconf "$@" 2>&1) || { echo "qconf $*: $out" >&2; return 1; }; }
-stop_pidfile() {
-  local pf=$1 comm=$2 pid i
-  pid_alive "$pf" "$comm" || return 0
-  pid=$(tr -dc '0-9' < "$pf"); kill -TERM "$pid"
-  for i in $(seq 1 150); do [ -d /proc/"$pid" ] || return 0; sleep 0.2; done
-  log "$comm (pid $pid) ignored TERM for 30 s: KILL"; kill -KILL "$pid" 2>/dev/null || true
-}
 
 [ "$(id -u)" = 0 ] || die "must run as root (try: sudo $0)"
 for v in SGE_SLOTS WLM_TIMEOUT; do [[ ${!v} =~ ^[1-9][0-9]*$ ]] || die "$v must be a positive integer (got '${!v}')"; done
@@ -86,26 +61,14 @@ NODE=$(hostname)
 
 # ---------------------------------------------------------------- 1. packages (debconf preseeded)
 PKGS=(gridengine-master gridengine-exec gridengine-client gridengine-common)
-missing=()
-for p in "${PKGS[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep 'install ok installed' >/dev/null || missing+=("$p")
-done
+mapfile -t missing < <(missing_packages "${PKGS[@]}")
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing: ${missing[*]}"
   for p in "${PKGS[@]}"; do
     printf '%s shared/gridengineconfig boolean true\n%s shared/gridenginecell string %s\n%s shared/gridenginemaster string %s\n' \
       "$p" "$p" "$SGE_CELL" "$p" "$NODE"
   done | debconf-set-selections
-  # DPkg::Lock::Timeout: wait (up to 5 min) for apt-daily/unattended-upgrades on a freshly booted machine
-  # keep maintainer scripts from starting daemons (no systemd here; they are started by hand below)
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; POLICY_ADDED=1
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get -o DPkg::Lock::Timeout=300 update -qq < /dev/null > "$APT_LOG" 2>&1 || { tail -20 "$APT_LOG" >&2; log "WARNING: apt-get update failed; trying the install anyway"; }
-  apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends "${missing[@]}" < /dev/null >> "$APT_LOG" 2>&1 \
-    || { tail -30 "$APT_LOG" >&2; die "apt-get install ${missing[*]} failed (full log: $APT_LOG)"; }
-  log "packages installed"
+  apt_install "$APT_LOG" "${missing[@]}"
 else
   log "packages already installed"
 fi
@@ -145,7 +108,7 @@ if [ "$ALIAS_CHANGED" = 1 ] && pid_alive $QM_PIDFILE sge_qmaster; then
 fi
 if ! pid_alive $QM_PIDFILE sge_qmaster; then
   install -d -o sgeadmin -g sgeadmin /run/gridengine
-  start_daemon /usr/sbin/sge_qmaster
+  start_daemon "$DAEMON_LOG" /usr/sbin/sge_qmaster
   log "started sge_qmaster"
 fi
 wait_for "qmaster answering (qconf -sh)" qconf -sh
@@ -261,7 +224,7 @@ log "configuration applied (slots=$SGE_SLOTS tune=$SGE_TUNE)"
 
 # ---------------------------------------------------------------- 5. execd
 if ! execd_alive; then
-  start_daemon /usr/sbin/sge_execd
+  start_daemon "$DAEMON_LOG" /usr/sbin/sge_execd
   log "started sge_execd"
 fi
 deadline=$(( $(date +%s) + WLM_TIMEOUT ))

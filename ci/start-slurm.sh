@@ -58,34 +58,8 @@ dump_logs() {
 die() { trap - ERR; echo "[start-slurm] FATAL: $*" >&2; dump_logs; exit 1; }
 trap 'rc=$?; trap - ERR; echo "[start-slurm] FATAL: command failed (rc=$rc) at line $LINENO: $BASH_COMMAND" >&2; dump_logs; exit $rc' ERR
 
-# wait_for <description> <command...> : retry the command every 0.2 s until it succeeds or WLM_TIMEOUT passes
-wait_for() {
-  local what=$1; shift; local deadline=$(( $(date +%s) + WLM_TIMEOUT ))
-  until "$@" >/dev/null 2>&1; do
-    [ "$(date +%s)" -ge "$deadline" ] && die "timeout (${WLM_TIMEOUT}s) waiting for: $what"
-    sleep 0.2
-  done
-}
-# pid_alive <pidfile> <comm> : true if the pid file names a live process with that command name
-pid_alive() {
-  local pf=$1 comm=$2 pid
-  [ -s "$pf" ] || return 1
-  pid=$(tr -dc '0-9' < "$pf"); [ -n "$pid" ] || return 1
-  [ "$(cat /proc/"$pid"/comm 2>/dev/null)" = "$comm" ]
-}
-# stop_pidfile <pidfile> <comm> : TERM the process named in the pid file, wait for it (KILL after 30 s)
-stop_pidfile() {
-  local pf=$1 comm=$2 pid i
-  pid_alive "$pf" "$comm" || return 0
-  pid=$(tr -dc '0-9' < "$pf"); kill -TERM "$pid"
-  for i in $(seq 1 150); do [ -d /proc/"$pid" ] || return 0; sleep 0.2; done
-  log "$comm (pid $pid) ignored TERM for 30 s: KILL"; kill -KILL "$pid" 2>/dev/null || true
-}
-# start_daemon <cmd...> : start a self-daemonizing program; its early stderr goes to daemon-start.log
-start_daemon() {
-  echo "=== $(date '+%F %T') $*" >> "$LOGDIR"/daemon-start.log
-  "$@" < /dev/null >> "$LOGDIR"/daemon-start.log 2>&1 || die "'$*' failed to start (rc=$?)"
-}
+# shellcheck source=ci/lib.sh
+. "$(dirname "$0")/lib.sh"
 is_uint() { [[ $1 =~ ^[0-9]+$ ]]; }
 
 [ "$(id -u)" = 0 ] || die "must run as root (try: sudo $0)"
@@ -103,23 +77,10 @@ case "$SLURM_CGROUP" in auto|yes|no) ;; *) die "SLURM_CGROUP must be auto|yes|no
 # ---------------------------------------------------------------- 1. packages
 PKGS=(slurm-wlm slurmctld slurmd slurm-client munge procps)
 [ "$SLURM_ACCOUNTING" = slurmdbd ] && PKGS+=(slurmdbd mariadb-server mariadb-client)
-missing=()
-for p in "${PKGS[@]}"; do
-  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep 'install ok installed' >/dev/null || missing+=("$p")
-done
+mapfile -t missing < <(missing_packages "${PKGS[@]}")
 if [ ${#missing[@]} -gt 0 ]; then
   log "installing: ${missing[*]}"
-  # DPkg::Lock::Timeout: wait (up to 5 min) for apt-daily/unattended-upgrades on a freshly booted machine
-  # keep maintainer scripts from starting daemons (no systemd here; they are started by hand below)
-  if [ ! -e /usr/sbin/policy-rc.d ]; then
-    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d
-    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
-  fi
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get -o DPkg::Lock::Timeout=300 update -qq < /dev/null > "$APT_LOG" 2>&1 || { tail -20 "$APT_LOG" >&2; log "WARNING: apt-get update failed; trying the install anyway"; }
-  apt-get -o DPkg::Lock::Timeout=300 install -y -q --no-install-recommends "${missing[@]}" < /dev/null >> "$APT_LOG" 2>&1 \
-    || { tail -30 "$APT_LOG" >&2; die "apt-get install ${missing[*]} failed (full log: $APT_LOG)"; }
-  log "packages installed"
+  apt_install "$APT_LOG" "${missing[@]}"
 else
   log "packages already installed"
 fi
@@ -229,7 +190,7 @@ rm -f "$NEW"
 chown munge:munge /etc/munge/munge.key; chmod 0400 /etc/munge/munge.key
 install -d -o munge -g munge -m 0755 /run/munge
 if ! pid_alive /run/munge/munged.pid munged; then
-  start_daemon runuser -u munge -- /usr/sbin/munged
+  start_daemon "$LOGDIR"/daemon-start.log runuser -u munge -- /usr/sbin/munged
   log "started munged"
 fi
 wait_for "munge round-trip (munge -n | unmunge)" bash -c 'munge -n | unmunge'
@@ -271,7 +232,7 @@ EOF
   fi
   rm -f "$DBD_NEW"
   if ! pid_alive /run/slurmdbd.pid slurmdbd; then
-    start_daemon slurmdbd
+    start_daemon "$LOGDIR"/daemon-start.log slurmdbd
     log "started slurmdbd"
   fi
   wait_for "slurmdbd answering (sacctmgr list cluster)" sacctmgr -n list cluster
@@ -293,12 +254,12 @@ if [ "$CHANGED" = 1 ] && { pid_alive /run/slurmctld.pid slurmctld || pid_alive /
   stop_pidfile /run/slurmctld.pid slurmctld
 fi
 if ! pid_alive /run/slurmctld.pid slurmctld; then
-  if [ "$SLURM_CLEAN" = 1 ]; then start_daemon slurmctld -c; else start_daemon slurmctld; fi
+  if [ "$SLURM_CLEAN" = 1 ]; then start_daemon "$LOGDIR"/daemon-start.log slurmctld -c; else start_daemon "$LOGDIR"/daemon-start.log slurmctld; fi
   log "started slurmctld"
 fi
 wait_for "slurmctld answering (scontrol ping)" bash -c 'scontrol ping | grep "is UP" >/dev/null'
 if ! pid_alive /run/slurmd.pid slurmd; then
-  start_daemon slurmd
+  start_daemon "$LOGDIR"/daemon-start.log slurmd
   log "started slurmd"
 fi
 

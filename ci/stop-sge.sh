@@ -16,23 +16,8 @@ log() { echo "[stop-sge $(date +%T)] $*"; }
 trap 'rc=$?; echo "[stop-sge] FATAL: command failed (rc=$rc) at line $LINENO: $BASH_COMMAND" >&2; exit $rc' ERR
 [ "$(id -u)" = 0 ] || { echo "[stop-sge] FATAL: must run as root (try: sudo $0)" >&2; exit 1; }
 
-pid_of() { # pid_of <pidfile> <comm> : print the pid if the pid file names a live process with that comm
-  local pf=$1 comm=$2 pid
-  [ -s "$pf" ] || return 1
-  pid=$(tr -dc '0-9' < "$pf"); [ -n "$pid" ] || return 1
-  [ "$(cat /proc/"$pid"/comm 2>/dev/null)" = "$comm" ] || return 1
-  echo "$pid"
-}
-stop_one() { # stop_one <pidfile> <comm>
-  local pf=$1 comm=$2 pid i
-  pid=$(pid_of "$pf" "$comm") || return 0
-  kill -TERM "$pid" 2>/dev/null || true
-  for i in $(seq 1 $(( WLM_TIMEOUT * 5 ))); do
-    [ -d /proc/"$pid" ] || { log "stopped $comm (pid $pid)"; return 0; }
-    sleep 0.2
-  done
-  log "WARNING: $comm (pid $pid) ignored TERM for ${WLM_TIMEOUT}s, sending KILL"; kill -KILL "$pid" 2>/dev/null || true
-}
+# shellcheck source=ci/lib.sh
+. "$(dirname "$0")/lib.sh"
 jobs_left() { [ -n "$(qstat -u '*' 2>/dev/null || true)" ]; }
 
 if [ "$SGE_STOP_DELETE" = 1 ] && pid_of $SPOOL/qmaster/qmaster.pid sge_qmaster >/dev/null && jobs_left; then
@@ -42,11 +27,11 @@ if [ "$SGE_STOP_DELETE" = 1 ] && pid_of $SPOOL/qmaster/qmaster.pid sge_qmaster >
 fi
 found=0
 for pf in $SPOOL/execd/*/execd.pid; do
-  if pid_of "$pf" sge_execd >/dev/null; then stop_one "$pf" sge_execd; found=1; fi
+  if pid_of "$pf" sge_execd >/dev/null; then stop_pidfile "$pf" sge_execd; found=1; fi
 done
 [ "$found" = 1 ] || log "sge_execd not running"
 if pid_of $SPOOL/qmaster/qmaster.pid sge_qmaster >/dev/null; then
-  stop_one $SPOOL/qmaster/qmaster.pid sge_qmaster
+  stop_pidfile $SPOOL/qmaster/qmaster.pid sge_qmaster
 else
   log "sge_qmaster not running"
 fi

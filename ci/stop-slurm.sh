@@ -18,23 +18,8 @@ log() { echo "[stop-slurm $(date +%T)] $*"; }
 trap 'rc=$?; echo "[stop-slurm] FATAL: command failed (rc=$rc) at line $LINENO: $BASH_COMMAND" >&2; exit $rc' ERR
 [ "$(id -u)" = 0 ] || { echo "[stop-slurm] FATAL: must run as root (try: sudo $0)" >&2; exit 1; }
 
-pid_of() { # pid_of <pidfile> <comm> : print the pid if the pid file names a live process with that comm
-  local pf=$1 comm=$2 pid
-  [ -s "$pf" ] || return 1
-  pid=$(tr -dc '0-9' < "$pf"); [ -n "$pid" ] || return 1
-  [ "$(cat /proc/"$pid"/comm 2>/dev/null)" = "$comm" ] || return 1
-  echo "$pid"
-}
-stop_one() { # stop_one <pidfile> <comm>
-  local pf=$1 comm=$2 pid i
-  pid=$(pid_of "$pf" "$comm") || { log "$comm not running"; return 0; }
-  kill -TERM "$pid" 2>/dev/null || true
-  for i in $(seq 1 $(( WLM_TIMEOUT * 5 ))); do
-    [ -d /proc/"$pid" ] || { log "stopped $comm (pid $pid)"; rm -f "$pf"; return 0; }
-    sleep 0.2
-  done
-  log "WARNING: $comm (pid $pid) ignored TERM for ${WLM_TIMEOUT}s, sending KILL"; kill -KILL "$pid" 2>/dev/null || true
-}
+# shellcheck source=ci/lib.sh
+. "$(dirname "$0")/lib.sh"
 
 if [ "$SLURM_STOP_CANCEL" = 1 ] && pid_of /run/slurmctld.pid slurmctld >/dev/null; then
   jobs=$(squeue -h -o '%A' 2>/dev/null | sort -u | tr '\n' ' ' || true)
@@ -45,9 +30,9 @@ if [ "$SLURM_STOP_CANCEL" = 1 ] && pid_of /run/slurmctld.pid slurmctld >/dev/nul
     for i in $(seq 1 $(( WLM_TIMEOUT * 5 ))); do [ -z "$(squeue -h 2>/dev/null || true)" ] && break; sleep 0.2; done
   fi
 fi
-stop_one /run/slurmd.pid slurmd
-stop_one /run/slurmctld.pid slurmctld
-stop_one /run/slurmdbd.pid slurmdbd
+stop_pidfile /run/slurmd.pid slurmd
+stop_pidfile /run/slurmctld.pid slurmctld
+stop_pidfile /run/slurmdbd.pid slurmdbd
 if [ "$STOP_MARIADB" = 1 ]; then
   if command -v mysqladmin >/dev/null && mysqladmin ping >/dev/null 2>&1; then
     mysqladmin shutdown && log "stopped mariadbd"
@@ -55,7 +40,7 @@ if [ "$STOP_MARIADB" = 1 ]; then
     log "mariadbd not running"
   fi
 fi
-[ "$STOP_MUNGE" = 1 ] && stop_one /run/munge/munged.pid munged
+[ "$STOP_MUNGE" = 1 ] && stop_pidfile /run/munge/munged.pid munged
 left=""
 for c in /proc/[0-9]*/comm; do
   [ "$(cat "$c" 2>/dev/null)" = slurmstepd ] && { p=${c#/proc/}; left="$left ${p%/comm}"; }
