@@ -1,7 +1,6 @@
 """One behavioural suite for every queue: local, the fake schedulers, and the real SLURM and SGE."""
 from __future__ import annotations
 
-import os
 import threading
 import time
 import uuid

@@ -27,7 +27,7 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 import cloudpickle
 
@@ -290,18 +290,18 @@ class Submitter:
             reported.add(index)
             self._completed.put(Completion(orders[index], handle, index, chunk_of[index]))
 
-        def on_give_up(chunk: int, tasks: list[int], why: str) -> None:  # Crashed now, not at the batch's end
-            error = RetryLimitExceeded({chunk: why}, {chunk: tasks}, handle.batch_dir or "")
-            for i in tasks:
+        def fail_unreported(indices: Iterable[int], h: Any, error: BaseException) -> None:
+            for i in indices:
                 if i not in reported:
                     reported.add(i)
-                    self._completed.put(Completion(orders[i], handle, i, chunk_of[i], error))
+                    self._completed.put(Completion(orders[i], h, i, chunk_of[i], error))
+
+        def on_give_up(chunk: int, tasks: list[int], why: str) -> None:  # Crashed now, not at the batch's end
+            fail_unreported(tasks, handle, RetryLimitExceeded({chunk: why}, {chunk: tasks}, handle.batch_dir or ""))
 
         def on_done(h: Any) -> None:
-            error = h.error or RuntimeError(f"{h.label} ended without this task run's result")
-            for i, order in enumerate(orders):
-                if i not in reported:
-                    self._completed.put(Completion(order, h, i, chunk_of[i], error))
+            fail_unreported(range(len(orders)), h,
+                            h.error or RuntimeError(f"{h.label} ended without this task run's result"))
 
         handle.add_task_callback(on_task)
         handle.add_give_up_callback(on_give_up)

@@ -14,7 +14,7 @@ from typing import Any, Sequence
 from . import record_log
 from .errors import ConfigurationError, WorkDirMismatchError
 from .payload import Call, SharedFunction
-from .workdir import atomic_write, make_private_dir, read_json, write_json
+from .workdir import make_private_dir, read_json, write_json
 
 FORMAT = 2  # 2: index and function inside chunks.rec (1 had chunks.idx and function.pkl)
 
@@ -92,7 +92,8 @@ class BatchFiles:
             records.append(({"shared": True}, batch.shared))
         records += [({"chunk": c, "tasks": indices}, data) for c, (indices, data) in enumerate(batch.chunks)]
         # the index comes first and its size is known in advance, so the offsets it holds are exact
-        at = record_log.encoded_size(_index_key(len(batch.chunks)), 8 * len(batch.chunks))
+        index_key = {"index": len(batch.chunks), "shared": batch.shared is not None}
+        at = record_log.encoded_size(index_key, 8 * len(batch.chunks))
         offsets = array.array("Q")
         for key, data in records:
             if "chunk" in key:
@@ -101,7 +102,7 @@ class BatchFiles:
         tmp = self.chunks.with_suffix(".rec.tmp")
         tmp.unlink(missing_ok=True)
         with record_log.RecordWriter(tmp) as w:
-            w.append(_index_key(len(batch.chunks)), offsets.tobytes())
+            w.append(index_key, offsets.tobytes())
             for key, data in records:
                 w.append(key, data)
             assert w.offset == at, "chunks.rec offsets computed wrongly"
@@ -148,13 +149,11 @@ class BatchFiles:
         return rec.key["tasks"], pickle.loads(rec.payload)
 
     def read_shared(self) -> SharedFunction | None:
-        """The batch's shared function: the record right after the index, when there is one."""
+        """The batch's shared function: the record right after the index, when the index says there is one."""
         index = self._index()
-        try:
-            rec = record_log.read_at(self.chunks, index.end)
-        except ValueError:  # a batch of no chunks ends with its index
+        if not index.key.get("shared"):
             return None
-        return pickle.loads(rec.payload) if rec.key.get("shared") else None
+        return pickle.loads(record_log.read_at(self.chunks, index.end).payload)
 
     def chunk_records(self) -> list[record_log.Record]:
         """Every chunk record, in chunk order (the resume command's inputs)."""
@@ -163,7 +162,3 @@ class BatchFiles:
     def part_name(self, chunk: int, sub: int, job: str) -> str:
         """One file per chunk, submission and job: twins of a duplicated submission never share one."""
         return f"c{chunk}.s{sub}.j{job}"
-
-
-def _index_key(n_chunks: int) -> dict[str, Any]:
-    return {"index": n_chunks}
