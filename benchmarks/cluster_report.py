@@ -220,7 +220,7 @@ def markdown(d: Data, png: Path) -> str:
         "* Repetitions: poolparty and the floor run 3 times per case (the ratio targets); each peer once per case "
         "(marked n=1), except that a peer whose first run is within 1.25x of poolparty's first run (or faster) "
         "is run 3 times too (a close call decides \"faster than every peer\"); at N = 50,000 only poolparty and "
-        "the floor, in workload 2 the floor once, SGE once per system: the workloads alone hold "
+        "the floor, at N = 100 and in workload 2 the floor once (no ratio target there), SGE once per system: the workloads alone hold "
         "the 16 slots for ~15 min per 3 runs of 5 systems, so the full matrix (`--complete`) takes about twice "
         "the 15-minute budget. In workload 3 a system that fails or hangs is not run again.",
         f"* Tasks {hold} for their duration (10 ms, 5 s, 50 ms): the node advertises 16 CPUs on "

@@ -1,9 +1,12 @@
 """Fault injection through the fake schedulers: what real daemons cannot do on one machine on demand."""
 from __future__ import annotations
 
+import os
 import re
 import threading
 import time
+import uuid
+from pathlib import Path
 
 import pytest
 
@@ -192,3 +195,35 @@ def test_a_resubmitted_job_pending_again_is_not_a_scheduler_requeue(make_queue_u
     result, stats = run_map(q, markers, n=2, seconds=3.0, max_running=2, max_resubmissions=1, cpus=8)
     assert result == [0, 1]
     assert stats["resubmissions"] == 1
+
+
+def exit_quietly_once(args):
+    """Task 1's first run ends its worker with status 0 before anything is published."""
+    x, marker_dir = args
+    first = not any(Path(marker_dir).glob(f"{x}-*"))
+    Path(marker_dir, f"{x}-{uuid.uuid4().hex}").touch()
+    if x == 1 and first:
+        os._exit(0)
+    return x
+
+
+def test_a_job_the_scheduler_killed_is_resubmitted_without_the_long_result_grace(make_queue_under_test, markers):
+    """result_grace covers a finished job's result still crossing the filesystem; a job the scheduler
+    killed had no time to publish, so it is resubmitted after killed_result_grace instead."""
+    q = make_queue_under_test("fake-slurm")
+    q.timing.update(result_grace=30.0, killed_result_grace=1.0)
+    q.cluster.add_rule("node_fail", index=1, after=0.2)
+    started = time.monotonic()
+    result, stats = run_map(q, markers, n=3, max_running=3, polling_interval=0.5)
+    assert result == [0, 1, 4] and stats["resubmissions"] == 1
+    assert time.monotonic() - started < 20  # not the 30 s result_grace
+
+
+def test_a_job_that_ended_by_itself_without_a_result_gets_the_result_grace(make_queue_under_test, markers):
+    q = make_queue_under_test("fake-slurm")
+    q.timing.update(result_grace=4.0, killed_result_grace=0.5)
+    started = time.monotonic()
+    with poolparty.Pool(**q.pool_options(max_running=3, polling_interval=0.5)) as pool:
+        assert pool.map(exit_quietly_once, [(x, str(markers)) for x in range(3)], chunksize=1) == [0, 1, 2]
+        assert pool.engine.dispatcher.stats["resubmissions"] == 1
+    assert time.monotonic() - started >= 4.0

@@ -17,7 +17,7 @@ from typing import Callable
 
 from .batch import Batch, ChunkRun, Phase, Submission
 from .errors import RetryLimitExceeded
-from .queues.base import ArrayRequest, JobState, JobStatus, QueueAdapter, layout_array
+from .queues.base import SELF_ENDED, ArrayRequest, JobState, JobStatus, QueueAdapter, layout_array
 from .resources import Resources
 from .result_store import remove_files
 from .retry import ActionKind, FailureClass, RetryPolicy, classify
@@ -251,7 +251,7 @@ class Dispatcher:
                         to_cancel.append(c.element)
                     else:
                         c.ended_since = c.ended_since or now
-                        if now - c.ended_since < self.queue.result_grace:
+                        if now - c.ended_since < self._result_grace(st.state):
                             continue
                     failure = classify(st.state)
                     detail = f"{st.state.value}" + (f" ({st.reason})" if st.reason and st.reason != "None" else "")
@@ -264,6 +264,11 @@ class Dispatcher:
         if to_cancel:
             self._cancel(to_cancel)
         return changed
+
+    def _result_grace(self, state: JobState) -> float:
+        if state in SELF_ENDED:
+            return self.queue.result_grace
+        return min(self.queue.killed_result_grace, self.queue.result_grace)
 
     def _handle_failure(self, b: Batch, c: ChunkRun, failure: FailureClass, detail: str) -> None:
         decision = self.s.retry.decide(failure, c.resubmissions, c.resources)

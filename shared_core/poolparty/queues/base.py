@@ -35,6 +35,8 @@ class JobState(enum.Enum):
 
 
 _ACTIVE = {JobState.PENDING, JobState.HELD, JobState.RUNNING, JobState.SUSPENDED, JobState.REQUEUED}
+#: ended by the job itself: a missing result may still be on its way through the filesystem
+SELF_ENDED = frozenset({JobState.COMPLETED, JobState.FAILED})
 
 
 @dataclass(frozen=True)
@@ -134,8 +136,13 @@ class QueueAdapter(abc.ABC):
     first_index: int = 0
     #: SGE ``-t`` takes one range per submission
     contiguous_arrays: bool = False
-    #: seconds a finished job may take to show its result file (shared filesystem latency)
+    #: seconds a job that ended by itself (completed, failed) may take to show its result file (shared
+    #: filesystem latency)
     result_grace: float = 10.0
+    #: the same for a job the scheduler ended (cancelled, killed for memory or walltime, node failure,
+    #: preemption): its worker almost surely had no time to publish, so waiting long only delays the
+    #: resubmission; if a result does land later, the new job skips its tasks and the duplicate is dropped
+    killed_result_grace: float = 2.0
     #: seconds a job may be missing from the queue before it counts as vanished
     vanish_grace: float = 30.0
     #: fastest sensible status-poll interval
