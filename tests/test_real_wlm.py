@@ -5,15 +5,14 @@ from __future__ import annotations
 import multiprocessing
 import os
 import subprocess
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
 import poolparty
-from conftest import measure, pool_status_calls, probe, wait_until
-from test_behaviour import RunningSampler, runs_per_task, slow_square
+from conftest import measure, probe, wait_until
+from test_behaviour import RunningSampler, slow_square
 
 
 def trivial(x: int) -> int:

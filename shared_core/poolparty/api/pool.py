@@ -5,7 +5,7 @@ import logging
 import multiprocessing
 import threading
 import weakref
-from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from ..batch_handle import BatchHandle
 from ..by_value import register_local_modules
