@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import stat
 import sys
 from pathlib import Path
 
@@ -82,6 +83,7 @@ def run_chunk(files: BatchFiles, chunk: int, sub: int) -> int:
     except BlockingIOError:
         print(f"poolparty.worker: {part.name} is being written by another instance; exiting", file=sys.stderr)
         return 0
+    all_ok = shared_error is None
     with out:
         done = recorded_tasks(files, chunk)
         for index, item in zip(indices, payloads):
@@ -97,9 +99,33 @@ def run_chunk(files: BatchFiles, chunk: int, sub: int) -> int:
             sys.stdout.flush()
             sys.stderr.flush()
             out.append({"task": index, "ok": ok}, data)
+            all_ok = all_ok and ok
         out.sync()
         publish(part)
+    if all_ok:
+        drop_quiet_log(files.incoming)
     return 0
+
+
+def drop_quiet_log(incoming: Path) -> None:
+    """A job whose tasks all succeeded without a word removes its own empty log file (the scheduler's
+    ``-o`` file in ``incoming/``) as it ends, rather than leaving it for the driver to delete: at a wave of
+    16 chunks ending together, that is 16 fewer files in the shared directory while the next wave starts.
+    The driver stores no log of such a job either way."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        out, err = os.fstat(1), os.fstat(2)
+        if out.st_size or (out.st_dev, out.st_ino) != (err.st_dev, err.st_ino) or not stat.S_ISREG(out.st_mode):
+            return
+        path = os.readlink("/proc/self/fd/1")  # Linux: the name the scheduler opened
+        if os.path.dirname(os.path.realpath(path)) != str(incoming):
+            return
+        named = os.stat(path)
+        if (named.st_dev, named.st_ino) == (out.st_dev, out.st_ino) and named.st_size == 0:
+            os.unlink(path)
+    except OSError:
+        pass
 
 
 def publish(part: Path) -> None:
