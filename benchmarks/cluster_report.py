@@ -218,7 +218,8 @@ def markdown(d: Data, png: Path) -> str:
         "python itself every SGE job dies with `ModuleNotFoundError: pypoolparty` and `map()` returns `None` for "
         "every task without raising. Everything else is each system's default (polling intervals included).",
         "* Repetitions: poolparty and the floor run 3 times per case (the ratio targets); each peer once per case "
-        "(marked n=1), except that a peer whose first run is within 1.25x of poolparty's first run (or faster) "
+        "(marked n=1), except that a peer whose first run's time above the ideal (waves of 16 chunks x one chunk's "
+        "duration) is within 1.25x of poolparty's first run's (or less) "
         "is run 3 times too (a close call decides \"faster than every peer\"); at N = 50,000 only poolparty and "
         "the floor, at N = 100 and in workload 2 the floor once (no ratio target there), SGE once per system: the workloads alone hold "
         "the 16 slots for ~15 min per 3 runs of 5 systems, so the full matrix (`--complete`) takes about twice "
