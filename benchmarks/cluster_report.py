@@ -210,7 +210,9 @@ def markdown(d: Data, png: Path) -> str:
         "",
         f"* Every system runs the same chunks: ceil(N / 64) tasks per chunk (poolparty's default at "
         f"max_running={a['max_running']}), at most {a['max_running']} running at once (the node's 16 CPUs). "
-        "poolparty: `chunksize`; floor: one array element per chunk; submitit `map_array` and pypoolparty's array "
+        "poolparty: `chunksize`, one array of one element per chunk, whose elements go on with the chunks of "
+        "elements not started yet (`claim_chunks`, its default: fewer Python start-ups; the left-over elements "
+        "are cancelled when all is stored); floor: one array element per chunk, each its own process; submitit `map_array` and pypoolparty's array "
         "pool (which **ignores** `chunksize`) map a `run_chunk` function over the list of chunks; dask-jobqueue: "
         "`client.map(run_chunk, chunks)` (one dask task per chunk) on 1-core workers, `adapt(maximum_jobs=16)`. "
         "pypoolparty's SGE pool honours `chunksize` (one plain `qsub` per chunk, no concurrency cap); it is given a "

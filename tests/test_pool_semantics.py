@@ -132,9 +132,10 @@ def test_map_order_matches_multiprocessing(pool, mp_pool, chunksize):
 
 
 @pytest.mark.parametrize("chunksize,n_jobs", [(3, 3), (50, 1)])
-def test_map_chunksize_groups_tasks_into_jobs(pool, chunksize, n_jobs):
-    pids = pool.map(pid_of, range(7), chunksize=chunksize)
-    assert len(set(pids)) == n_jobs  # each job is a fresh process running one chunk
+def test_map_chunksize_groups_tasks_into_jobs(tmp_path, chunksize, n_jobs):
+    with poolparty.Pool(2, queue="local", work_root=tmp_path, claim_chunks=False) as pool:
+        pids = pool.map(pid_of, range(7), chunksize=chunksize)
+    assert len(set(pids)) == n_jobs  # each job is a fresh process running one chunk (claims off)
     groups = [pids[i:i + chunksize] for i in range(0, 7, chunksize)]
     assert all(len(set(g)) == 1 for g in groups)
 

@@ -36,6 +36,7 @@ class ChunkRun:
     seen_running: bool = False
     scheduler_restarts: int = 0  # requeued by the scheduler itself (node failure with requeue, SGE -r y)
     last_failure: str | None = None
+    runner: str | None = None  # the element running this chunk when it is not the chunk's own (a claim)
 
 
 @dataclass
@@ -46,6 +47,7 @@ class Submission:
     job_id: str
     throttle: int
     unfinished: set[int] = field(default_factory=set)  # chunks
+    claimed: bool = False  # some chunk ran in another chunk's element: its own elements are left over
 
     @property
     def reserved(self) -> int:
@@ -63,6 +65,7 @@ class Batch:
     next_sub: int = 0
     user_errors: int = 0
     give_up_policy: str = "cancel_pool"  # or "fail_batch"
+    seen_parts: set[str] = field(default_factory=set)  # c<chunk>.s<sub> whose runner has been read
 
     @property
     def finished(self) -> bool:

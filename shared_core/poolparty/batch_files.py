@@ -158,7 +158,3 @@ class BatchFiles:
     def chunk_records(self) -> list[record_log.Record]:
         """Every chunk record, in chunk order (the resume command's inputs)."""
         return [r for r in record_log.read_records(self.chunks) if "chunk" in r.key]
-
-    def part_name(self, chunk: int, sub: int, job: str) -> str:
-        """One file per chunk, submission and job: twins of a duplicated submission never share one."""
-        return f"c{chunk}.s{sub}.j{job}"

@@ -82,6 +82,8 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
             "timeout of each scheduler command (seconds)"),
     Setting("max_resubmissions", int, (int,), "3", "resubmissions of a chunk for infrastructure failures"),
     Setting("array", _bool, (bool,), "true", "submit job arrays (false: one plain job per chunk)"),
+    Setting("claim_chunks", _bool, (bool,), "true",
+            "an array element that finished its chunk runs chunks whose own elements have not started"),
     Setting("verbose", _bool, (bool,), "false", "log progress to stderr (logger 'poolparty')"),
     Setting("progress", _bool, (bool,), "on when stderr is a terminal", "progress bar of Pool maps"),
     Setting("max_result_size", _size, (int, str), "unlimited",

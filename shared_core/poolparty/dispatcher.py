@@ -17,8 +17,10 @@ from typing import Callable
 
 from .batch import Batch, ChunkRun, Phase, Submission
 from .errors import RetryLimitExceeded
-from .queues.base import SELF_ENDED, ArrayRequest, JobState, JobStatus, QueueAdapter, layout_array
+from .queues.base import (SELF_ENDED, ArrayRequest, JobState, JobStatus, QueueAdapter, compress_indices,
+                          layout_array)
 from .resources import Resources
+from .chunk_claims import part_path, runner_of
 from .result_store import remove_files
 from .retry import ActionKind, FailureClass, RetryPolicy, classify
 
@@ -39,6 +41,7 @@ class DispatchSettings:
     tick: float  # how often results are looked for on disk
     python: str
     script: "os.PathLike[str]"
+    claim_chunks: bool = True  # array elements run chunks whose own elements have not started
 
 
 class Dispatcher:
@@ -58,6 +61,8 @@ class Dispatcher:
         self._next_poll = 0.0
         self._last_states: dict[str, JobStatus] = {}
         self.stats = {"submissions": 0, "resubmissions": 0, "polls": 0, "cancels": 0}
+        #: array elements may run chunks not their own (see chunk_claims)
+        self._claims = settings.array and settings.claim_chunks
         self._thread = threading.Thread(target=self._run, name=f"poolparty-{settings.name}", daemon=True)
         self._thread.start()
 
@@ -100,7 +105,7 @@ class Dispatcher:
             snap["tasks_done"] += len(b.store.stored)
             for c in list(b.chunks):
                 snap[f"chunks_{c.phase.value}"] += 1
-                st = self._last_states.get(c.element or "")
+                st = self._last_states.get(c.runner or c.element or "")
                 if c.phase is Phase.QUEUED and st is not None and st.state is JobState.RUNNING:
                     snap["chunks_running"] += 1
         return snap
@@ -162,6 +167,8 @@ class Dispatcher:
                 names = os.listdir(b.files.incoming)
             except FileNotFoundError:
                 continue
+            if self._claims:
+                self._learn_runners(b, names)
             done_chunks = {int(n[1:].split(".", 1)[0]) for n in names if n.endswith(".done") and n[0] == "c"}
             finished: list[tuple[ChunkRun, list[Path], list[tuple[int, bool, bytes]]]] = []
             started = time.monotonic()
@@ -181,6 +188,59 @@ class Dispatcher:
                 changed = True
         return changed
 
+    def _learn_runners(self, b: Batch, names: list[str]) -> None:
+        """Which element runs each claimed chunk: the first record of a new part (or done) file says."""
+        for name in names:
+            if name[0] != "c" or not name.endswith((".part", ".done")) or name[:-5] in b.seen_parts:
+                continue
+            try:
+                chunk, sub = (int(x[1:]) for x in name[:-5].split("."))
+            except ValueError:
+                continue
+            if chunk >= len(b.chunks) or b.chunks[chunk].sub != sub:
+                continue
+            found = runner_of(b.files.incoming / name)
+            if found is None:  # its claim record is not written yet (or a driver's block): look again
+                continue
+            b.seen_parts.add(name[:-5])
+            if found[0] == chunk or not 0 <= found[0] < len(b.chunks):
+                continue
+            c, runner = b.chunks[chunk], self._element_of(b, found[0], sub)
+            if runner is not None and runner != c.element:
+                c.runner = runner
+                if c.submission is not None:
+                    c.submission.claimed = True
+
+    @staticmethod
+    def _element_of(b: Batch, chunk: int, sub: int) -> str | None:
+        """The element that ran (or runs) ``chunk`` in submission ``sub``."""
+        c = b.chunks[chunk]
+        return c.element if c.sub == sub else None
+
+    def _claimed_elsewhere(self, b: Batch, c: ChunkRun, watched: str) -> bool:
+        """Before a chunk whose job ended is resubmitted: block its old submission's part name, so no
+        element of that submission still alive (a driver restarted while they ran) starts the chunk as
+        well. If an element holds it already, that element is the one to watch: True."""
+        if not self._claims or c.sub is None:
+            return False
+        part = part_path(b.files.incoming, c.chunk, c.sub)
+        try:
+            os.close(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))  # runs nothing: no records
+            return False
+        except FileExistsError:
+            pass
+        except OSError:
+            return False
+        found = runner_of(part)
+        if found is None or not 0 <= found[0] < len(b.chunks):
+            return False
+        runner = self._element_of(b, found[0], c.sub)
+        if runner is None or runner in (watched, c.element):
+            return False
+        c.runner = runner
+        c.missing_since = c.ended_since = c.ended_state = None
+        return True
+
     def _absorb(self, b: Batch, c: ChunkRun) -> None:
         paths = b.store.chunk_files(c.chunk)
         self._absorbed(b, [(c, paths, b.store.absorb(c.chunk, paths, sync=False))])
@@ -194,6 +254,8 @@ class Dispatcher:
                                   keep_empty=any(not ok for _, ok, _ in new))
                 for (c, _, new), done in zip(finished, complete) if done and c.element is not None]
         b.store.sync()
+        if self._claims:  # before the files go: an element starting late must see the chunk is stored
+            b.journal.record_stored([c.chunk for (c, _, _), done in zip(finished, complete) if done])
         remove_files(p for p in logs if p is not None)
         for (c, paths, new), done in zip(finished, complete):
             b.user_errors += sum(1 for _, ok, _ in new if not ok)
@@ -204,9 +266,16 @@ class Dispatcher:
 
     def _set_done(self, c: ChunkRun) -> None:
         c.phase = Phase.DONE
-        if c.submission is not None:
-            c.submission.unfinished.discard(c.chunk)
+        s = c.submission
+        if s is not None:
+            s.unfinished.discard(c.chunk)
             c.submission = None
+            if s.claimed and not s.unfinished:  # every chunk stored: the elements left over have nothing to do
+                s.claimed = False
+                try:
+                    self._cancel([s.job_id])
+                except Exception as e:
+                    log.warning("poolparty: could not cancel the left-over elements of job %s: %s", s.job_id, e)
 
     # -- status --------------------------------------------------------------------------------
     def _poll(self, now: float) -> bool:
@@ -219,7 +288,8 @@ class Dispatcher:
             for c in b.chunks:
                 if c.phase is not Phase.QUEUED or c.element is None:
                     continue
-                st = states.get(c.element)
+                watched = c.runner or c.element
+                st = states.get(watched)
                 if st is not None and st.state.active:
                     c.missing_since = c.ended_since = None
                     if st.state is JobState.RUNNING:
@@ -228,15 +298,15 @@ class Dispatcher:
                         c.seen_running = False  # the scheduler requeued it: bounded like a resubmission
                         c.scheduler_restarts += 1
                         if c.resubmissions + c.scheduler_restarts > self.s.retry.max_resubmissions:
-                            to_cancel.append(c.element)
-                            self._give_up(b, c, f"job {c.element}: requeued by the scheduler "
+                            to_cancel.append(watched)
+                            self._give_up(b, c, f"job {watched}: requeued by the scheduler "
                                                 f"{c.scheduler_restarts} time(s) ({st.reason}); "
                                                 f"max_resubmissions={self.s.retry.max_resubmissions}")
                             changed = True
                             continue
                     if st.state is JobState.HELD and not c.held_reported:
                         log.info("poolparty: job %s is held (%s); waiting for its release",
-                                 c.element, st.reason)
+                                 watched, st.reason)
                         c.held_reported = True
                     continue
                 if st is None:  # not in the queue at all
@@ -248,7 +318,7 @@ class Dispatcher:
                 else:  # ended (or parked in an error state) without a result so far
                     c.ended_state = st.state
                     if st.state is JobState.ERROR:
-                        to_cancel.append(c.element)
+                        to_cancel.append(watched)
                     else:
                         c.ended_since = c.ended_since or now
                         if now - c.ended_since < self._result_grace(st.state):
@@ -259,7 +329,9 @@ class Dispatcher:
                 if any(p.suffix == ".done" for p in b.store.chunk_files(c.chunk)):
                     self._absorb(b, c)
                     continue
-                self._handle_failure(b, c, failure, f"job {c.element}: {detail}")
+                if self._claimed_elsewhere(b, c, watched):
+                    continue
+                self._handle_failure(b, c, failure, f"job {watched}: {detail}")
                 changed = True
         if to_cancel:
             self._cancel(to_cancel)
@@ -279,6 +351,7 @@ class Dispatcher:
         c.missing_since = c.ended_since = c.ended_state = None
         c.held_reported = False
         c.seen_running = False  # the next job of this chunk starts unseen: its PENDING is no requeue
+        c.runner = None
         if c.element is not None:
             b.store.store_log(c.chunk, c.element, self.queue.log_path(b.files.incoming, c.element))
         if decision.kind is ActionKind.RESUBMIT:
@@ -348,11 +421,16 @@ class Dispatcher:
     def _submit(self, b: Batch, part, resources: Resources, runs: list[ChunkRun], free: int) -> None:
         sub = b.next_sub
         b.next_sub += 1
+        throttle = min(free, len(part.indices))
+        argv: tuple[str, ...] = (self.s.python, "-m", "poolparty.worker", str(b.files.path), "--sub", str(sub))
+        # more chunks than running slots: an element that finished its chunk runs those not started yet
+        if self._claims and len(part.indices) > throttle:
+            argv += ("--claim", compress_indices(part.indices))
+            if resources.walltime:
+                argv += ("--walltime", str(resources.walltime))
         request = ArrayRequest(
-            name=self.s.name, part=part, throttle=min(free, len(part.indices)), resources=resources,
-            script=self.s.script,
-            worker_argv=(self.s.python, "-m", "poolparty.worker", str(b.files.path), "--sub", str(sub)),
-            workdir=b.files.path, log_dir=b.files.incoming)
+            name=self.s.name, part=part, throttle=throttle, resources=resources, script=self.s.script,
+            worker_argv=argv, workdir=b.files.path, log_dir=b.files.incoming)
         for submitted in self.queue.submit(request, array=self.s.array):
             self.stats["submissions"] += 1
             chunks = sorted(submitted.elements)
@@ -373,10 +451,11 @@ class Dispatcher:
         b.next_sub = max(b.next_sub, state.next_sub)
         subs: dict[int, Submission] = {}
         for c in b.chunks:
-            if c.phase is Phase.DONE:
-                continue
             h = state.chunks.get(c.chunk)
             if h is None:
+                continue
+            if c.phase is Phase.DONE:  # its element may be running other chunks (claims): keep its name
+                c.sub, c.element = h.sub, h.element
                 continue
             c.resources = h.resources or c.resources
             c.resubmissions = 0 if h.gave_up else h.resubmissions

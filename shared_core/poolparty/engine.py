@@ -47,6 +47,7 @@ class EngineOptions:
     scheduler_timeout: float = 60.0
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     array: bool = True
+    claim_chunks: bool = True  # an array element that finished its chunk runs chunks not started yet
     resources: Resources = field(default_factory=Resources)
     max_result_size: int | None = None  # bytes of one pickled result; larger ones fail the task
     progress: bool | None = None  # Pool: a progress bar on a terminal; None = when stderr is a TTY
@@ -103,7 +104,8 @@ class Engine:
         settings = DispatchSettings(
             name=self.name, max_running=max_running, array=options.array, retry=options.retry,
             polling_interval=max(interval, self.queue.min_poll_interval),
-            tick=0.02 if self.queue.name == "local" else 0.25, python=python, script=self.run.job_script)
+            tick=0.02 if self.queue.name == "local" else 0.25, python=python, script=self.run.job_script,
+            claim_chunks=options.claim_chunks)
         if options.verbose:
             _enable_verbose_logging()
         self._lock = threading.Lock()

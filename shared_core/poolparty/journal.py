@@ -58,6 +58,12 @@ class Journal:
                           "res": resources.to_json()})
         self._w().sync()
 
+    def record_stored(self, chunks: list[int]) -> None:
+        """Chunks whose results are in the store (fsynced): elements that start late skip them."""
+        if chunks:
+            self._w().append({"ev": "stored", "chunks": chunks})
+            self._w().sync()
+
     def record_give_up(self, chunk: int, why: str) -> None:
         self._w().append({"ev": "giveup", "chunk": chunk, "why": why})
         self._w().sync()

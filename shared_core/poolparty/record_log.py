@@ -99,10 +99,12 @@ def valid_length(path: str | os.PathLike[str]) -> int:
 class RecordWriter:
     """Appends records to one file. Truncates a torn tail left by an earlier writer first."""
 
-    def __init__(self, path: str | os.PathLike[str], *, mode: int = 0o600, exclusive: bool = False):
-        """``exclusive``: hold an flock for the writer's life; BlockingIOError if another holds it."""
+    def __init__(self, path: str | os.PathLike[str], *, mode: int = 0o600, exclusive: bool = False,
+                 create_new: bool = False):
+        """``exclusive``: hold an flock for the writer's life; BlockingIOError if another holds it.
+        ``create_new``: the file must not exist yet (FileExistsError otherwise): a claim."""
         self.path = Path(path)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, mode)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | (os.O_EXCL if create_new else 0), mode)
         if exclusive:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -42,17 +42,27 @@ class ResultStore:
         new: list[tuple[int, bool, bytes]] = []
         seen: set[int] = set()
         for path in paths:
+            logs: list[record_log.Record] = []
+            before = len(new)
             for rec in record_log.read_records(path):
-                task = rec.key["task"]
+                if "log" in rec.key:  # the output of a chunk that ran in another chunk's job
+                    logs.append(rec)
+                    continue
+                task = rec.key.get("task")
+                if task is None:  # the claim record naming the runner
+                    continue
                 if task in self.stored or task in seen:
                     continue
                 seen.add(task)
                 new.append((task, rec.key["ok"], rec.payload))
+            if len(new) > before:  # a duplicate run's output is not kept twice
+                for rec in logs:
+                    self._append_log(chunk, f"in the job of chunk {rec.key.get('runner')}", rec.payload)
         offsets = self._results.append_many([({"task": t, "ok": ok, "chunk": chunk}, data) for t, ok, data in new])
         for (task, ok, _), offset in zip(new, offsets):
             self.stored[task] = (ok, offset)
         if new and sync:
-            self._results.sync()
+            self.sync()
         return new
 
     def sync(self) -> None:
@@ -79,14 +89,17 @@ class ResultStore:
                 path.unlink(missing_ok=True)
                 return None
             return path
-        if self._logs is None:
-            self._logs = record_log.RecordWriter(self.files.logs)
-        self._logs.append({"chunk": chunk, "element": element, "truncated": size > LOG_TAIL_BYTES}, data)
+        self._append_log(chunk, element, data, size > LOG_TAIL_BYTES)
         if not sync:
             return path
         self._logs.sync()
         path.unlink(missing_ok=True)
         return None
+
+    def _append_log(self, chunk: int, element: str, data: bytes, truncated: bool = False) -> None:
+        if self._logs is None:
+            self._logs = record_log.RecordWriter(self.files.logs)
+        self._logs.append({"chunk": chunk, "element": element, "truncated": truncated}, data)
 
     def read(self, task: int) -> tuple[bool, bytes]:
         ok, offset = self.stored[task]

@@ -11,12 +11,14 @@ import os
 import pickle
 import stat
 import sys
+import time
 from pathlib import Path
 
-from . import record_log
+from . import chunk_claims, record_log
 from .batch_files import BatchFiles
 from .payload import ExceptionInfo, run_payload
 from .result_size import ResultTooLargeError, read_limit
+from .result_store import LOG_TAIL_BYTES
 from .workdir import check_private
 
 
@@ -30,7 +32,7 @@ def recorded_tasks(files: BatchFiles, chunk: int) -> set[int]:
         return done
     for name in names:
         if name.startswith(prefix) and (name.endswith(".part") or name.endswith(".done")):
-            done.update(r.key["task"] for r in record_log.read_records(files.incoming / name))
+            done.update(r.key["task"] for r in record_log.read_records(files.incoming / name) if "task" in r.key)
     return done
 
 
@@ -67,43 +69,110 @@ def encode_result(ok: bool, value: object, limit: int | None = None) -> tuple[bo
         return False, dumps(info)
 
 
-def run_chunk(files: BatchFiles, chunk: int, sub: int) -> int:
-    indices, payloads = files.read_chunk(chunk)
-    part = files.incoming / f"{files.part_name(chunk, sub, job_token())}.part"
-    shared_error: ExceptionInfo | None = None
-    limit = read_limit(files.path.parent.parent)
-    try:
-        shared = files.read_shared()
-        if shared is not None and shared.initializer is not None:
-            shared.initializer(*shared.initargs)
-    except Exception as e:  # e.g. ModuleNotFoundError: every task reports it, nothing hangs
-        shared, shared_error = None, ExceptionInfo.capture(e)
-    try:  # a twin of this very element (a duplicated submission) is writing: leave it the work
-        out = record_log.RecordWriter(part, exclusive=True)
-    except BlockingIOError:
-        print(f"poolparty.worker: {part.name} is being written by another instance; exiting", file=sys.stderr)
-        return 0
-    all_ok = shared_error is None
-    with out:
-        done = recorded_tasks(files, chunk)
+class ChunkRunner:
+    """Runs chunks of one batch in this process: the shared function is loaded (and the pool's
+    initializer run) once, whatever the number of chunks."""
+
+    def __init__(self, files: BatchFiles, sub: int, own: int):
+        self.files, self.sub, self.own, self.token = files, sub, own, job_token()
+        self.limit = read_limit(files.path.parent.parent)
+        self.shared_error: ExceptionInfo | None = None
+        try:
+            self.shared = files.read_shared()
+            if self.shared is not None and self.shared.initializer is not None:
+                self.shared.initializer(*self.shared.initargs)
+        except Exception as e:  # e.g. ModuleNotFoundError: every task reports it, nothing hangs
+            self.shared, self.shared_error = None, ExceptionInfo.capture(e)
+
+    def run(self, chunk: int, *, capture: bool = False) -> bool | None:
+        """Run one chunk if this process may (see :func:`chunk_claims.claim`); None if it may not, else
+        whether every task succeeded. ``capture``: the chunk is not this element's own, so its output
+        goes into its part file (a ``log`` record) instead of this job's log file."""
+        out = chunk_claims.claim(self.files.incoming, self.files.path, chunk, self.sub, self.own, self.token)
+        if out is None:
+            return None
+        with out:
+            indices, payloads = self.files.read_chunk(chunk)
+            done = recorded_tasks(self.files, chunk)
+            with OutputCapture(capture) as captured:
+                all_ok = self._run_tasks(out, indices, payloads, done)
+            if captured.data or (capture and not all_ok):
+                out.append({"log": True, "runner": self.own}, captured.data)
+            out.sync()
+            publish(out.path)
+        return all_ok
+
+    def _run_tasks(self, out: record_log.RecordWriter, indices: list[int], payloads: list[object],
+                   done: set[int]) -> bool:
+        all_ok = self.shared_error is None
         for index, item in zip(indices, payloads):
             if index in done:
                 continue
-            if shared_error is not None:
-                ok, data = encode_result(False, shared_error)
+            if self.shared_error is not None:
+                ok, data = encode_result(False, self.shared_error)
             else:
                 try:
-                    ok, data = encode_result(True, run_payload(item, shared), limit)
+                    ok, data = encode_result(True, run_payload(item, self.shared), self.limit)
                 except Exception as e:
                     ok, data = encode_result(False, ExceptionInfo.capture(e))
             sys.stdout.flush()
             sys.stderr.flush()
             out.append({"task": index, "ok": ok}, data)
             all_ok = all_ok and ok
-        out.sync()
-        publish(part)
-    if all_ok:
+        return all_ok
+
+
+class OutputCapture:
+    """Points file descriptors 1 and 2 at an anonymous temporary file (node-local, no name in the shared
+    directory) for the duration of a block; ``data`` is what was written (its last MiB)."""
+
+    def __init__(self, active: bool):
+        self.active = active
+        self.data = b""
+
+    def __enter__(self) -> "OutputCapture":
+        if self.active:
+            import tempfile
+
+            sys.stdout.flush()
+            sys.stderr.flush()
+            self._tmp = tempfile.TemporaryFile()
+            self._saved = (os.dup(1), os.dup(2))
+            os.dup2(self._tmp.fileno(), 1)
+            os.dup2(self._tmp.fileno(), 2)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.active:
+            return
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, saved in zip((1, 2), self._saved):
+            os.dup2(saved, fd)
+            os.close(saved)
+        size = self._tmp.seek(0, os.SEEK_END)
+        self._tmp.seek(max(0, size - LOG_TAIL_BYTES))
+        self.data = self._tmp.read()
+        self._tmp.close()
+
+
+def run_element(files: BatchFiles, own: int, sub: int, others: list[int], walltime: float | None) -> int:
+    """This element's own chunk, then (``others``: the submission's other chunks) each one whose own
+    element has not started, lowest first (results keep arriving roughly in order, for ``imap``), as
+    long as the walltime leaves room for two more chunks as long as the longest so far."""
+    started = time.monotonic()
+    runner = ChunkRunner(files, sub, own)
+    if runner.run(own) is not False:  # ran without a failed task, or was someone else's: the log is empty
         drop_quiet_log(files.incoming)
+    longest = time.monotonic() - started
+    for chunk in sorted(others):
+        if walltime is not None and time.monotonic() - started + 2 * longest > walltime:
+            break
+        if chunk == own or chunk_claims.part_path(files.incoming, chunk, sub).exists():
+            continue
+        t0 = time.monotonic()
+        if runner.run(chunk, capture=True) is not None:
+            longest = max(longest, time.monotonic() - t0)
     return 0
 
 
@@ -161,11 +230,16 @@ def chunk_from_environment(offset: int, index_env: str) -> int:
 
 
 USAGE = ("usage: python -m poolparty.worker BATCH_DIR --sub N (--chunk C | --offset O --index-env VAR)\n"
+         "                                 [--claim INDICES] [--walltime SECONDS]\n"
          "  --sub: submission number (names the part file); --chunk: the chunk (plain jobs);\n"
-         "  --offset/--index-env: chunk = offset + the array index in that variable (array jobs)")
+         "  --offset/--index-env: chunk = offset + the array index in that variable (array jobs);\n"
+         "  --claim: the submission's array indices (e.g. 0-63): after its own chunk, the element runs those\n"
+         "  whose own element has not started; --walltime: the job's limit, so it stops claiming in time")
+
+OPTIONS = ("--sub", "--chunk", "--offset", "--index-env", "--claim", "--walltime")
 
 
-def parse_args(argv: list[str]) -> tuple[Path, int, int | None, int, str | None]:
+def parse_args(argv: list[str]) -> dict[str, str]:
     """The argv poolparty itself writes (argparse and what it imports would cost every job ~7 ms)."""
     if argv and argv[0] in ("-h", "--help"):
         print(USAGE)
@@ -173,30 +247,37 @@ def parse_args(argv: list[str]) -> tuple[Path, int, int | None, int, str | None]
     if not argv:
         raise SystemExit(USAGE)
     rest = argv[1:]
-    if len(rest) % 2 or any(k not in ("--sub", "--chunk", "--offset", "--index-env") for k in rest[::2]):
+    if len(rest) % 2 or any(k not in OPTIONS for k in rest[::2]):
         raise SystemExit(f"poolparty.worker: bad arguments {argv!r}\n{USAGE}")
-    opts = dict(zip(rest[::2], rest[1::2]))
+    opts = dict(zip(rest[::2], rest[1::2]), batch=argv[0])
     try:
-        sub = int(opts["--sub"])
-        chunk = int(opts["--chunk"]) if "--chunk" in opts else None
-        offset = int(opts.get("--offset", "0"))
-    except (KeyError, ValueError):
+        for key in ("--sub", "--chunk", "--offset"):
+            int(opts.get(key, "0"))
+        float(opts.get("--walltime", "0"))
+        chunk_claims.parse_indices(opts.get("--claim", ""))
+    except ValueError:
         raise SystemExit(f"poolparty.worker: bad arguments {argv!r}\n{USAGE}") from None
-    if chunk is None and not opts.get("--index-env"):
+    if "--sub" not in opts:
+        raise SystemExit(f"poolparty.worker: --sub is required\n{USAGE}")
+    if "--chunk" not in opts and not opts.get("--index-env"):
         raise SystemExit(f"poolparty.worker: give --chunk or --index-env\n{USAGE}")
-    return Path(argv[0]), sub, chunk, offset, opts.get("--index-env")
+    return opts
 
 
 def main(argv: list[str] | None = None) -> int:
-    batch_dir, sub, chunk, offset, index_env = parse_args(sys.argv[1:] if argv is None else argv)
-    files = BatchFiles(batch_dir.resolve())
+    opts = parse_args(sys.argv[1:] if argv is None else argv)
+    files = BatchFiles(Path(opts["batch"]).resolve())
     # pickles are code: load them only from directories nobody else can write
     check_private(files.path)
     check_private(files.path.parent.parent)
     check_private(files.incoming)
-    if chunk is None:
-        chunk = chunk_from_environment(offset, index_env or "")
-    return run_chunk(files, chunk, sub)
+    sub, offset = int(opts["--sub"]), int(opts.get("--offset", "0"))
+    if "--chunk" in opts:  # a plain job: its one chunk
+        return run_element(files, int(opts["--chunk"]), sub, [], None)
+    own = chunk_from_environment(offset, opts["--index-env"])
+    others = [offset + i for i in chunk_claims.parse_indices(opts.get("--claim", ""))]
+    walltime = float(opts["--walltime"]) if "--walltime" in opts else None
+    return run_element(files, own, sub, others, walltime)
 
 
 if __name__ == "__main__":

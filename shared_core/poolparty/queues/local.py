@@ -44,6 +44,8 @@ def _proc_start_ticks(pid: int) -> int | None:
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             fields = f.read().rsplit(b")", 1)[1].split()
+        if fields[0] in (b"Z", b"X"):  # exited, not yet reaped (e.g. an orphan of a killed driver)
+            return None
         return int(fields[19])  # starttime, field 22 of stat
     except (OSError, IndexError, ValueError):
         return None

@@ -1,0 +1,70 @@
+"""Who runs a chunk: its part file, created exclusively, is the claim.
+
+An array element runs its own chunk, then (when the dispatcher allows it) chunks of the same submission
+whose own elements have not started yet: one Python start-up then serves several chunks. A chunk's part
+file ``c<chunk>.s<sub>.part`` is created with ``O_EXCL`` by whoever runs it, and its first record names
+the runner (the runner's own chunk and job token), so the dispatcher knows whose death to watch for.
+The own element of a claimed chunk stays queued and, when it starts, finds the claim and leaves. A chunk
+the driver has stored is recorded in the batch's journal before its files are deleted, so an element
+that starts late never runs it again.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import record_log
+
+def part_path(incoming: Path, chunk: int, sub: int) -> Path:
+    return incoming / f"c{chunk}.s{sub}.part"
+
+
+def runner_of(path: Path) -> tuple[int, str] | None:
+    """(runner's own chunk, job token) from a part or done file's first record, if it has one."""
+    for rec in record_log.read_records(path):
+        if "runner" in rec.key:
+            return int(rec.key["runner"]), str(rec.key.get("job", ""))
+        return None
+    return None
+
+
+def is_finished(batch_dir: Path, chunk: int) -> bool:
+    """Whether the driver has stored this chunk: its journal says so before the chunk's files go."""
+    for rec in record_log.read_records(batch_dir / "journal.rec"):
+        if rec.key.get("ev") == "stored" and chunk in rec.key.get("chunks", ()):
+            return True
+    return False
+
+
+def claim(incoming: Path, batch_dir: Path, chunk: int, sub: int, runner: int,
+          job: str) -> record_log.RecordWriter | None:
+    """The writer of this chunk's part file if this process may run it, else None: stored already,
+    published, or claimed by another live job. A part file this very job (same runner, same token)
+    left behind — a scheduler requeue — is taken up again; a twin still writing it holds its flock."""
+    part = part_path(incoming, chunk, sub)
+    if part.with_suffix(".done").exists() or is_finished(batch_dir, chunk):
+        return None
+    try:
+        writer = record_log.RecordWriter(part, exclusive=True, create_new=True)
+    except FileExistsError:
+        if runner_of(part) != (runner, job):
+            return None
+        try:
+            return record_log.RecordWriter(part, exclusive=True)
+        except (BlockingIOError, FileNotFoundError):
+            return None
+    writer.append({"runner": runner, "job": job})
+    # published and stored between the first look and the create: give the name back
+    if part.with_suffix(".done").exists() or is_finished(batch_dir, chunk):
+        writer.close()
+        part.unlink(missing_ok=True)
+        return None
+    return writer
+
+
+def parse_indices(spec: str) -> list[int]:
+    """``"0-2,5,7-8"`` -> ``[0, 1, 2, 5, 7, 8]`` (the array's index list, as submitted)."""
+    out: list[int] = []
+    for item in filter(None, spec.split(",")):
+        lo, _, hi = item.partition("-")
+        out.extend(range(int(lo), int(hi or lo) + 1))
+    return out
