@@ -21,7 +21,7 @@ def test_ten_thousand_tasks_stay_under_fifty_files(tmp_path):
 
         t = threading.Thread(target=sample, daemon=True)
         t.start()
-        result = pool.map(abs, range(-10_000, 0), chunksize=250)
+        result = pool.map(abs, range(-10_000, 0), chunksize=100)  # 100 chunks, run back to back (claims)
         stop.set()
         t.join()
         end = count_files(pool.work_dir)

@@ -170,10 +170,29 @@ def run_element(files: BatchFiles, own: int, sub: int, others: list[int], wallti
             break
         if chunk == own or chunk_claims.part_path(files.incoming, chunk, sub).exists():
             continue
+        wait_for_the_driver(files.incoming)
         t0 = time.monotonic()
         if runner.run(chunk, capture=True) is not None:
             longest = max(longest, time.monotonic() - t0)
     return 0
+
+
+#: published chunks the driver has not stored yet beyond which an element waits before claiming another
+MAX_UNSTORED = 16
+
+
+def wait_for_the_driver(incoming: Path, patience: float = 2.0) -> None:
+    """Back-pressure: elements that run short chunks back to back can publish faster than the driver
+    stores; the files in the shared directory stay bounded if they wait for it (never for long: a driver
+    that is gone must not stall the work)."""
+    deadline = time.monotonic() + patience
+    while time.monotonic() < deadline:
+        try:
+            if sum(1 for n in os.listdir(incoming) if n.endswith(".done")) < MAX_UNSTORED:
+                return
+        except FileNotFoundError:
+            return
+        time.sleep(0.02)
 
 
 def drop_quiet_log(incoming: Path) -> None:
