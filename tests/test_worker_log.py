@@ -38,3 +38,19 @@ def test_a_log_with_separate_stderr_is_left_alone(tmp_path):
     with open(log, "wb") as out, open(err, "wb") as e:
         subprocess.run([sys.executable, "-c", CODE, str(incoming), ""], stdout=out, stderr=e, check=True)
     assert log.exists() and err.exists()
+
+
+def test_a_claimed_chunk_runs_even_when_its_output_cannot_be_captured(monkeypatch, capfd):
+    import tempfile
+
+    from poolparty.worker import OutputCapture
+
+    def no_space(*a, **k):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(tempfile, "TemporaryFile", no_space)
+    with OutputCapture(True) as captured:
+        print("still here", flush=True)
+    assert captured.data == b""
+    out, err = capfd.readouterr()
+    assert "still here" in out and "cannot capture a claimed chunk's output" in err

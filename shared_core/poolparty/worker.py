@@ -136,8 +136,13 @@ class OutputCapture:
 
             sys.stdout.flush()
             sys.stderr.flush()
-            self._tmp = tempfile.TemporaryFile()
-            self._saved = (os.dup(1), os.dup(2))
+            try:
+                self._tmp = tempfile.TemporaryFile()
+                self._saved = (os.dup(1), os.dup(2))
+            except OSError as e:  # no temporary space, or no stdout: the output goes to this job's log
+                print(f"poolparty.worker: cannot capture a claimed chunk's output ({e})", file=sys.stderr)
+                self.active = False
+                return self
             os.dup2(self._tmp.fileno(), 1)
             os.dup2(self._tmp.fileno(), 2)
         return self
