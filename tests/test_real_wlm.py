@@ -147,7 +147,10 @@ def test_sge_error_state_and_disabled_queue(make_queue_under_test, markers, scen
     with poolparty.Pool(max_running=2, **q.pool_options(extra=["-o", f"{missing}/x.log"])) as pool:
         # the output directory does not exist: the job goes to Eqw; it is deleted and resubmitted
         pending = pool.map_async(slow_square, [(x, str(markers), 1.0) for x in range(2)], chunksize=1)
-        wait_until(lambda: "Eqw" in run(["qstat"]) or pool.engine.dispatcher.stats["resubmissions"], 60, "Eqw")
+        # this pool's job in Eqw (qstat shows names cut to 10 characters; other users' jobs may be in Eqw too)
+        mine = pool.engine.name[:10]
+        wait_until(lambda: any(mine in line and "Eqw" in line for line in run(["qstat"]).splitlines())
+                   or pool.engine.dispatcher.stats["resubmissions"], 60, "Eqw")
         missing.mkdir()
         assert pending.get(timeout=300) == [0, 1]
         measure(scenario, q, pool)
