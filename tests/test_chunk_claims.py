@@ -3,8 +3,6 @@ results, every chunk's output kept, nothing left in the queue, and a dead runner
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -12,11 +10,10 @@ import pytest
 
 import poolparty
 from conftest import ALL_KINDS, wait_until
-from poolparty.batch_files import BatchFiles, encode_batch
-from poolparty.payload import Call, SharedFunction
+from poolparty.batch_files import BatchFiles
 from poolparty.result_store import read_logs
-from poolparty.workdir import make_private_dir
 from test_behaviour import runs_per_task, slow_square
+from test_store_races import make_batch, run_worker
 
 
 def square_and_pid(x):
@@ -81,19 +78,9 @@ def test_a_runner_killed_in_a_claimed_chunk_gets_that_chunk_resubmitted(make_que
     assert set(runs) == set(range(16)) and sum(runs.values()) <= 16 + 2  # at most the killed task again
 
 
-def make_batch(tmp_path: Path, n_chunks: int) -> BatchFiles:
-    run = make_private_dir(tmp_path / "run")
-    files = BatchFiles(make_private_dir(run / "batches") / "0001")
-    chunks = [[(c, Call(None, (-c,)))] for c in range(n_chunks)]
-    files.write(encode_batch(SharedFunction(abs), chunks), "map")
-    return files
-
-
 def run_element(files: BatchFiles, index: int, *extra: str) -> None:
-    env = {k: v for k, v in os.environ.items() if k not in ("SLURM_JOB_ID", "JOB_ID")}
-    env.update(POOLPARTY_JOB_ID=f"J{index}", IDX=str(index))
-    subprocess.run([sys.executable, "-m", "poolparty.worker", str(files.path), "--sub", "0", "--offset", "0",
-                    "--index-env", "IDX", *extra], check=True, env=env)
+    """Array element ``index`` of submission 0 (its own job token)."""
+    run_worker(files, 0, f"J{index}", "--offset", "0", "--index-env", "IDX", *extra, env={"IDX": str(index)})
 
 
 def done_chunks(files: BatchFiles) -> list[int]:
@@ -101,7 +88,7 @@ def done_chunks(files: BatchFiles) -> list[int]:
 
 
 def test_one_element_runs_every_unclaimed_chunk_and_late_elements_run_nothing(tmp_path):
-    files = make_batch(tmp_path, 4)
+    files = make_batch(tmp_path, 4, per_chunk=1)
     run_element(files, 0, "--claim", "0-3")
     assert done_chunks(files) == [0, 1, 2, 3]
     before = {n: (files.incoming / n).read_bytes() for n in os.listdir(files.incoming)}
@@ -110,7 +97,7 @@ def test_one_element_runs_every_unclaimed_chunk_and_late_elements_run_nothing(tm
 
 
 def test_a_chunk_the_driver_stored_is_never_run_again(tmp_path):
-    files = make_batch(tmp_path, 3)
+    files = make_batch(tmp_path, 3, per_chunk=1)
     run_element(files, 0)  # no --claim: its own chunk only
     for name in os.listdir(files.incoming):  # the driver stored chunk 0 and deleted its files
         (files.incoming / name).unlink()
@@ -123,6 +110,6 @@ def test_a_chunk_the_driver_stored_is_never_run_again(tmp_path):
 
 
 def test_no_claim_when_the_walltime_leaves_no_room(tmp_path):
-    files = make_batch(tmp_path, 3)
+    files = make_batch(tmp_path, 3, per_chunk=1)
     run_element(files, 0, "--claim", "0-2", "--walltime", "0.000001")
     assert done_chunks(files) == [0]

@@ -15,18 +15,22 @@ from poolparty.result_store import ResultStore
 from poolparty.workdir import make_private_dir
 
 
-def make_batch(tmp_path: Path, n: int) -> BatchFiles:
+def make_batch(tmp_path: Path, n: int, per_chunk: int | None = None) -> BatchFiles:
+    """A batch of ``n`` tasks ``abs(-i)``: one chunk, or chunks of ``per_chunk`` tasks."""
     run = make_private_dir(tmp_path / "run")
     files = BatchFiles(make_private_dir(run / "batches") / "0001")
-    files.write(encode_batch(SharedFunction(abs), [[(i, Call(None, (-i,))) for i in range(n)]]), "map")
+    per = per_chunk or n
+    chunks = [[(i, Call(None, (-i,))) for i in range(s, min(s + per, n))] for s in range(0, n, per)]
+    files.write(encode_batch(SharedFunction(abs), chunks), "map")
     return files
 
 
-def run_worker(files: BatchFiles, sub: int, job: str = "B") -> None:
-    env = {k: v for k, v in os.environ.items() if k not in ("SLURM_JOB_ID", "JOB_ID")}
-    env["POOLPARTY_JOB_ID"] = job
-    subprocess.run([sys.executable, "-m", "poolparty.worker", str(files.path), "--sub", str(sub), "--chunk", "0"],
-                   check=True, env=env)
+def run_worker(files: BatchFiles, sub: int, job: str = "B", *args: str, env: dict[str, str] | None = None) -> None:
+    """``python -m poolparty.worker`` as a job with this job token would run it (default: chunk 0)."""
+    run_env = {k: v for k, v in os.environ.items() if k not in ("SLURM_JOB_ID", "JOB_ID")}
+    run_env.update(env or {}, POOLPARTY_JOB_ID=job)
+    subprocess.run([sys.executable, "-m", "poolparty.worker", str(files.path), "--sub", str(sub),
+                    *(args or ("--chunk", "0"))], check=True, env=run_env)
 
 
 def test_second_attempt_skips_what_the_first_recorded_and_store_keeps_one(tmp_path):

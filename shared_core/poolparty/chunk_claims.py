@@ -14,8 +14,23 @@ from pathlib import Path
 
 from . import record_log
 
+#: the journal event the driver writes (see Journal.record_stored) once chunks are in the store
+STORED = "stored"
+
+
 def part_path(incoming: Path, chunk: int, sub: int) -> Path:
     return incoming / f"c{chunk}.s{sub}.part"
+
+
+def parse_part_name(name: str) -> tuple[int, int] | None:
+    """(chunk, submission) of a ``c<chunk>.s<sub>.part`` or ``.done`` name, else None."""
+    if name[:1] != "c" or not name.endswith((".part", ".done")):
+        return None
+    try:
+        chunk, sub = (int(x[1:]) for x in name[:-5].split("."))
+    except ValueError:
+        return None
+    return chunk, sub
 
 
 def runner_of(path: Path) -> tuple[int, str] | None:
@@ -27,21 +42,31 @@ def runner_of(path: Path) -> tuple[int, str] | None:
     return None
 
 
-def is_finished(batch_dir: Path, chunk: int) -> bool:
-    """Whether the driver has stored this chunk: its journal says so before the chunk's files go."""
-    for rec in record_log.read_records(batch_dir / "journal.rec"):
-        if rec.key.get("ev") == "stored" and chunk in rec.key.get("chunks", ()):
-            return True
-    return False
+class StoredChunks:
+    """The chunks the driver has stored, from the batch's journal, read on from where the last look
+    stopped: an element checks every chunk it might claim, and the journal grows through the map."""
+
+    def __init__(self, journal: Path):
+        self.journal = journal
+        self._offset = 0
+        self._chunks: set[int] = set()
+
+    def __contains__(self, chunk: int) -> bool:
+        if chunk not in self._chunks:
+            for rec in record_log.read_records(self.journal, self._offset):
+                self._offset = rec.end
+                if rec.key.get("ev") == STORED:
+                    self._chunks.update(rec.key.get("chunks", ()))
+        return chunk in self._chunks
 
 
-def claim(incoming: Path, batch_dir: Path, chunk: int, sub: int, runner: int,
+def claim(incoming: Path, stored: StoredChunks, chunk: int, sub: int, runner: int,
           job: str) -> record_log.RecordWriter | None:
     """The writer of this chunk's part file if this process may run it, else None: stored already,
     published, or claimed by another live job. A part file this very job (same runner, same token)
     left behind — a scheduler requeue — is taken up again; a twin still writing it holds its flock."""
     part = part_path(incoming, chunk, sub)
-    if part.with_suffix(".done").exists() or is_finished(batch_dir, chunk):
+    if part.with_suffix(".done").exists() or chunk in stored:
         return None
     try:
         writer = record_log.RecordWriter(part, exclusive=True, create_new=True)
@@ -54,7 +79,7 @@ def claim(incoming: Path, batch_dir: Path, chunk: int, sub: int, runner: int,
             return None
     writer.append({"runner": runner, "job": job})
     # published and stored between the first look and the create: give the name back
-    if part.with_suffix(".done").exists() or is_finished(batch_dir, chunk):
+    if part.with_suffix(".done").exists() or chunk in stored:
         writer.close()
         part.unlink(missing_ok=True)
         return None

@@ -16,11 +16,11 @@ from pathlib import Path
 from typing import Callable
 
 from .batch import Batch, ChunkRun, Phase, Submission
+from .chunk_claims import parse_part_name, part_path, runner_of
 from .errors import RetryLimitExceeded
 from .queues.base import (SELF_ENDED, ArrayRequest, JobState, JobStatus, QueueAdapter, compress_indices,
                           layout_array)
 from .resources import Resources
-from .chunk_claims import part_path, runner_of
 from .result_store import remove_files
 from .retry import ActionKind, FailureClass, RetryPolicy, classify
 
@@ -169,7 +169,7 @@ class Dispatcher:
                 continue
             if self._claims:
                 self._learn_runners(b, names)
-            done_chunks = {int(n[1:].split(".", 1)[0]) for n in names if n.endswith(".done") and n[0] == "c"}
+            done_chunks = {p[0] for n in names if n.endswith(".done") and (p := parse_part_name(n)) is not None}
             finished: list[tuple[ChunkRun, list[Path], list[tuple[int, bool, bytes]]]] = []
             started = time.monotonic()
             for chunk in sorted(done_chunks):
@@ -191,30 +191,28 @@ class Dispatcher:
     def _learn_runners(self, b: Batch, names: list[str]) -> None:
         """Which element runs each claimed chunk: the first record of a new part (or done) file says."""
         for name in names:
-            if name[0] != "c" or not name.endswith((".part", ".done")) or name[:-5] in b.seen_parts:
+            parsed = parse_part_name(name)
+            if parsed is None or name[:-5] in b.seen_parts:
                 continue
-            try:
-                chunk, sub = (int(x[1:]) for x in name[:-5].split("."))
-            except ValueError:
-                continue
+            chunk, sub = parsed
             if chunk >= len(b.chunks) or b.chunks[chunk].sub != sub:
                 continue
             found = runner_of(b.files.incoming / name)
             if found is None:  # its claim record is not written yet (or a driver's block): look again
                 continue
             b.seen_parts.add(name[:-5])
-            if found[0] == chunk or not 0 <= found[0] < len(b.chunks):
-                continue
-            c, runner = b.chunks[chunk], self._element_of(b, found[0], sub)
+            c, runner = b.chunks[chunk], self._runner_element(b, found, sub)
             if runner is not None and runner != c.element:
                 c.runner = runner
                 if c.submission is not None:
                     c.submission.claimed = True
 
     @staticmethod
-    def _element_of(b: Batch, chunk: int, sub: int) -> str | None:
-        """The element that ran (or runs) ``chunk`` in submission ``sub``."""
-        c = b.chunks[chunk]
+    def _runner_element(b: Batch, found: tuple[int, str], sub: int) -> str | None:
+        """The element named by a claim record (the runner's own chunk) in submission ``sub``."""
+        if not 0 <= found[0] < len(b.chunks):
+            return None
+        c = b.chunks[found[0]]
         return c.element if c.sub == sub else None
 
     def _claimed_elsewhere(self, b: Batch, c: ChunkRun, watched: str) -> bool:
@@ -232,9 +230,7 @@ class Dispatcher:
         except OSError:
             return False
         found = runner_of(part)
-        if found is None or not 0 <= found[0] < len(b.chunks):
-            return False
-        runner = self._element_of(b, found[0], c.sub)
+        runner = None if found is None else self._runner_element(b, found, c.sub)
         if runner is None or runner in (watched, c.element):
             return False
         c.runner = runner

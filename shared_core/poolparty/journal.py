@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from . import record_log
+from .chunk_claims import STORED
 from .resources import Resources
 
 
@@ -61,7 +62,7 @@ class Journal:
     def record_stored(self, chunks: list[int]) -> None:
         """Chunks whose results are in the store (fsynced): elements that start late skip them."""
         if chunks:
-            self._w().append({"ev": "stored", "chunks": chunks})
+            self._w().append({"ev": STORED, "chunks": chunks})
             self._w().sync()
 
     def record_give_up(self, chunk: int, why: str) -> None:

@@ -75,6 +75,7 @@ class ChunkRunner:
 
     def __init__(self, files: BatchFiles, sub: int, own: int):
         self.files, self.sub, self.own, self.token = files, sub, own, job_token()
+        self.stored = chunk_claims.StoredChunks(files.journal)
         self.limit = read_limit(files.path.parent.parent)
         self.shared_error: ExceptionInfo | None = None
         try:
@@ -88,7 +89,7 @@ class ChunkRunner:
         """Run one chunk if this process may (see :func:`chunk_claims.claim`); None if it may not, else
         whether every task succeeded. ``capture``: the chunk is not this element's own, so its output
         goes into its part file (a ``log`` record) instead of this job's log file."""
-        out = chunk_claims.claim(self.files.incoming, self.files.path, chunk, self.sub, self.own, self.token)
+        out = chunk_claims.claim(self.files.incoming, self.stored, chunk, self.sub, self.own, self.token)
         if out is None:
             return None
         with out:
