@@ -488,10 +488,21 @@ class Dispatcher:
         for c in b.chunks:
             if c.submission is not None:
                 c.submission.unfinished.discard(c.chunk)
+            if c.runner is not None and c.element is not None:  # ran elsewhere: its own element was left over
+                self._drop_empty_log(self.queue.log_path(b.files.incoming, c.element))
         b.store.close()
         b.journal.close()
         self._on_batch_end(b, err)
         b.handle._finish(err)
+
+    @staticmethod
+    def _drop_empty_log(path: Path) -> None:
+        """The log of a left-over element cancelled as it started: empty, it says nothing."""
+        try:
+            if path.stat().st_size == 0:
+                path.unlink()
+        except FileNotFoundError:
+            pass
 
     def _cancel_one(self, handle: object) -> None:
         batch = next((b for b in self._batches if b.handle is handle), None)
