@@ -10,7 +10,9 @@ import pytest
 
 import poolparty
 from conftest import ALL_KINDS, wait_until
+from poolparty import record_log
 from poolparty.batch_files import BatchFiles
+from poolparty.chunk_claims import STORED
 from poolparty.result_store import read_logs
 from test_behaviour import runs_per_task, slow_square
 from test_store_races import make_batch, run_worker
@@ -113,3 +115,22 @@ def test_no_claim_when_the_walltime_leaves_no_room(tmp_path):
     files = make_batch(tmp_path, 3, per_chunk=1)
     run_element(files, 0, "--claim", "0-2", "--walltime", "0.000001")
     assert done_chunks(files) == [0]
+
+
+def test_a_rerun_says_which_chunks_are_stored_before_it_deletes_their_files(make_queue_under_test, tmp_path):
+    """A driver killed between storing results and writing the journal's 'stored' record (CI caught it:
+    the rerun dropped the chunks' files as duplicates, and live elements then claimed and ran them again)."""
+    q = make_queue_under_test("local")
+    options = q.pool_options(max_running=1, keep_work_dir=True, work_dir=str(tmp_path / "wd"))
+    with poolparty.Pool(**options) as pool:
+        assert pool.map(abs, range(-4, 0), chunksize=1) == [4, 3, 2, 1]
+        files = BatchFiles(Path(pool.engine.work_dir) / "batches" / "0001")
+    kept = [(r.key, r.payload) for r in record_log.read_records(files.journal) if r.key["ev"] != STORED]
+    files.journal.unlink()
+    with record_log.RecordWriter(files.journal) as w:  # the journal as the killed driver left it
+        for key, payload in kept:
+            w.append(key, payload)
+    with poolparty.Pool(**options) as pool:  # the rerun: every result is in the store already
+        assert pool.map(abs, range(-4, 0), chunksize=1) == [4, 3, 2, 1]
+    run_element(files, 0, "--claim", "0-3")  # an element of the old submission still in the queue
+    assert done_chunks(files) == []

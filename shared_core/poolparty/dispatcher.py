@@ -445,6 +445,9 @@ class Dispatcher:
         """Chunks the journal says are queued are adopted: the next poll tells whether they live."""
         state = b.journal.replay()
         b.next_sub = max(b.next_sub, state.next_sub)
+        if self._claims:  # a driver killed between storing results and saying so: say it before any file goes
+            b.journal.record_stored(sorted(c.chunk for c in b.chunks
+                                           if c.phase is Phase.DONE and c.chunk not in state.stored))
         subs: dict[int, Submission] = {}
         for c in b.chunks:
             h = state.chunks.get(c.chunk)

@@ -25,6 +25,7 @@ class ChunkHistory:
 class JournalState:
     chunks: dict[int, ChunkHistory] = field(default_factory=dict)
     next_sub: int = 0
+    stored: set[int] = field(default_factory=set)  # chunks recorded as stored (see record_stored)
 
 
 class Journal:
@@ -46,6 +47,8 @@ class Journal:
                     h.sub, h.element, h.resources, h.job_id = k["sub"], element, res, k["job"]
             elif k["ev"] == "giveup":
                 state.chunks.setdefault(k["chunk"], ChunkHistory()).gave_up = k["why"]
+            elif k["ev"] == STORED:
+                state.stored.update(k["chunks"])
         return state
 
     def _w(self) -> record_log.RecordWriter:
