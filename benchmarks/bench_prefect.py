@@ -4,13 +4,18 @@
     python benchmarks/bench_prefect.py                  # 500 tasks of 1 s, prints a markdown table
     python benchmarks/bench_prefect.py --tasks 100      # quicker
     python benchmarks/bench_prefect.py --out results/prefect-500.md
+    python benchmarks/bench_prefect.py --max-jobs 2     # no more jobs than the machine has cores
 
 The same flow (``one_second.map(range(N))``, each task sleeping 1 s) runs against a fresh Prefect test
 server (``prefect_test_harness``) with
 
-1. ``PoolPartyTaskRunner(queue="slurm", max_running=16)`` (relay mode, its defaults otherwise),
+1. ``PoolPartyTaskRunner(queue="slurm", max_running=J)`` (relay mode, its defaults otherwise),
 2. ``DaskTaskRunner(cluster_class="dask_jobqueue.SLURMCluster", cluster_kwargs={cores: 1, ...},
-   adapt_kwargs={"maximum": 16})``, the recipe users share for SLURM (1-core workers, adaptive).
+   adapt_kwargs={"maximum": J})``, the recipe users share for SLURM (1-core workers, adaptive),
+
+with J = ``--max-jobs`` (default 16). The test SLURM node advertises 16 CPUs on a machine that may have
+far fewer cores: with J above the real cores, a job that waits for a core (its Python start-up, Prefect's
+engine) counts as allocated and idle; with J = the real cores it does not, as on a real cluster.
 
 Per run: **wall** (from entering the flow to its result), **scheduler calls** (a PATH shim records every
 ``sbatch squeue sacct scancel scontrol`` the run makes), and **idle core-seconds** from ``sacct``: the
@@ -53,11 +58,10 @@ with open({log!r}, "a") as f:
 os.execv({real!r}, [{real!r}] + sys.argv[1:])
 """
 SYSTEMS = ("poolparty", "dask")
-MAX_JOBS = 16
 
 
 # -- one run, in its own interpreter ----------------------------------------------------------------
-def run_one(system: str, n: int, workdir: Path, out: Path) -> None:
+def run_one(system: str, n: int, max_jobs: int, workdir: Path, out: Path) -> None:
     os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
     os.chdir(workdir)  # the shared directory the jobs write to (.poolparty/, dask logs)
     from prefect import flow, task
@@ -76,7 +80,7 @@ def run_one(system: str, n: int, workdir: Path, out: Path) -> None:
     if system == "poolparty":
         from prefect_poolparty import PoolPartyTaskRunner
 
-        runner = PoolPartyTaskRunner(queue="slurm", max_running=MAX_JOBS, polling_interval=2.0)
+        runner = PoolPartyTaskRunner(queue="slurm", max_running=max_jobs, polling_interval=2.0)
     else:
         from prefect_dask import DaskTaskRunner
 
@@ -85,7 +89,7 @@ def run_one(system: str, n: int, workdir: Path, out: Path) -> None:
             cluster_kwargs=dict(cores=1, processes=1, memory="1GB", walltime="00:30:00", job_name=job_name,
                                 python=sys.executable, log_directory=str(workdir / "dask-logs"),
                                 local_directory=str(workdir / "dask-scratch")),
-            adapt_kwargs={"maximum": MAX_JOBS})
+            adapt_kwargs={"maximum": max_jobs})
     with prefect_test_harness(server_startup_timeout=180):
         t0 = time.time()
         total = fan_out.with_options(task_runner=runner)(n)
@@ -140,11 +144,12 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tasks", type=int, default=500)
     p.add_argument("--systems", default=",".join(SYSTEMS))
+    p.add_argument("--max-jobs", type=int, default=16, help="jobs at once for either runner (default 16)")
     p.add_argument("--out", type=Path, help="also write the table to this file")
     p.add_argument("--one", nargs=3, metavar=("SYSTEM", "WORKDIR", "OUT"), help=argparse.SUPPRESS)
     a = p.parse_args()
     if a.one:
-        run_one(a.one[0], a.tasks, Path(a.one[1]), Path(a.one[2]))
+        run_one(a.one[0], a.tasks, a.max_jobs, Path(a.one[1]), Path(a.one[2]))
         return
     rows = []
     base = Path(tempfile.mkdtemp(prefix="bench-prefect-", dir=Path.cwd()))  # shared with the jobs
@@ -157,7 +162,7 @@ def main() -> None:
             env = dict(os.environ, PATH=f"{workdir / 'shim'}{os.pathsep}{os.environ['PATH']}")
             print(f"[bench] {system}: {a.tasks} tasks of 1 s ...", file=sys.stderr, flush=True)
             out = workdir / "result.json"
-            proc = subprocess.run([sys.executable, __file__, "--tasks", str(a.tasks), "--one", system,
+            proc = subprocess.run([sys.executable, __file__, "--tasks", str(a.tasks), "--max-jobs", str(a.max_jobs), "--one", system,
                                    str(workdir), str(out)], env=env, stdout=subprocess.DEVNULL,
                                   stderr=open(workdir / "run.log", "w"))
             if proc.returncode != 0 or not out.exists():
@@ -175,13 +180,13 @@ def main() -> None:
                   f"allocated {acct['alloc_core_s']:.0f} core-s, idle {idle:.0f} core-s", file=sys.stderr)
     finally:
         shutil.rmtree(base, ignore_errors=True)
-    report(rows, a.tasks, a.out)
+    report(rows, a.tasks, a.max_jobs, a.out)
 
 
-def report(rows: list[dict], n: int, dest: Path | None) -> None:
+def report(rows: list[dict], n: int, max_jobs: int, dest: Path | None) -> None:
     lines = [f"# Prefect: PoolPartyTaskRunner vs DaskTaskRunner + dask-jobqueue SLURMCluster ({n} tasks of 1 s)",
              "", f"{platform.node()}, {os.cpu_count()} cores, {datetime.datetime.now():%Y-%m-%d %H:%M}; "
-             f"at most {MAX_JOBS} jobs at once. See `benchmarks/bench_prefect.py`.", "",
+             f"at most {max_jobs} jobs at once. See `benchmarks/bench_prefect.py`.", "",
              "| runner | wall s | sbatch | squeue | sacct | scancel | scontrol | jobs | allocated core-s | "
              "jobs' CPU s | idle core-s |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
