@@ -66,7 +66,11 @@ def claim(incoming: Path, stored: StoredChunks, chunk: int, sub: int, runner: in
     published, or claimed by another live job. A part file this very job (same runner, same token)
     left behind — a scheduler requeue — is taken up again; a twin still writing it holds its flock."""
     part = part_path(incoming, chunk, sub)
-    if part.with_suffix(".done").exists() or chunk in stored:
+
+    def finished() -> bool:
+        return part.with_suffix(".done").exists() or chunk in stored
+
+    if finished():
         return None
     try:
         writer = record_log.RecordWriter(part, exclusive=True, create_new=True)
@@ -79,7 +83,7 @@ def claim(incoming: Path, stored: StoredChunks, chunk: int, sub: int, runner: in
             return None
     writer.append({"runner": runner, "job": job})
     # published and stored between the first look and the create: give the name back
-    if part.with_suffix(".done").exists() or chunk in stored:
+    if finished():
         writer.close()
         part.unlink(missing_ok=True)
         return None

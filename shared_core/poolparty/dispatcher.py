@@ -223,7 +223,7 @@ class Dispatcher:
             return False
         part = part_path(b.files.incoming, c.chunk, c.sub)
         try:
-            os.close(os.open(part, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))  # runs nothing: no records
+            part.touch(mode=0o600, exist_ok=False)  # runs nothing: no records
             return False
         except FileExistsError:
             pass

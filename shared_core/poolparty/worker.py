@@ -13,6 +13,7 @@ import stat
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 from . import chunk_claims, record_log
 from .batch_files import BatchFiles
@@ -264,7 +265,17 @@ USAGE = ("usage: python -m poolparty.worker BATCH_DIR --sub N (--chunk C | --off
 OPTIONS = ("--sub", "--chunk", "--offset", "--index-env", "--claim", "--walltime")
 
 
-def parse_args(argv: list[str]) -> dict[str, str]:
+class WorkerArgs(NamedTuple):
+    batch: Path
+    sub: int
+    chunk: int | None  # a plain job's chunk; None for an array element (see index_env)
+    offset: int
+    index_env: str
+    claim: list[int]  # the submission's array indices an element may claim (see run_element)
+    walltime: float | None
+
+
+def parse_args(argv: list[str]) -> WorkerArgs:
     """The argv poolparty itself writes (argparse and what it imports would cost every job ~7 ms)."""
     if argv and argv[0] in ("-h", "--help"):
         print(USAGE)
@@ -274,35 +285,33 @@ def parse_args(argv: list[str]) -> dict[str, str]:
     rest = argv[1:]
     if len(rest) % 2 or any(k not in OPTIONS for k in rest[::2]):
         raise SystemExit(f"poolparty.worker: bad arguments {argv!r}\n{USAGE}")
-    opts = dict(zip(rest[::2], rest[1::2]), batch=argv[0])
+    opts = dict(zip(rest[::2], rest[1::2]))
     try:
-        for key in ("--sub", "--chunk", "--offset"):
-            int(opts.get(key, "0"))
-        float(opts.get("--walltime", "0"))
-        chunk_claims.parse_indices(opts.get("--claim", ""))
+        args = WorkerArgs(
+            Path(argv[0]), int(opts.get("--sub", "0")),
+            int(opts["--chunk"]) if "--chunk" in opts else None, int(opts.get("--offset", "0")),
+            opts.get("--index-env", ""), chunk_claims.parse_indices(opts.get("--claim", "")),
+            float(opts["--walltime"]) if "--walltime" in opts else None)
     except ValueError:
         raise SystemExit(f"poolparty.worker: bad arguments {argv!r}\n{USAGE}") from None
     if "--sub" not in opts:
         raise SystemExit(f"poolparty.worker: --sub is required\n{USAGE}")
-    if "--chunk" not in opts and not opts.get("--index-env"):
+    if args.chunk is None and not args.index_env:
         raise SystemExit(f"poolparty.worker: give --chunk or --index-env\n{USAGE}")
-    return opts
+    return args
 
 
 def main(argv: list[str] | None = None) -> int:
-    opts = parse_args(sys.argv[1:] if argv is None else argv)
-    files = BatchFiles(Path(opts["batch"]).resolve())
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    files = BatchFiles(args.batch.resolve())
     # pickles are code: load them only from directories nobody else can write
     check_private(files.path)
     check_private(files.path.parent.parent)
     check_private(files.incoming)
-    sub, offset = int(opts["--sub"]), int(opts.get("--offset", "0"))
-    if "--chunk" in opts:  # a plain job: its one chunk
-        return run_element(files, int(opts["--chunk"]), sub, [], None)
-    own = chunk_from_environment(offset, opts["--index-env"])
-    others = [offset + i for i in chunk_claims.parse_indices(opts.get("--claim", ""))]
-    walltime = float(opts["--walltime"]) if "--walltime" in opts else None
-    return run_element(files, own, sub, others, walltime)
+    if args.chunk is not None:  # a plain job: its one chunk
+        return run_element(files, args.chunk, args.sub, [], None)
+    own = chunk_from_environment(args.offset, args.index_env)
+    return run_element(files, own, args.sub, [args.offset + i for i in args.claim], args.walltime)
 
 
 if __name__ == "__main__":
