@@ -397,7 +397,7 @@ class Bench:
 
     def warm_up(self) -> None:
         """Compile every module the drivers and the jobs import into the pycache prefix, once."""
-        mods = ["poolparty", "poolparty.worker", "poolparty.api.pool", "cluster_tasks", "cluster_systems", "submitit",
+        mods = ["poolparty", "poolparty.node.worker", "poolparty.api.pool", "cluster_tasks", "cluster_systems", "submitit",
                 "submitit.core._submit", "pypoolparty", "dask_jobqueue", "distributed",
                 "distributed.cli.dask_worker", "matplotlib.pyplot"]
         code = "import importlib\nfor m in %r:\n    importlib.import_module(m)\n" % mods
@@ -647,14 +647,14 @@ def startup_costs(bench: Bench, reps: int = 15) -> list[dict]:
         "python -c pass": [py, "-c", "pass"],
         "floor element (16 tasks of 0 s)": [py, str(HERE / "cluster_tasks.py"), "floor", str(tmp), "16", "16", "0",
                                             "0", "-"],
-        "floor element + poolparty.worker imports": [py, str(HERE / "cluster_tasks.py"), "floor", str(tmp), "16",
-                                                     "16", "0", "0", "poolparty.worker"],
+        "floor element + poolparty.node.worker imports": [py, str(HERE / "cluster_tasks.py"), "floor", str(tmp), "16",
+                                                     "16", "0", "0", "poolparty.node.worker"],
         "import os, sys, json, struct, zlib, fcntl, pickle (a lean worker's needs)":
             [py, "-c", "import os, sys, json, struct, zlib, fcntl, pickle"],
         "import cloudpickle": [py, "-c", "import cloudpickle"],
         "import dataclasses": [py, "-c", "import dataclasses"],
-        "import poolparty.worker": [py, "-c", "import poolparty.worker"],
-        "poolparty worker, one chunk of 16 tasks of 0 s": [py, "-m", "poolparty.worker", str(batch), "--sub", "0",
+        "import poolparty.node.worker": [py, "-c", "import poolparty.node.worker"],
+        "poolparty worker, one chunk of 16 tasks of 0 s": [py, "-m", "poolparty.node.worker", str(batch), "--sub", "0",
                                                           "--offset", "0", "--index-env", "SLURM_ARRAY_TASK_ID"],
         "import pypoolparty": [py, "-c", "import pypoolparty"],
         "import submitit (its job runs python -m submitit.core._submit)": [py, "-c", "import submitit.core._submit"],
@@ -685,7 +685,7 @@ def _one_chunk_batch(tmp: Path, py: str) -> Path:
     code = (
         "import sys, os\n"
         "from pathlib import Path\n"
-        "from poolparty.batch_files import BatchFiles, encode_batch\n"
+        "from poolparty.store.inputs import BatchFiles, encode_batch\n"
         "from poolparty.payload import Call, SharedFunction\n"
         "import cluster_tasks\n"
         "run = Path(sys.argv[1]) / 'run'; run.mkdir(mode=0o700); (run / 'batches').mkdir(mode=0o700)\n"

@@ -10,7 +10,7 @@
    (poolparty, multiprocessing, poolparty, ...), each in a fresh interpreter; the table shows medians.
 2. Footprint: 10,000 trivial tasks: files in the work_dir (peak, sampled by a thread, and at the end with
    ``keep_work_dir=True``) and the driver's peak RSS (``ru_maxrss``, one fresh interpreter per measurement).
-3. Per-chunk floor: start-up time of ``python -m poolparty.worker --help`` against ``python -c pass``.
+3. Per-chunk floor: start-up time of ``python -m poolparty.node.worker --help`` against ``python -c pass``.
 
 It always measures the poolparty of this checkout (``../shared_core``), also in the local queue's worker
 processes (through PYTHONPATH), whatever the virtualenv's editable install points at.
@@ -258,7 +258,7 @@ def main() -> int:
     dont_write = os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
     os.environ.setdefault("PYTHONPYCACHEPREFIX",
                           os.path.join(tempfile.gettempdir(), f"ppbench-pycache-{os.getuid()}"))
-    subprocess.run([sys.executable, "-m", "poolparty.worker", "--help"], stdout=subprocess.DEVNULL, check=True)
+    subprocess.run([sys.executable, "-m", "poolparty.node.worker", "--help"], stdout=subprocess.DEVNULL, check=True)
     procs = os.cpu_count() or 1
     reps = a.reps or (1 if a.quick else 3)
     if a.max_wait is None:
@@ -319,7 +319,7 @@ def main() -> int:
 
     # 3. per-chunk start-up floor
     su_reps = 3 if a.quick else 7
-    su_worker = startup_time([sys.executable, "-m", "poolparty.worker", "--help"], su_reps)
+    su_worker = startup_time([sys.executable, "-m", "poolparty.node.worker", "--help"], su_reps)
     su_bare = startup_time([sys.executable, "-c", "pass"], su_reps)
     load1 = os.getloadavg()
     total = time.perf_counter() - started
@@ -415,7 +415,7 @@ def main() -> int:
         "",
         "## 3. Per-chunk start-up floor",
         "",
-        f"Median of {su_reps} runs: `python -m poolparty.worker --help` (interpreter + the worker's imports) "
+        f"Median of {su_reps} runs: `python -m poolparty.node.worker --help` (interpreter + the worker's imports) "
         f"**{su_worker * 1e3:.0f} ms**, `python -c pass` {su_bare * 1e3:.0f} ms. Every chunk of the local "
         "queue pays at least the first figure (plus `/bin/sh job.sh`), multiprocessing pays it once per "
         "worker.",

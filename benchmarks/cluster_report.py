@@ -16,7 +16,7 @@ CALL_COLUMNS = {"slurm": ("sbatch", "squeue", "sacct", "scancel", "scontrol", "s
 SYSTEM_LABEL = {
     "poolparty": "poolparty `Pool`",
     "floor": "floor (`sbatch --array`)",
-    "floor+imports": "floor + `import poolparty.worker` (diagnosis)",
+    "floor+imports": "floor + `import poolparty.node.worker` (diagnosis)",
     "floor+lean": "floor + `import json, struct, zlib, fcntl, pickle` (diagnosis)",
     "pypoolparty": "pypoolparty `slurm.array.Pool`",
     "submitit": "submitit `map_array`",

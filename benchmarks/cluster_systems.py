@@ -185,7 +185,7 @@ def _floor_jobs_left(queue: str, name: str) -> bool:
 SYSTEMS: dict[str, Callable[[dict, list, list], dict]] = {
     "poolparty": run_poolparty, "pypoolparty": run_pypoolparty, "submitit": run_submitit,
     "dask-jobqueue": run_dask, "floor": run_floor,
-    "floor+imports": lambda spec, items, chunks: run_floor(spec, items, chunks, imports="poolparty.worker"),
+    "floor+imports": lambda spec, items, chunks: run_floor(spec, items, chunks, imports="poolparty.node.worker"),
     "floor+lean": lambda spec, items, chunks: run_floor(spec, items, chunks, imports=LEAN_IMPORTS),
 }
 

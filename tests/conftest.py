@@ -20,7 +20,7 @@ sys.path.insert(0, str(TESTS))
 from real_wlm import require_or_skip, sge_available, slurm_available  # noqa: E402
 
 from poolparty.queues.base import QueueAdapter  # noqa: E402
-from poolparty.scheduler_cli import SchedulerCLI  # noqa: E402
+from poolparty.queues.cli import SchedulerCLI  # noqa: E402
 
 SCHEDULER_COMMANDS = {
     "slurm": ("sbatch", "squeue", "scancel", "scontrol", "sacct"),
@@ -202,7 +202,7 @@ def local_worker_pids(run_dir: Any) -> list[int]:
             cmd = Path(f"/proc/{entry}/cmdline").read_bytes()
         except OSError:
             continue
-        if b"poolparty.worker" in cmd and needle in cmd:
+        if b"poolparty.node.worker" in cmd and needle in cmd:
             pids.append(int(entry))
     return pids
 

@@ -10,10 +10,10 @@ import pytest
 
 import poolparty
 from conftest import ALL_KINDS, wait_until
-from poolparty import record_log
-from poolparty.batch_files import BatchFiles
-from poolparty.chunk_claims import STORED
-from poolparty.result_store import read_logs
+from poolparty.store import records
+from poolparty.store.inputs import BatchFiles
+from poolparty.store.claims import STORED
+from poolparty.store.results import read_logs
 from test_behaviour import runs_per_task, slow_square
 from test_store_races import make_batch, run_worker
 
@@ -103,7 +103,7 @@ def test_a_chunk_the_driver_stored_is_never_run_again(tmp_path):
     run_element(files, 0)  # no --claim: its own chunk only
     for name in os.listdir(files.incoming):  # the driver stored chunk 0 and deleted its files
         (files.incoming / name).unlink()
-    from poolparty.journal import Journal
+    from poolparty.store.journal import Journal
     journal = Journal(files.journal)
     journal.record_stored([0])
     journal.close()
@@ -125,9 +125,9 @@ def test_a_rerun_says_which_chunks_are_stored_before_it_deletes_their_files(make
     with poolparty.Pool(**options) as pool:
         assert pool.map(abs, range(-4, 0), chunksize=1) == [4, 3, 2, 1]
         files = BatchFiles(Path(pool.engine.work_dir) / "batches" / "0001")
-    kept = [(r.key, r.payload) for r in record_log.read_records(files.journal) if r.key["ev"] != STORED]
+    kept = [(r.key, r.payload) for r in records.read_records(files.journal) if r.key["ev"] != STORED]
     files.journal.unlink()
-    with record_log.RecordWriter(files.journal) as w:  # the journal as the killed driver left it
+    with records.RecordWriter(files.journal) as w:  # the journal as the killed driver left it
         for key, payload in kept:
             w.append(key, payload)
     with poolparty.Pool(**options) as pool:  # the rerun: every result is in the store already

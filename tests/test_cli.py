@@ -20,12 +20,12 @@ import poolparty
 from conftest import wait_until
 from real_wlm import require_or_skip, sge_available, slurm_available
 
-from poolparty.batch_files import BatchFiles
+from poolparty.store.inputs import BatchFiles
 from poolparty.cli.main import main
-from poolparty.engine import job_name
-from poolparty.node_probe import probe_nodes
+from poolparty.engine.engine import job_name
+from poolparty.cli.node_probe import probe_nodes
 from poolparty.queues.local import LocalQueue
-from poolparty.run_state import stored_results
+from poolparty.store.inspect import stored_results
 
 DRIVER = '''
 import sys, time
@@ -69,7 +69,7 @@ def stored(work_dir: Path) -> int:
 
 def journaled(work_dir: Path) -> int:
     """Chunks whose submission the run's journal recorded."""
-    from poolparty.run_state import read_run
+    from poolparty.store.inspect import read_run
 
     try:
         return sum(1 for b in read_run(work_dir).batches for c in b.chunks if c.attempts)
@@ -85,7 +85,7 @@ def worker_pids(run_dir: Path) -> list[str]:
             cmd = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"poolparty.worker" in cmd and any(str(run_dir).encode() in c for c in cmd):
+        if b"poolparty.node.worker" in cmd and any(str(run_dir).encode() in c for c in cmd):
             pids.append(entry)
     return pids
 
@@ -395,7 +395,7 @@ def test_no_progress_bar_without_a_terminal(tmp_path):
 
 
 def test_progress_option():
-    from poolparty.progress import job_counts, wanted
+    from poolparty.api.progress import job_counts, wanted
 
     class Tty:
         def isatty(self) -> bool:

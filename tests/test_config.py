@@ -12,7 +12,7 @@ import poolparty
 from poolparty import config
 from poolparty.api.options import build_engine_options
 from poolparty.cli.main import main
-from poolparty.result_size import ResultTooLargeError
+from poolparty.store.result_limit import ResultTooLargeError
 
 
 @pytest.fixture(autouse=True)

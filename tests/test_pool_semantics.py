@@ -17,7 +17,7 @@ import pytest
 
 import poolparty
 from conftest import local_worker_pids, poll_until
-from poolparty import record_log
+from poolparty.store import records
 
 
 # -- task functions (module level: the real multiprocessing.Pool pickles them by reference) ------------
@@ -458,7 +458,7 @@ def test_map_with_one_failing_task(tmp_path, mp_pool):
     assert work_dir.is_dir()
     stored = {}
     for results in work_dir.glob("batches/*/results.rec"):
-        for rec in record_log.read_records(results):
+        for rec in records.read_records(results):
             stored[rec.key["task"]] = (rec.key["ok"], cloudpickle.loads(rec.payload))
     assert sorted(stored) == [0, 1, 2, 3, 4, 5]
     assert {t: v for t, (ok, v) in stored.items() if ok} == {0: 0, 1: 10, 2: 20, 4: 40, 5: 50}

@@ -47,11 +47,11 @@ from prefect_poolparty.resources import resources_from_tags
 REPO = Path(__file__).resolve().parent.parent
 
 # A job's audit hook: refuses every non-UNIX socket connect and writes what it saw. Installed through
-# PYTHONPATH only in processes running ``poolparty.worker``, so it proves the jobs had no network.
+# PYTHONPATH only in processes running ``poolparty.node.worker``, so it proves the jobs had no network.
 NO_NETWORK_SITECUSTOMIZE = '''
 import os, sys
 _log = os.environ.get("PP_TEST_NONET_LOG")
-if _log and "poolparty.worker" in sys.orig_argv:
+if _log and "poolparty.node.worker" in sys.orig_argv:
     import socket as _socket
     with open(_log, "a") as _f:
         _f.write(f"{os.getpid()} armed\\n")
@@ -95,7 +95,7 @@ class Cluster:
     def _queue(self) -> Any:
         """A fresh adapter with the test suite's short grace periods (a kill is noticed in seconds)."""
         from poolparty.queues import make_queue
-        from poolparty.scheduler_cli import SchedulerCLI
+        from poolparty.queues.cli import SchedulerCLI
 
         q = make_queue(self.kind, SchedulerCLI(timeout=30, backoff_base=0.2))
         if self.kind != "local":
@@ -122,7 +122,7 @@ def _local_workers(work_dir: str) -> list[str]:
             argv = Path(f"/proc/{entry}/cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if b"poolparty.worker" in argv and any(work_dir.encode() in a for a in argv):
+        if b"poolparty.node.worker" in argv and any(work_dir.encode() in a for a in argv):
             pids.append(entry)
     return pids
 

@@ -2,7 +2,8 @@
 import pytest
 
 from poolparty import ConfigurationError, Resources, UnknownResourceError, UnsupportedResourceError
-from poolparty.queues import sge, slurm
+from poolparty.queues import sge
+from poolparty.queues import slurm
 from poolparty.resources import parse_duration, parse_memory
 
 

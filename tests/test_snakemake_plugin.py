@@ -315,11 +315,12 @@ def test_settings_from_flags_environment_and_defaults(monkeypatch):
         get_argument_parser().parse_args(["--executor", "poolparty", "--poolparty-queue", "pbs"])
 
 
-# -- resource translation (core: poolparty.workflow_resources) -------------------------------------
+# -- resource translation (core: poolparty.api.workflow_resources) -------------------------------------
 def test_snakemake_resources_translate_per_queue():
     from poolparty import ConfigurationError, Resources
-    from poolparty.queues import sge, slurm
-    from poolparty.workflow_resources import resources_from_workflow
+    from poolparty.queues import sge
+    from poolparty.queues import slurm
+    from poolparty.api.workflow_resources import resources_from_workflow
 
     values = {"threads": 4, "mem_mb": 8000, "mem_mib": 7630, "runtime": 90, "slurm_partition": "short",
               "slurm_account": "lab", "qos": "high", "constraint": "skylake", "gres": "gpu:a100:1",

@@ -8,11 +8,11 @@ from pathlib import Path
 
 import cloudpickle
 
-from poolparty import record_log
-from poolparty.batch_files import BatchFiles, encode_batch
+from poolparty.store import records
+from poolparty.store.inputs import BatchFiles, encode_batch
 from poolparty.payload import Call, SharedFunction
-from poolparty.result_store import ResultStore
-from poolparty.workdir import make_private_dir
+from poolparty.store.results import ResultStore
+from poolparty.store.layout import make_private_dir
 
 
 def make_batch(tmp_path: Path, n: int, per_chunk: int | None = None) -> BatchFiles:
@@ -26,10 +26,10 @@ def make_batch(tmp_path: Path, n: int, per_chunk: int | None = None) -> BatchFil
 
 
 def run_worker(files: BatchFiles, sub: int, job: str = "B", *args: str, env: dict[str, str] | None = None) -> None:
-    """``python -m poolparty.worker`` as a job with this job token would run it (default: chunk 0)."""
+    """``python -m poolparty.node.worker`` as a job with this job token would run it (default: chunk 0)."""
     run_env = {k: v for k, v in os.environ.items() if k not in ("SLURM_JOB_ID", "JOB_ID")}
     run_env.update(env or {}, POOLPARTY_JOB_ID=job)
-    subprocess.run([sys.executable, "-m", "poolparty.worker", str(files.path), "--sub", str(sub),
+    subprocess.run([sys.executable, "-m", "poolparty.node.worker", str(files.path), "--sub", str(sub),
                     *(args or ("--chunk", "0"))], check=True, env=run_env)
 
 
@@ -37,25 +37,25 @@ def test_second_attempt_skips_what_the_first_recorded_and_store_keeps_one(tmp_pa
     files = make_batch(tmp_path, 6)
     # attempt 0 recorded tasks 0 and 1, then was killed in the middle of task 2's record
     part0 = files.incoming / "c0.s0.part"
-    with record_log.RecordWriter(part0) as w:
+    with records.RecordWriter(part0) as w:
         w.append({"task": 0, "ok": True}, cloudpickle.dumps("from-attempt-0"))
         w.append({"task": 1, "ok": True}, cloudpickle.dumps("from-attempt-0"))
     with open(part0, "ab") as f:
-        f.write(record_log.encode({"task": 2, "ok": True}, cloudpickle.dumps(2))[:-3])  # torn
+        f.write(records.encode({"task": 2, "ok": True}, cloudpickle.dumps(2))[:-3])  # torn
     run_worker(files, sub=1)
-    done1 = [r.key["task"] for r in record_log.read_records(files.incoming / "c0.s1.done") if "task" in r.key]
+    done1 = [r.key["task"] for r in records.read_records(files.incoming / "c0.s1.done") if "task" in r.key]
     assert done1 == [2, 3, 4, 5]  # did not run 0 and 1 again
     # the first job was in fact still alive and finishes task 2 too: a duplicate
-    with record_log.RecordWriter(part0) as w:
+    with records.RecordWriter(part0) as w:
         w.append({"task": 2, "ok": True}, cloudpickle.dumps("late duplicate"))
     store = ResultStore(files)
     paths = store.chunk_files(0)
     new = store.absorb(0, paths)
     assert sorted(t for t, _, _ in new) == list(range(6))
     store.close()
-    tasks = [r.key["task"] for r in record_log.read_records(files.results)]
+    tasks = [r.key["task"] for r in records.read_records(files.results)]
     assert sorted(tasks) == list(range(6))  # exactly one each
-    values = {r.key["task"]: cloudpickle.loads(r.payload) for r in record_log.read_records(files.results)}
+    values = {r.key["task"]: cloudpickle.loads(r.payload) for r in records.read_records(files.results)}
     assert values[0] == "from-attempt-0" and values[2] == 2  # the finished attempt's record won
 
 
@@ -82,7 +82,7 @@ def test_store_survives_a_crash_between_absorb_and_delete(tmp_path):
 def test_twin_of_the_same_element_does_not_interleave(tmp_path):
     files = make_batch(tmp_path, 3)
     part = files.incoming / "c0.s0.part"
-    holder = record_log.RecordWriter(part, exclusive=True)  # another run of this very job is writing
+    holder = records.RecordWriter(part, exclusive=True)  # another run of this very job is writing
     holder.append({"runner": 0, "job": "A"})
     try:
         run_worker(files, sub=0, job="A")

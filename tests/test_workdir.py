@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import poolparty
-from poolparty.workdir import RunDir, check_private
+from poolparty.store.layout import RunDir, check_private
 
 
 def _start_pool_and_map(root: str, n: int, barrier, out: str) -> None:
@@ -55,7 +55,7 @@ def test_worker_refuses_to_load_pickles_from_unsafe_dir(tmp_path):
         pool.map(abs, [1])
         batch = next((pool.work_dir / "batches").iterdir())
     batch.chmod(0o777)  # someone could have swapped the pickles
-    r = subprocess.run([sys.executable, "-m", "poolparty.worker", str(batch), "--sub", "9", "--chunk", "0"],
+    r = subprocess.run([sys.executable, "-m", "poolparty.node.worker", str(batch), "--sub", "9", "--chunk", "0"],
                        capture_output=True, text=True)
     assert r.returncode != 0 and "writable by group or others" in r.stderr
 

@@ -10,7 +10,7 @@ import pytest
 CODE = """
 import sys
 from pathlib import Path
-from poolparty.worker import drop_quiet_log
+from poolparty.node.worker import drop_quiet_log
 if sys.argv[2]:
     print(sys.argv[2], flush=True)
 drop_quiet_log(Path(sys.argv[1]).resolve())
@@ -43,7 +43,7 @@ def test_a_log_with_separate_stderr_is_left_alone(tmp_path):
 def test_a_claimed_chunk_runs_even_when_its_output_cannot_be_captured(monkeypatch, capfd):
     import tempfile
 
-    from poolparty.worker import OutputCapture
+    from poolparty.node.worker import OutputCapture
 
     def no_space(*a, **k):
         raise OSError(28, "No space left on device")

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from poolparty.by_value import importable_on_nodes
+from poolparty.engine.by_value import importable_on_nodes
 
 # The nodes import this package from the shared environment: its functions (the job entry point)
 # must travel by reference even when it is installed editable from a source tree.

@@ -69,7 +69,7 @@ def _task_run(task: Any, tags: Iterable[str], task_run_id: uuid.UUID, flow_run_i
 
 def log_tail(handle: Any, chunk: int, lines: int = 15) -> str:
     """The end of the job logs the core kept for this chunk (every attempt), for a Crashed message."""
-    from poolparty.batch_logs import chunk_log_text
+    from poolparty.store.logs import chunk_log_text
 
     try:
         text = chunk_log_text(handle, chunk)

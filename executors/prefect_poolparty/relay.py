@@ -19,7 +19,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Callable
 
-from poolparty import record_log
+from poolparty.store import records
 
 EVENT = "event"
 LOG = "log"
@@ -31,7 +31,7 @@ class RelayWriter:
     def __init__(self, relay_dir: str | os.PathLike[str]):
         name = f"{socket.gethostname().split('.')[0]}-{os.getpid()}-{uuid.uuid4().hex[:8]}.rec"
         self.path = Path(relay_dir) / name
-        self._writer = record_log.RecordWriter(self.path)
+        self._writer = records.RecordWriter(self.path)
         self._lock = threading.Lock()  # events come from the engine thread, logs from any thread
 
     def event(self, event: Any) -> None:
@@ -75,7 +75,7 @@ class RelayReader:
                     continue
                 path = self.relay_dir / name
                 start = self._offsets.get(name, 0)
-                for rec in record_log.read_records(path, start):
+                for rec in records.read_records(path, start):
                     self._replay(rec.key.get("k"), rec.payload)
                     self._offsets[name] = rec.end
                     count += 1

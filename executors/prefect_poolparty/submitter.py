@@ -32,9 +32,9 @@ from typing import Any, Iterable, Iterator
 import cloudpickle
 
 from poolparty import Call, Engine, Resources
-from poolparty.by_value import register_local_modules
+from poolparty.engine.by_value import register_local_modules
 from poolparty.errors import ConfigurationError, RetryLimitExceeded
-from poolparty.workdir import make_private_dir
+from poolparty.store.layout import make_private_dir
 
 from . import outcomes
 from .job import JobHeader, run_task_run

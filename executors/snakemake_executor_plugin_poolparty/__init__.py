@@ -244,7 +244,7 @@ class Executor(RemoteExecutor):
             self._submit_batch(resources, members)
 
     def _resources(self, job: JobExecutorInterface) -> Any:
-        from poolparty.workflow_resources import resources_from_workflow
+        from poolparty.api.workflow_resources import resources_from_workflow
 
         values = dict(job.resources.items())
         values.setdefault("threads", job.threads)
@@ -351,7 +351,7 @@ class Executor(RemoteExecutor):
             return ("ok", None)
         # the rule failed: its log follows its result in the store, normally in the same instant
         if not handle.done():
-            from poolparty.batch_logs import chunk_log_text
+            from poolparty.store.logs import chunk_log_text
 
             first = info.aux.setdefault("failed_seen", now)
             if now - first < LOG_WAIT and chunk_log_text(handle, task) is None:
@@ -367,7 +367,7 @@ class Executor(RemoteExecutor):
         from concurrent.futures import CancelledError
 
         from poolparty import CommandFailed, RetryLimitExceeded
-        from poolparty.batch_logs import chunk_log_text
+        from poolparty.store.logs import chunk_log_text
 
         if isinstance(error, CommandFailed):
             msg = f"poolparty job {info.external_jobid} exited with status {error.returncode}. "

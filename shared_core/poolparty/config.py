@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .errors import ConfigurationError
+from poolparty.errors import ConfigurationError
 
 ENV_PREFIX = "POOLPARTY_"
 PROJECT_FILE = "poolparty.toml"

@@ -6,7 +6,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
-from .errors import CommandFailed
+from poolparty.errors import CommandFailed
 
 
 @dataclass(frozen=True)

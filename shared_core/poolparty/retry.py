@@ -5,8 +5,8 @@ import dataclasses
 import enum
 from dataclasses import dataclass
 
-from .queues.base import JobState
-from .resources import Resources
+from poolparty.queues.base import JobState
+from poolparty.resources import Resources
 
 
 class FailureClass(enum.Enum):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import poolparty
 from poolparty.queues import make_queue
-from poolparty.scheduler_cli import SchedulerCLI
+from poolparty.queues.cli import SchedulerCLI
 
 
 def slow_square(args):

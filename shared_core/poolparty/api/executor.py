@@ -6,14 +6,14 @@ import time
 import weakref
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
-from ..by_value import register_local_modules
-from ..coalescer import CallCoalescer
-from ..engine import Engine
-from ..errors import PoolClosedError
-from ..payload import Call, SharedFunction
-from ..progress import ProgressBar, wanted as progress_wanted
-from ..resources import Resources
-from .options import build_engine_options
+from poolparty.engine.by_value import register_local_modules
+from poolparty.api.batching import CallCoalescer
+from poolparty.engine.engine import Engine
+from poolparty.errors import PoolClosedError
+from poolparty.payload import Call, SharedFunction
+from poolparty.api.progress import ProgressBar, wanted as progress_wanted
+from poolparty.resources import Resources
+from poolparty.api.options import build_engine_options
 
 
 class Executor(cf.Executor):

@@ -5,11 +5,11 @@ import inspect
 import os
 from typing import Any, Mapping
 
-from .. import config
-from ..engine import EngineOptions
-from ..errors import ConfigurationError, UnknownResourceError
-from ..resources import Resources, parse_memory
-from ..retry import RetryPolicy
+from poolparty import config
+from poolparty.engine.engine import EngineOptions
+from poolparty.errors import ConfigurationError, UnknownResourceError
+from poolparty.resources import Resources, parse_memory
+from poolparty.retry import RetryPolicy
 
 ENGINE_KEYWORDS = ("queue", "max_running", "work_dir", "work_root", "keep_work_dir", "python_path",
                    "polling_interval", "verbose", "scheduler_timeout", "max_resubmissions", "retry", "array",

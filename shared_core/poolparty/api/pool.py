@@ -7,15 +7,15 @@ import threading
 import weakref
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-from ..batch_handle import BatchHandle
-from ..by_value import register_local_modules
-from ..coalescer import CallCoalescer
-from ..engine import Engine
-from ..errors import PoolClosedError
-from ..payload import Call, SharedFunction
-from ..progress import ProgressBar, wanted as progress_wanted
-from ..resources import Resources
-from .options import build_engine_options
+from poolparty.engine.handle import BatchHandle
+from poolparty.engine.by_value import register_local_modules
+from poolparty.api.batching import CallCoalescer
+from poolparty.engine.engine import Engine
+from poolparty.errors import PoolClosedError
+from poolparty.payload import Call, SharedFunction
+from poolparty.api.progress import ProgressBar, wanted as progress_wanted
+from poolparty.resources import Resources
+from poolparty.api.options import build_engine_options
 
 _UNSET = object()
 log = logging.getLogger("poolparty")

@@ -1,4 +1,4 @@
 """``python -m poolparty.cli``: the same as the ``poolparty`` command."""
-from .main import main
+from poolparty.cli.main import main
 
 main(prog_name="poolparty")

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import click
 
-from ..engine import job_name
-from ..run_state import driver_of, read_info
-from .common import WORK_DIR, live, open_queue, query_jobs, queue_kind, run_dir_argument, shown_path
+from poolparty.engine.engine import job_name
+from poolparty.store.inspect import driver_of, read_info
+from poolparty.cli.common import WORK_DIR, live, open_queue, query_jobs, queue_kind, run_dir_argument, shown_path
 
 
 def _driver_pid(holder: str) -> tuple[int, str] | None:

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import click
 
-from ..engine import RUN_FILES, job_name
-from ..errors import ConfigurationError, PoolPartyError
-from ..resources import parse_duration
-from ..run_state import is_run_dir, last_activity, read_info, try_lock
-from .common import live, query_jobs, shown_path
+from poolparty.engine.engine import RUN_FILES, job_name
+from poolparty.errors import ConfigurationError, PoolPartyError
+from poolparty.resources import parse_duration
+from poolparty.store.inspect import is_run_dir, last_activity, read_info, try_lock
+from poolparty.cli.common import live, query_jobs, shown_path
 
 
 def parse_age(text: str) -> float:

@@ -8,10 +8,10 @@ from typing import Any
 
 import click
 
-from ..queues import make_queue
-from ..queues.base import JobState, JobStatus, QueueAdapter
-from ..run_state import NotARunError, is_run_dir, read_info
-from ..scheduler_cli import SchedulerCLI
+from poolparty.queues import make_queue
+from poolparty.queues.base import JobState, JobStatus, QueueAdapter
+from poolparty.store.inspect import NotARunError, is_run_dir, read_info
+from poolparty.queues.cli import SchedulerCLI
 
 WORK_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 
@@ -55,7 +55,7 @@ def query_jobs(run: Path, kind: str, name: str) -> dict[str, JobStatus]:
     """The run's jobs still known to the scheduler (one query by job name). For the local queue:
     the workers recorded in ``local_queue.json`` that are still alive (read only, never rewritten)."""
     if kind == "local":
-        from ..queues.local import recorded_workers
+        from poolparty.queues.local import recorded_workers
 
         return {element: JobStatus(JobState.RUNNING, f"pid {pid}")
                 for element, pid in recorded_workers(run, name).items()}

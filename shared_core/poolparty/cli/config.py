@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
-from .. import config as cfg
-from .common import echo_json
+from poolparty import config as cfg
+from poolparty.cli.common import echo_json
 
 
 @click.command(name="config")

@@ -9,14 +9,15 @@ from typing import Any
 
 import click
 
-from .. import __version__, config
-from ..engine import default_work_root
-from ..errors import PoolPartyError
-from ..node_probe import ProbeResult, probe_nodes
-from ..payload import default_python
-from ..resources import Resources
-from ..scheduler_limits import SchedulerReport, as_json, report
-from .common import echo_json, open_queue
+from poolparty import config
+from poolparty import __version__
+from poolparty.engine.engine import default_work_root
+from poolparty.errors import PoolPartyError
+from poolparty.cli.node_probe import ProbeResult, probe_nodes
+from poolparty.payload import default_python
+from poolparty.resources import Resources
+from poolparty.queues.limits import SchedulerReport, as_json, report
+from poolparty.cli.common import echo_json, open_queue
 
 MARK = {"ok": "[ ok ]", "warn": "[warn]", "fail": "[FAIL]", "skip": "[ -- ]"}
 

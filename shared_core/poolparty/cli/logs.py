@@ -7,10 +7,10 @@ from pathlib import Path
 
 import click
 
-from ..batch_files import BatchFiles
-from ..result_store import read_logs
-from ..run_state import BatchState, read_run
-from .common import WORK_DIR, run_dir_argument, shown_path
+from poolparty.store.inputs import BatchFiles
+from poolparty.store.results import read_logs
+from poolparty.store.inspect import BatchState, read_run
+from poolparty.cli.common import WORK_DIR, run_dir_argument, shown_path
 
 
 @click.command()

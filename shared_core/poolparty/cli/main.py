@@ -6,15 +6,15 @@ from typing import Any
 
 import click
 
-from .. import __version__
-from ..errors import PoolPartyError
-from .cancel import cancel
-from .clean import clean
-from .config import config_command
-from .doctor import doctor
-from .logs import logs
-from .resume import resume
-from .status import status
+from poolparty import __version__
+from poolparty.errors import PoolPartyError
+from poolparty.cli.cancel import cancel
+from poolparty.cli.clean import clean
+from poolparty.cli.config import config_command
+from poolparty.cli.doctor import doctor
+from poolparty.cli.logs import logs
+from poolparty.cli.resume import resume
+from poolparty.cli.status import status
 
 
 class _Group(click.Group):

@@ -2,7 +2,7 @@
 
 The function and the inputs travel in the work_dir: each batch is rebuilt from
 ``batches/NNNN/{chunks.rec,meta.json}`` and submitted again through the
-:class:`~poolparty.engine.Engine` with the run's recorded options (``run.json``). The engine reuses
+:class:`~poolparty.engine.engine.Engine` with the run's recorded options (``run.json``). The engine reuses
 the stored results, adopts jobs still in the queue and submits only what is missing.
 """
 from __future__ import annotations
@@ -17,17 +17,18 @@ from typing import Any
 import click
 import cloudpickle
 
-from .. import config, record_log
-from ..batch_files import BatchFiles, encode_batch
-from ..batch_handle import BatchHandle
-from ..engine import Engine, EngineOptions
-from ..errors import WorkDirMismatchError
-from ..payload import SharedFunction
-from ..progress import ProgressBar, wanted as progress_wanted
-from ..resources import Resources
-from ..retry import RetryPolicy
-from ..run_state import batch_dirs, read_info
-from .common import WORK_DIR, queue_kind, run_dir_argument, shown_path
+from poolparty import config
+from poolparty.store import records
+from poolparty.store.inputs import BatchFiles, encode_batch
+from poolparty.engine.handle import BatchHandle
+from poolparty.engine.engine import Engine, EngineOptions
+from poolparty.errors import WorkDirMismatchError
+from poolparty.payload import SharedFunction
+from poolparty.api.progress import ProgressBar, wanted as progress_wanted
+from poolparty.resources import Resources
+from poolparty.retry import RetryPolicy
+from poolparty.store.inspect import batch_dirs, read_info
+from poolparty.cli.common import WORK_DIR, queue_kind, run_dir_argument, shown_path
 
 RESUMABLE = ("map", "calls")  # Snakemake and Prefect batches are resumed by rerunning the workflow
 
@@ -58,7 +59,7 @@ def load_batch(number: int, files: BatchFiles) -> tuple[dict[str, Any], SharedFu
 
 def first_resources(files: BatchFiles, default: Resources) -> Resources:
     """The resources the batch was first submitted with (used for chunks never submitted)."""
-    for rec in record_log.read_records(files.journal):
+    for rec in records.read_records(files.journal):
         if rec.key.get("ev") == "sub":
             return Resources.from_json(rec.key["res"])
     return default

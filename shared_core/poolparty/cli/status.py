@@ -8,9 +8,9 @@ from typing import Any
 
 import click
 
-from ..errors import PoolPartyError
-from ..run_state import BatchState, RunState, read_run
-from .common import WORK_DIR, echo_json, live, query_jobs, run_dir_argument, shown_path, when
+from poolparty.errors import PoolPartyError
+from poolparty.store.inspect import BatchState, RunState, read_run
+from poolparty.cli.common import WORK_DIR, echo_json, live, query_jobs, run_dir_argument, shown_path, when
 
 
 def collect(run: Path, query: bool) -> tuple[RunState, dict[str, Any]]:

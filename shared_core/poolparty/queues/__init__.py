@@ -1,9 +1,9 @@
 """Queue adapters by name: ``local`` (embedded default), ``slurm``, ``sge``."""
 from __future__ import annotations
 
-from ..errors import ConfigurationError
-from ..scheduler_cli import SchedulerCLI
-from .base import JobState, JobStatus, QueueAdapter
+from poolparty.errors import ConfigurationError
+from poolparty.queues.cli import SchedulerCLI
+from poolparty.queues.base import JobState, JobStatus, QueueAdapter
 
 QUEUE_NAMES = ("local", "slurm", "sge")
 
@@ -12,15 +12,15 @@ def make_queue(queue: "str | QueueAdapter", cli: SchedulerCLI) -> QueueAdapter:
     if isinstance(queue, QueueAdapter):
         return queue
     if queue == "local":
-        from .local import LocalQueue
+        from poolparty.queues.local import LocalQueue
 
         return LocalQueue()
     if queue == "slurm":
-        from .slurm import SlurmQueue
+        from poolparty.queues.slurm import SlurmQueue
 
         return SlurmQueue(cli)
     if queue == "sge":
-        from .sge import SgeQueue
+        from poolparty.queues.sge import SgeQueue
 
         return SgeQueue(cli)
     raise ConfigurationError(f"queue={queue!r} is unknown; choose one of {', '.join(QUEUE_NAMES)}")

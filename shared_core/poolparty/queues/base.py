@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
-from ..resources import Resources
+from poolparty.resources import Resources
 
 
 class JobState(enum.Enum):

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ..workdir import atomic_write
-from .base import ArrayRequest, JobState, JobStatus, QueueAdapter, Submitted
+from poolparty.store.layout import atomic_write
+from poolparty.queues.base import ArrayRequest, JobState, JobStatus, QueueAdapter, Submitted
 
 INDEX_ENV = "POOLPARTY_ARRAY_INDEX"
 KEEP_FINISHED = 300.0  # like SLURM's MinJobAge

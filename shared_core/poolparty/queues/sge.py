@@ -7,11 +7,11 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import SubmissionError, UnsupportedResourceError
-from ..resource_check import ResourceVerifier
-from ..resources import Resources, format_hms
-from ..scheduler_cli import SchedulerCLI
-from .base import ArrayRequest, JobState, JobStatus, QueueAdapter, Submitted
+from poolparty.errors import SubmissionError, UnsupportedResourceError
+from poolparty.queues.resource_check import ResourceVerifier
+from poolparty.resources import Resources, format_hms
+from poolparty.queues.cli import SchedulerCLI
+from poolparty.queues.base import ArrayRequest, JobState, JobStatus, QueueAdapter, Submitted
 
 
 def sge_state(code: str) -> JobState:

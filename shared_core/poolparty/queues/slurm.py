@@ -6,11 +6,11 @@ import re
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import SubmissionError
-from ..resource_check import ResourceVerifier
-from ..resources import Resources
-from ..scheduler_cli import SchedulerCLI
-from .base import ArrayRequest, JobState, JobStatus, QueueAdapter, Submitted, compress_indices
+from poolparty.errors import SubmissionError
+from poolparty.queues.resource_check import ResourceVerifier
+from poolparty.resources import Resources
+from poolparty.queues.cli import SchedulerCLI
+from poolparty.queues.base import ArrayRequest, JobState, JobStatus, QueueAdapter, Submitted, compress_indices
 
 _STATES = {
     "PENDING": JobState.PENDING, "CONFIGURING": JobState.PENDING, "REQUEUED": JobState.REQUEUED,

@@ -7,9 +7,9 @@ from __future__ import annotations
 import logging
 from typing import Callable, Sequence
 
-from .errors import ImpossibleResourceError, SchedulerCommandError
-from .resources import Resources
-from .scheduler_cli import SchedulerCLI
+from poolparty.errors import ImpossibleResourceError, SchedulerCommandError
+from poolparty.resources import Resources
+from poolparty.queues.cli import SchedulerCLI
 
 log = logging.getLogger("poolparty")
 

@@ -6,8 +6,8 @@ import getpass
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from .errors import ConfigurationError, SchedulerCommandError
-from .scheduler_cli import SchedulerCLI
+from poolparty.errors import ConfigurationError, SchedulerCommandError
+from poolparty.queues.cli import SchedulerCLI
 
 SLURM_COMMANDS = ("sbatch", "squeue", "scancel", "scontrol")
 SGE_COMMANDS = ("qsub", "qstat", "qdel", "qconf")

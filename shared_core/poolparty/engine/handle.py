@@ -7,8 +7,8 @@ from typing import Any, Callable
 
 import cloudpickle
 
-from .errors import RemoteError, RemoteTraceback
-from .payload import ExceptionInfo
+from poolparty.errors import RemoteError, RemoteTraceback
+from poolparty.payload import ExceptionInfo
 
 
 def rebuild_exception(info: ExceptionInfo, where: str) -> BaseException:

@@ -10,8 +10,8 @@ import os
 from pathlib import Path
 from typing import Iterable
 
-from . import record_log
-from .batch_files import BatchFiles
+from poolparty.store import records
+from poolparty.store.inputs import BatchFiles
 
 LOG_TAIL_BYTES = 1 << 20
 
@@ -20,10 +20,10 @@ class ResultStore:
     def __init__(self, files: BatchFiles):
         self.files = files
         self.stored: dict[int, tuple[bool, int]] = {}  # task -> (ok, offset in results.rec)
-        for rec in record_log.read_records(files.results):
+        for rec in records.read_records(files.results):
             self.stored.setdefault(rec.key["task"], (rec.key["ok"], rec.offset))
-        self._results = record_log.RecordWriter(files.results)
-        self._logs: record_log.RecordWriter | None = None
+        self._results = records.RecordWriter(files.results)
+        self._logs: records.RecordWriter | None = None
 
     def chunk_files(self, chunk: int, listing: list[str] | None = None) -> list[Path]:
         """This chunk's worker files, finished ones first (from ``listing`` of incoming/ if given)."""
@@ -42,9 +42,9 @@ class ResultStore:
         new: list[tuple[int, bool, bytes]] = []
         seen: set[int] = set()
         for path in paths:
-            logs: list[record_log.Record] = []
+            logs: list[records.Record] = []
             before = len(new)
-            for rec in record_log.read_records(path):
+            for rec in records.read_records(path):
                 if "log" in rec.key:  # the output of a chunk that ran in another chunk's job
                     logs.append(rec)
                     continue
@@ -98,12 +98,12 @@ class ResultStore:
 
     def _append_log(self, chunk: int, element: str, data: bytes, truncated: bool = False) -> None:
         if self._logs is None:
-            self._logs = record_log.RecordWriter(self.files.logs)
+            self._logs = records.RecordWriter(self.files.logs)
         self._logs.append({"chunk": chunk, "element": element, "truncated": truncated}, data)
 
     def read(self, task: int) -> tuple[bool, bytes]:
         ok, offset = self.stored[task]
-        return ok, record_log.read_at(self.files.results, offset).payload
+        return ok, records.read_at(self.files.results, offset).payload
 
     def close(self) -> None:
         self._results.close()
@@ -121,5 +121,5 @@ def remove_files(paths: Iterable[Path]) -> None:
 
 def read_logs(files: BatchFiles, chunk: int | None = None) -> list[tuple[dict, bytes]]:
     """The stored job logs of a batch (optionally of one chunk)."""
-    return [(r.key, r.payload) for r in record_log.read_records(files.logs)
+    return [(r.key, r.payload) for r in records.read_records(files.logs)
             if chunk is None or r.key.get("chunk") == chunk]

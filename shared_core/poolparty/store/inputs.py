@@ -11,10 +11,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from . import record_log
-from .errors import ConfigurationError, WorkDirMismatchError
-from .payload import Call, SharedFunction
-from .workdir import make_private_dir, read_json, write_json
+from poolparty.store import records
+from poolparty.errors import ConfigurationError, WorkDirMismatchError
+from poolparty.payload import Call, SharedFunction
+from poolparty.store.layout import make_private_dir, read_json, write_json
 
 FORMAT = 2  # 2: index and function inside chunks.rec (1 had chunks.idx and function.pkl)
 
@@ -35,7 +35,7 @@ def encode_batch(shared: SharedFunction | None, chunks: Sequence[Sequence[tuple[
 
     import cloudpickle
 
-    from .by_value import register_local_modules
+    from poolparty.engine.by_value import register_local_modules
 
     register_local_modules([getattr(shared, "fn", None), getattr(shared, "initializer", None)])
     register_local_modules(x for chunk in chunks for _, p in chunk if isinstance(p, Call)
@@ -78,7 +78,7 @@ class BatchFiles:
         self.results = path / "results.rec"
         self.logs = path / "logs.rec"
         self.incoming = path / "incoming"
-        self._index_record: record_log.Record | None = None
+        self._index_record: records.Record | None = None
 
     # -- driver side -------------------------------------------------------------------------
     def exists(self) -> bool:
@@ -87,23 +87,23 @@ class BatchFiles:
     def write(self, batch: EncodedBatch, kind: str) -> None:
         make_private_dir(self.path)
         make_private_dir(self.incoming)
-        records: list[tuple[dict[str, Any], bytes]] = []
+        entries: list[tuple[dict[str, Any], bytes]] = []
         if batch.shared is not None:
-            records.append(({"shared": True}, batch.shared))
-        records += [({"chunk": c, "tasks": indices}, data) for c, (indices, data) in enumerate(batch.chunks)]
+            entries.append(({"shared": True}, batch.shared))
+        entries += [({"chunk": c, "tasks": indices}, data) for c, (indices, data) in enumerate(batch.chunks)]
         # the index comes first and its size is known in advance, so the offsets it holds are exact
         index_key = {"index": len(batch.chunks), "shared": batch.shared is not None}
-        at = record_log.encoded_size(index_key, 8 * len(batch.chunks))
+        at = records.encoded_size(index_key, 8 * len(batch.chunks))
         offsets = array.array("Q")
-        for key, data in records:
+        for key, data in entries:
             if "chunk" in key:
                 offsets.append(at)
-            at += record_log.encoded_size(key, len(data))
+            at += records.encoded_size(key, len(data))
         tmp = self.chunks.with_suffix(".rec.tmp")
         tmp.unlink(missing_ok=True)
-        with record_log.RecordWriter(tmp) as w:
+        with records.RecordWriter(tmp) as w:
             w.append(index_key, offsets.tobytes())
-            for key, data in records:
+            for key, data in entries:
                 w.append(key, data)
             assert w.offset == at, "chunks.rec offsets computed wrongly"
             w.sync()
@@ -128,9 +128,9 @@ class BatchFiles:
         return meta
 
     # -- worker side -------------------------------------------------------------------------
-    def _index(self) -> record_log.Record:
+    def _index(self) -> records.Record:
         if self._index_record is None:
-            rec = record_log.read_at(self.chunks, 0)
+            rec = records.read_at(self.chunks, 0)
             if "index" not in rec.key:
                 raise ValueError(f"{self.chunks} does not start with its index: written by another poolparty "
                                  f"version (batch format {FORMAT} expected)")
@@ -142,7 +142,7 @@ class BatchFiles:
         raw = index.payload[chunk * 8:chunk * 8 + 8]
         if chunk < 0 or len(raw) != 8:
             raise IndexError(f"chunk {chunk} is not in {self.chunks}")
-        rec = record_log.read_at(self.chunks, int.from_bytes(raw, "little"))
+        rec = records.read_at(self.chunks, int.from_bytes(raw, "little"))
         if rec.key.get("chunk") != chunk:
             raise ValueError(f"index of {self.chunks} is corrupt at chunk {chunk}")
         # pickle imports cloudpickle by itself when the stream needs it (functions sent by value)
@@ -153,8 +153,8 @@ class BatchFiles:
         index = self._index()
         if not index.key.get("shared"):
             return None
-        return pickle.loads(record_log.read_at(self.chunks, index.end).payload)
+        return pickle.loads(records.read_at(self.chunks, index.end).payload)
 
-    def chunk_records(self) -> list[record_log.Record]:
+    def chunk_records(self) -> list[records.Record]:
         """Every chunk record, in chunk order (the resume command's inputs)."""
-        return [r for r in record_log.read_records(self.chunks) if "chunk" in r.key]
+        return [r for r in records.read_records(self.chunks) if "chunk" in r.key]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import record_log
+from poolparty.store import records
 
 #: the journal event the driver writes (see Journal.record_stored) once chunks are in the store
 STORED = "stored"
@@ -35,7 +35,7 @@ def parse_part_name(name: str) -> tuple[int, int] | None:
 
 def runner_of(path: Path) -> tuple[int, str] | None:
     """(runner's own chunk, job token) from a part or done file's first record, if it has one."""
-    for rec in record_log.read_records(path):
+    for rec in records.read_records(path):
         if "runner" in rec.key:
             return int(rec.key["runner"]), str(rec.key.get("job", ""))
         return None
@@ -53,7 +53,7 @@ class StoredChunks:
 
     def __contains__(self, chunk: int) -> bool:
         if chunk not in self._chunks:
-            for rec in record_log.read_records(self.journal, self._offset):
+            for rec in records.read_records(self.journal, self._offset):
                 self._offset = rec.end
                 if rec.key.get("ev") == STORED:
                     self._chunks.update(rec.key.get("chunks", ()))
@@ -61,7 +61,7 @@ class StoredChunks:
 
 
 def claim(incoming: Path, stored: StoredChunks, chunk: int, sub: int, runner: int,
-          job: str) -> record_log.RecordWriter | None:
+          job: str) -> records.RecordWriter | None:
     """The writer of this chunk's part file if this process may run it, else None: stored already,
     published, or claimed by another live job. A part file this very job (same runner, same token)
     left behind — a scheduler requeue — is taken up again; a twin still writing it holds its flock."""
@@ -73,12 +73,12 @@ def claim(incoming: Path, stored: StoredChunks, chunk: int, sub: int, runner: in
     if finished():
         return None
     try:
-        writer = record_log.RecordWriter(part, exclusive=True, create_new=True)
+        writer = records.RecordWriter(part, exclusive=True, create_new=True)
     except FileExistsError:
         if runner_of(part) != (runner, job):
             return None
         try:
-            return record_log.RecordWriter(part, exclusive=True)
+            return records.RecordWriter(part, exclusive=True)
         except (BlockingIOError, FileNotFoundError):
             return None
     writer.append({"runner": runner, "job": job})

@@ -15,14 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .batch import Batch, ChunkRun, Phase, Submission
-from .chunk_claims import parse_part_name, part_path, runner_of
-from .errors import RetryLimitExceeded
-from .queues.base import (SELF_ENDED, ArrayRequest, JobState, JobStatus, QueueAdapter, compress_indices,
-                          layout_array)
-from .resources import Resources
-from .result_store import remove_files
-from .retry import ActionKind, FailureClass, RetryPolicy, classify
+from poolparty.engine.batch_state import Batch, ChunkRun, Phase, Submission
+from poolparty.store.claims import parse_part_name, part_path, runner_of
+from poolparty.errors import RetryLimitExceeded
+from poolparty.queues.base import (SELF_ENDED, ArrayRequest, JobState, JobStatus, QueueAdapter, compress_indices, layout_array)
+from poolparty.resources import Resources
+from poolparty.store.results import remove_files
+from poolparty.retry import ActionKind, FailureClass, RetryPolicy, classify
 
 log = logging.getLogger("poolparty")
 
@@ -418,7 +417,7 @@ class Dispatcher:
         sub = b.next_sub
         b.next_sub += 1
         throttle = min(free, len(part.indices))
-        argv: tuple[str, ...] = (self.s.python, "-m", "poolparty.worker", str(b.files.path), "--sub", str(sub))
+        argv: tuple[str, ...] = (self.s.python, "-m", "poolparty.node.worker", str(b.files.path), "--sub", str(sub))
         # more chunks than running slots: an element that finished its chunk runs those not started yet
         if self._claims and len(part.indices) > throttle:
             argv += ("--claim", compress_indices(part.indices))

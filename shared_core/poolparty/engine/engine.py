@@ -16,20 +16,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from .batch import Batch, ChunkRun, Phase
-from .batch_files import BatchFiles, encode_batch
-from .batch_handle import BatchHandle
-from .dispatcher import DispatchSettings, Dispatcher
-from .errors import ConfigurationError, PoolClosedError
-from .journal import Journal
-from .payload import SharedFunction, default_python
-from .queues import make_queue
-from .queues.base import QueueAdapter
-from .resources import Resources
-from .result_store import ResultStore
-from .retry import RetryPolicy
-from .scheduler_cli import SchedulerCLI
-from .workdir import RunDir, new_run_dir, write_json
+from poolparty.engine.batch_state import Batch, ChunkRun, Phase
+from poolparty.store.inputs import BatchFiles, encode_batch
+from poolparty.engine.handle import BatchHandle
+from poolparty.dispatch.loop import DispatchSettings, Dispatcher
+from poolparty.errors import ConfigurationError, PoolClosedError
+from poolparty.store.journal import Journal
+from poolparty.payload import SharedFunction, default_python
+from poolparty.queues import make_queue
+from poolparty.queues.base import QueueAdapter
+from poolparty.resources import Resources
+from poolparty.store.results import ResultStore
+from poolparty.retry import RetryPolicy
+from poolparty.queues.cli import SchedulerCLI
+from poolparty.store.layout import RunDir, new_run_dir, write_json
 
 log = logging.getLogger("poolparty")
 

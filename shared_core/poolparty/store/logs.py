@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .batch_files import BatchFiles
-from .batch_handle import BatchHandle
-from .result_store import read_logs
+from poolparty.store.inputs import BatchFiles
+from poolparty.engine.handle import BatchHandle
+from poolparty.store.results import read_logs
 
 def batch_files_of(handle: BatchHandle) -> BatchFiles | None:
     """The files of the batch behind ``handle``."""

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .errors import UnsafeWorkDirError, WorkDirInUseError
+from poolparty.errors import UnsafeWorkDirError, WorkDirInUseError
 
 JOB_SCRIPT = '#!/bin/sh\n# poolparty batch script: runs its arguments as given (argv, never a shell string)\nexec "$@"\n'
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .errors import PoolPartyError
+from poolparty.errors import PoolPartyError
 
 
 class ResultTooLargeError(PoolPartyError):

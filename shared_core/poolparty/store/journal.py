@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import record_log
-from .chunk_claims import STORED
-from .resources import Resources
+from poolparty.store import records
+from poolparty.store.claims import STORED
+from poolparty.resources import Resources
 
 
 @dataclass
@@ -31,11 +31,11 @@ class JournalState:
 class Journal:
     def __init__(self, path: Path):
         self.path = path
-        self._writer: record_log.RecordWriter | None = None
+        self._writer: records.RecordWriter | None = None
 
     def replay(self) -> JournalState:
         state = JournalState()
-        for rec in record_log.read_records(self.path):
+        for rec in records.read_records(self.path):
             k: dict[str, Any] = rec.key
             if k["ev"] == "sub":
                 state.next_sub = max(state.next_sub, k["sub"] + 1)
@@ -51,9 +51,9 @@ class Journal:
                 state.stored.update(k["chunks"])
         return state
 
-    def _w(self) -> record_log.RecordWriter:
+    def _w(self) -> records.RecordWriter:
         if self._writer is None:
-            self._writer = record_log.RecordWriter(self.path)
+            self._writer = records.RecordWriter(self.path)
         return self._writer
 
     def record_submission(self, sub: int, job_id: str, chunks: list[int], elements: list[str],

@@ -14,11 +14,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from . import __version__
-from .errors import PoolPartyError
-from .queues.base import ArrayPart, ArrayRequest, QueueAdapter
-from .resources import Resources
-from .workdir import JOB_SCRIPT, atomic_write, new_run_dir
+from poolparty import __version__
+from poolparty.errors import PoolPartyError
+from poolparty.queues.base import ArrayPart, ArrayRequest, QueueAdapter
+from poolparty.resources import Resources
+from poolparty.store.layout import JOB_SCRIPT, atomic_write, new_run_dir
 
 PROBE = r"""
 import json, os, socket, sys

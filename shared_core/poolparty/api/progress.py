@@ -11,7 +11,7 @@ import threading
 import time
 from typing import Any, Callable, TextIO
 
-from .batch_handle import BatchHandle
+from poolparty.engine.handle import BatchHandle
 
 
 def wanted(option: bool | None, stream: TextIO | None = None) -> bool:

@@ -4,12 +4,12 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
-from .batch_files import BatchFiles
-from .batch_handle import BatchHandle
-from .journal import Journal
-from .queues.base import JobState
-from .resources import Resources
-from .result_store import ResultStore
+from poolparty.store.inputs import BatchFiles
+from poolparty.engine.handle import BatchHandle
+from poolparty.store.journal import Journal
+from poolparty.queues.base import JobState
+from poolparty.resources import Resources
+from poolparty.store.results import ResultStore
 
 
 class Phase(enum.Enum):

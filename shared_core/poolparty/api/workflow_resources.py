@@ -36,8 +36,8 @@ import shlex
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
-from .errors import ConfigurationError
-from .resources import Resources
+from poolparty.errors import ConfigurationError
+from poolparty.resources import Resources
 
 #: options poolparty sets itself: a raw flag repeating them would break the submission
 RESERVED_FLAGS = {

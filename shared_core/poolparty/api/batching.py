@@ -9,14 +9,14 @@ from typing import TYPE_CHECKING, Any
 
 import cloudpickle
 
-from .by_value import register_local_modules
-from .batch_handle import BatchHandle
-from .errors import ConfigurationError
-from .payload import Call, Payload
-from .resources import Resources
+from poolparty.engine.by_value import register_local_modules
+from poolparty.engine.handle import BatchHandle
+from poolparty.errors import ConfigurationError
+from poolparty.payload import Call, Payload
+from poolparty.resources import Resources
 
 if TYPE_CHECKING:
-    from .engine import Engine
+    from poolparty.engine.engine import Engine
 
 
 def check_picklable(item: Any, what: str) -> None:

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Sequence
 
-from .errors import ConfigurationError, SchedulerCommandError, SubmissionError
+from poolparty.errors import ConfigurationError, SchedulerCommandError, SubmissionError
 
 log = logging.getLogger("poolparty.scheduler")
 

@@ -18,11 +18,11 @@ from typing import Any, Iterator
 
 import cloudpickle
 
-from . import record_log
-from .batch_files import BatchFiles
-from .engine import job_name
-from .errors import PoolPartyError, UnsafeWorkDirError
-from .workdir import check_private
+from poolparty.store import records
+from poolparty.store.inputs import BatchFiles
+from poolparty.engine.engine import job_name
+from poolparty.errors import PoolPartyError, UnsafeWorkDirError
+from poolparty.store.layout import check_private
 
 
 class NotARunError(PoolPartyError):
@@ -151,7 +151,7 @@ def _journal(files: BatchFiles) -> tuple[dict[int, list[dict[str, Any]]], dict[i
     """Every attempt of every chunk ({chunk: [{sub, job, element}]}) and the give-ups ({chunk: why})."""
     attempts: dict[int, list[dict[str, Any]]] = {}
     gave_up: dict[int, str] = {}
-    for rec in record_log.read_records(files.journal):
+    for rec in records.read_records(files.journal):
         k = rec.key
         if k.get("ev") == "sub":
             for chunk, element in zip(k["chunks"], k["elements"]):
@@ -164,14 +164,14 @@ def _journal(files: BatchFiles) -> tuple[dict[int, list[dict[str, Any]]], dict[i
 def stored_results(files: BatchFiles) -> dict[int, tuple[bool, int, int]]:
     """task -> (ok, chunk, offset in results.rec), first record wins (as the result store)."""
     out: dict[int, tuple[bool, int, int]] = {}
-    for rec in record_log.read_records(files.results):
+    for rec in records.read_records(files.results):
         out.setdefault(rec.key["task"], (rec.key["ok"], rec.key.get("chunk", -1), rec.offset))
     return out
 
 
 def _incoming_tasks(files: BatchFiles, chunk: int) -> set[int]:
     """Tasks a worker recorded that the (dead or busy) driver has not moved into the store yet."""
-    from .worker import recorded_tasks
+    from poolparty.node.worker import recorded_tasks
 
     return recorded_tasks(files, chunk)
 
@@ -212,7 +212,7 @@ def _read_batch(number: int, files: BatchFiles, load_errors: bool) -> BatchState
 
 def _error_text(files: BatchFiles, offset: int) -> str:
     try:
-        info = cloudpickle.loads(record_log.read_at(files.results, offset).payload)
+        info = cloudpickle.loads(records.read_at(files.results, offset).payload)
         return f"{info.type_name}: {info.message}"
     except Exception as e:  # e.g. the exception's class is not importable here
         return f"(exception not readable here: {type(e).__name__}: {e})"
@@ -220,7 +220,7 @@ def _error_text(files: BatchFiles, offset: int) -> str:
 
 def read_result(files: BatchFiles, offset: int) -> Any:
     """One stored result (or ExceptionInfo of a failed task), unpickled."""
-    return cloudpickle.loads(record_log.read_at(files.results, offset).payload)
+    return cloudpickle.loads(records.read_at(files.results, offset).payload)
 
 
 def last_activity(path: Path) -> float:

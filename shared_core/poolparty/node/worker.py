@@ -1,0 +1,319 @@
+"""The program that runs on the compute node: ``python -m poolparty.node.worker BATCH_DIR ...``.
+
+It runs the tasks of one chunk and appends each result to its own part file, flushed per task, then
+renames the part file to ``.done`` (atomic). Tasks already recorded by an earlier attempt of the same
+chunk (requeue, resubmission while the first job was still finishing) are not run again. It imports
+only what it needs, never the dispatcher.
+"""
+from __future__ import annotations
+
+import os
+import pickle
+import stat
+import sys
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+from poolparty.store import claims
+from poolparty.store import records
+from poolparty.store.inputs import BatchFiles
+from poolparty.payload import ExceptionInfo, run_payload
+from poolparty.store.result_limit import ResultTooLargeError, read_limit
+from poolparty.store.results import LOG_TAIL_BYTES
+from poolparty.store.layout import check_private
+
+
+def recorded_tasks(files: BatchFiles, chunk: int) -> set[int]:
+    """Task indices that any attempt of this chunk has already recorded."""
+    done: set[int] = set()
+    prefix = f"c{chunk}."
+    try:
+        names = os.listdir(files.incoming)
+    except FileNotFoundError:
+        return done
+    for name in names:
+        if name.startswith(prefix) and (name.endswith(".part") or name.endswith(".done")):
+            done.update(r.key["task"] for r in records.read_records(files.incoming / name) if "task" in r.key)
+    return done
+
+
+def dumps(value: object) -> bytes:
+    """Plain pickle when it can: ~1 us per small result instead of ~25, and no cloudpickle import when the
+    task did not need it. cloudpickle for what only it can pickle: lambdas, and classes or functions that
+    came by value (plain pickle refuses them: their module is not importable here, or names another
+    object). ``pickle.loads`` reads both."""
+    try:
+        return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+    except Exception:
+        pass
+    import cloudpickle
+
+    return cloudpickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def encode_result(ok: bool, value: object, limit: int | None = None) -> tuple[bool, bytes]:
+    try:
+        data = dumps(value)
+        if ok and limit is not None and len(data) > limit:  # max_result_size: a clear error, not the pickle
+            err = ResultTooLargeError(len(data), limit, type(value).__name__)
+            return False, dumps(ExceptionInfo.capture(err))
+        if not ok:
+            pickle.loads(data)  # e.g. a custom __init__ that unpickling cannot call
+        return ok, data
+    except Exception as e:  # an unpicklable result or exception is reported, not lost silently
+        if ok:
+            err = TypeError(f"the task's return value of type {type(value).__name__} cannot be pickled: {e}")
+            return False, dumps(ExceptionInfo.capture(err))
+        info = value  # an ExceptionInfo whose exception object does not pickle
+        assert isinstance(info, ExceptionInfo)
+        info.exc = None
+        return False, dumps(info)
+
+
+class ChunkRunner:
+    """Runs chunks of one batch in this process: the shared function is loaded (and the pool's
+    initializer run) once, whatever the number of chunks."""
+
+    def __init__(self, files: BatchFiles, sub: int, own: int):
+        self.files, self.sub, self.own, self.token = files, sub, own, job_token()
+        self.stored = claims.StoredChunks(files.journal)
+        self.limit = read_limit(files.path.parent.parent)
+        self.shared_error: ExceptionInfo | None = None
+        try:
+            self.shared = files.read_shared()
+            if self.shared is not None and self.shared.initializer is not None:
+                self.shared.initializer(*self.shared.initargs)
+        except Exception as e:  # e.g. ModuleNotFoundError: every task reports it, nothing hangs
+            self.shared, self.shared_error = None, ExceptionInfo.capture(e)
+
+    def run(self, chunk: int, *, capture: bool = False) -> bool | None:
+        """Run one chunk if this process may (see :func:`claims.claim`); None if it may not, else
+        whether every task succeeded. ``capture``: the chunk is not this element's own, so its output
+        goes into its part file (a ``log`` record) instead of this job's log file."""
+        out = claims.claim(self.files.incoming, self.stored, chunk, self.sub, self.own, self.token)
+        if out is None:
+            return None
+        with out:
+            indices, payloads = self.files.read_chunk(chunk)
+            done = recorded_tasks(self.files, chunk)
+            with OutputCapture(capture) as captured:
+                all_ok = self._run_tasks(out, indices, payloads, done)
+            if captured.data or (capture and not all_ok):
+                out.append({"log": True, "runner": self.own}, captured.data)
+            out.sync()
+            publish(out.path)
+        return all_ok
+
+    def _run_tasks(self, out: records.RecordWriter, indices: list[int], payloads: list[object],
+                   done: set[int]) -> bool:
+        all_ok = self.shared_error is None
+        for index, item in zip(indices, payloads):
+            if index in done:
+                continue
+            if self.shared_error is not None:
+                ok, data = encode_result(False, self.shared_error)
+            else:
+                try:
+                    ok, data = encode_result(True, run_payload(item, self.shared), self.limit)
+                except Exception as e:
+                    ok, data = encode_result(False, ExceptionInfo.capture(e))
+            sys.stdout.flush()
+            sys.stderr.flush()
+            out.append({"task": index, "ok": ok}, data)
+            all_ok = all_ok and ok
+        return all_ok
+
+
+class OutputCapture:
+    """Points file descriptors 1 and 2 at an anonymous temporary file (node-local, no name in the shared
+    directory) for the duration of a block; ``data`` is what was written (its last MiB)."""
+
+    def __init__(self, active: bool):
+        self.active = active
+        self.data = b""
+
+    def __enter__(self) -> "OutputCapture":
+        if self.active:
+            import tempfile
+
+            sys.stdout.flush()
+            sys.stderr.flush()
+            try:
+                self._tmp = tempfile.TemporaryFile()
+                self._saved = (os.dup(1), os.dup(2))
+            except OSError as e:  # no temporary space, or no stdout: the output goes to this job's log
+                print(f"poolparty.node.worker: cannot capture a claimed chunk's output ({e})", file=sys.stderr)
+                self.active = False
+                return self
+            os.dup2(self._tmp.fileno(), 1)
+            os.dup2(self._tmp.fileno(), 2)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.active:
+            return
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for fd, saved in zip((1, 2), self._saved):
+            os.dup2(saved, fd)
+            os.close(saved)
+        size = self._tmp.seek(0, os.SEEK_END)
+        self._tmp.seek(max(0, size - LOG_TAIL_BYTES))
+        self.data = self._tmp.read()
+        self._tmp.close()
+
+
+def run_element(files: BatchFiles, own: int, sub: int, others: list[int], walltime: float | None) -> int:
+    """This element's own chunk, then (``others``: the submission's other chunks) each one whose own
+    element has not started, lowest first (results keep arriving roughly in order, for ``imap``), as
+    long as the walltime leaves room for two more chunks as long as the longest so far."""
+    started = time.monotonic()
+    runner = ChunkRunner(files, sub, own)
+    if runner.run(own) is not False:  # ran without a failed task, or was someone else's: the log is empty
+        drop_quiet_log(files.incoming)
+    longest = time.monotonic() - started
+    for chunk in sorted(others):
+        if walltime is not None and time.monotonic() - started + 2 * longest > walltime:
+            break
+        if chunk == own or claims.part_path(files.incoming, chunk, sub).exists():
+            continue
+        wait_for_the_driver(files.incoming)
+        t0 = time.monotonic()
+        if runner.run(chunk, capture=True) is not None:
+            longest = max(longest, time.monotonic() - t0)
+    return 0
+
+
+#: published chunks the driver has not stored yet beyond which an element waits before claiming another
+MAX_UNSTORED = 16
+
+
+def wait_for_the_driver(incoming: Path, patience: float = 2.0) -> None:
+    """Back-pressure: elements that run short chunks back to back can publish faster than the driver
+    stores; the files in the shared directory stay bounded if they wait for it (never for long: a driver
+    that is gone must not stall the work)."""
+    deadline = time.monotonic() + patience
+    while time.monotonic() < deadline:
+        try:
+            if sum(1 for n in os.listdir(incoming) if n.endswith(".done")) < MAX_UNSTORED:
+                return
+        except FileNotFoundError:
+            return
+        time.sleep(0.02)
+
+
+def drop_quiet_log(incoming: Path) -> None:
+    """A job whose tasks all succeeded without a word removes its own empty log file (the scheduler's
+    ``-o`` file in ``incoming/``) as it ends, rather than leaving it for the driver to delete: at a wave of
+    16 chunks ending together, that is 16 fewer files in the shared directory while the next wave starts.
+    The driver stores no log of such a job either way."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    try:
+        out, err = os.fstat(1), os.fstat(2)
+        if out.st_size or (out.st_dev, out.st_ino) != (err.st_dev, err.st_ino) or not stat.S_ISREG(out.st_mode):
+            return
+        path = os.readlink("/proc/self/fd/1")  # Linux: the name the scheduler opened
+        if os.path.dirname(os.path.realpath(path)) != str(incoming):
+            return
+        named = os.stat(path)
+        if (named.st_dev, named.st_ino) == (out.st_dev, out.st_ino) and named.st_size == 0:
+            os.unlink(path)
+    except OSError:
+        pass
+
+
+def publish(part: Path) -> None:
+    """``.part`` -> ``.done`` without ever replacing a ``.done`` another run of this job wrote."""
+    done = part.with_suffix(".done")
+    try:
+        os.link(part, done)
+    except FileExistsError:
+        pass  # an earlier run of this very job finished: its records stand
+    except FileNotFoundError:
+        return  # the driver already stored this chunk from another attempt and removed our file
+    except OSError:  # a filesystem without hard links
+        if not done.exists():
+            os.replace(part, done)
+            return
+    part.unlink(missing_ok=True)
+
+
+def job_token() -> str:
+    """The scheduler's id of this job: stable when the scheduler requeues it, distinct for a duplicate."""
+    for var in ("SLURM_JOB_ID", "JOB_ID", "POOLPARTY_JOB_ID"):
+        value = os.environ.get(var, "")
+        if value:
+            return "".join(ch if ch.isalnum() else "_" for ch in value)
+    return f"p{os.getpid()}"
+
+
+def chunk_from_environment(offset: int, index_env: str) -> int:
+    raw = os.environ.get(index_env)
+    if raw is None or not raw.isdigit():
+        raise SystemExit(f"poolparty.node.worker: environment variable {index_env}={raw!r} is not an array index")
+    return offset + int(raw)
+
+
+USAGE = ("usage: python -m poolparty.node.worker BATCH_DIR --sub N (--chunk C | --offset O --index-env VAR)\n"
+         "                                 [--claim INDICES] [--walltime SECONDS]\n"
+         "  --sub: submission number (names the part file); --chunk: the chunk (plain jobs);\n"
+         "  --offset/--index-env: chunk = offset + the array index in that variable (array jobs);\n"
+         "  --claim: the submission's array indices (e.g. 0-63): after its own chunk, the element runs those\n"
+         "  whose own element has not started; --walltime: the job's limit, so it stops claiming in time")
+
+OPTIONS = ("--sub", "--chunk", "--offset", "--index-env", "--claim", "--walltime")
+
+
+class WorkerArgs(NamedTuple):
+    batch: Path
+    sub: int
+    chunk: int | None  # a plain job's chunk; None for an array element (see index_env)
+    offset: int
+    index_env: str
+    claim: list[int]  # the submission's array indices an element may claim (see run_element)
+    walltime: float | None
+
+
+def parse_args(argv: list[str]) -> WorkerArgs:
+    """The argv poolparty itself writes (argparse and what it imports would cost every job ~7 ms)."""
+    if argv and argv[0] in ("-h", "--help"):
+        print(USAGE)
+        raise SystemExit(0)
+    if not argv:
+        raise SystemExit(USAGE)
+    rest = argv[1:]
+    if len(rest) % 2 or any(k not in OPTIONS for k in rest[::2]):
+        raise SystemExit(f"poolparty.node.worker: bad arguments {argv!r}\n{USAGE}")
+    opts = dict(zip(rest[::2], rest[1::2]))
+    try:
+        args = WorkerArgs(
+            Path(argv[0]), int(opts.get("--sub", "0")),
+            int(opts["--chunk"]) if "--chunk" in opts else None, int(opts.get("--offset", "0")),
+            opts.get("--index-env", ""), claims.parse_indices(opts.get("--claim", "")),
+            float(opts["--walltime"]) if "--walltime" in opts else None)
+    except ValueError:
+        raise SystemExit(f"poolparty.node.worker: bad arguments {argv!r}\n{USAGE}") from None
+    if "--sub" not in opts:
+        raise SystemExit(f"poolparty.node.worker: --sub is required\n{USAGE}")
+    if args.chunk is None and not args.index_env:
+        raise SystemExit(f"poolparty.node.worker: give --chunk or --index-env\n{USAGE}")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    files = BatchFiles(args.batch.resolve())
+    # pickles are code: load them only from directories nobody else can write
+    check_private(files.path)
+    check_private(files.path.parent.parent)
+    check_private(files.incoming)
+    if args.chunk is not None:  # a plain job: its one chunk
+        return run_element(files, args.chunk, args.sub, [], None)
+    own = chunk_from_environment(args.offset, args.index_env)
+    return run_element(files, own, args.sub, [args.offset + i for i in args.claim], args.walltime)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
