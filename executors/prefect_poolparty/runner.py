@@ -158,7 +158,7 @@ class PoolPartyTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
                             "PREFECT_API_URL, or keep relay=True (the default).")
                 queue = self.queue() if callable(self.queue) else self.queue
                 engine = Engine(build_engine_options(self.max_running, {**self.options, "queue": queue}))
-                local = engine.queue.name == "local"
+                local = engine.queue.runs_on_this_host
                 window = self.coalesce_window if self.coalesce_window is not None else (0.05 if local else 0.5)
                 interval = self.relay_interval if self.relay_interval is not None else (0.5 if local else 2.0)
                 try:

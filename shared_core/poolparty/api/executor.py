@@ -25,7 +25,7 @@ class Executor(cf.Executor):
             raise ValueError("max_workers must be greater than 0")
         self._engine = Engine(build_engine_options(max_workers, options))
         self._work_dir = self._engine.work_dir  # still known after shutdown: a failed run's dir is kept
-        self._calls = CallCoalescer(self._engine, 0.02 if self._engine.queue.name == "local" else 0.5)
+        self._calls = CallCoalescer(self._engine, self._engine.queue.batching_window)
         # a bar for long ``map`` calls, as Pool has (on a terminal, or progress=True)
         self._progress = ProgressBar(self._engine.progress, f"poolparty {self._engine.name}") \
             if progress_wanted(self._engine.options.progress) else None

@@ -121,7 +121,7 @@ class Pool:
         self._state = "RUN"
         self._outstanding = 0
         self._cond = threading.Condition()
-        self._calls = CallCoalescer(self._engine, 0.02 if self._engine.queue.name == "local" else 0.5)
+        self._calls = CallCoalescer(self._engine, self._engine.queue.batching_window)
         self._progress = ProgressBar(self._engine.progress, f"poolparty {self._engine.name}") \
             if progress_wanted(self._engine.options.progress) else None
         # as multiprocessing.Pool: a pool dropped without close()/terminate() is terminated

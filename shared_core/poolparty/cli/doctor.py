@@ -59,11 +59,11 @@ def _probe_resources(configured: dict[str, Any]) -> Resources:
 
 def run_probe(kind: str, work_root: Path | None, python: str, timeout: float) -> ProbeResult:
     configured = config.load().values
-    root = work_root or Path(configured.get("work_root") or default_work_root(kind))
     try:
         queue = open_queue(kind)
     except PoolPartyError as e:
-        return ProbeResult(kind, str(root), python, "fail", str(e))
+        return ProbeResult(kind, str(work_root or configured.get("work_root") or "?"), python, "fail", str(e))
+    root = work_root or Path(configured.get("work_root") or default_work_root(queue))
     try:
         return probe_nodes(queue, root, python, _probe_resources(configured), timeout=timeout)
     finally:

@@ -62,15 +62,9 @@ def job_name(work_dir: str | os.PathLike[str]) -> str:
     return "pp-" + hashlib.sha1(str(Path(work_dir).resolve()).encode()).hexdigest()[:12]
 
 
-def default_work_root(queue_name: str) -> Path:
+def default_work_root(queue: QueueAdapter) -> Path:
     env = os.environ.get("POOLPARTY_WORK_ROOT")
-    if env:
-        return Path(env)
-    if queue_name == "local":
-        import tempfile
-
-        return Path(tempfile.gettempdir()) / f"poolparty-{os.getuid()}"
-    return Path.cwd() / ".poolparty"  # the nodes must see it: the working directory usually is shared
+    return Path(env) if env else queue.default_work_root()
 
 
 class Engine:
@@ -83,14 +77,14 @@ class Engine:
             raise ConfigurationError(f"python_path={python!r} must be an absolute path to the interpreter "
                                      "on the compute nodes")
         self.queue = make_queue(options.queue, SchedulerCLI(timeout=options.scheduler_timeout))
-        self.max_running = options.max_running or (os.cpu_count() or 1 if self.queue.name == "local" else 100)
+        self.max_running = options.max_running or self.queue.default_max_running()
         try:
             if options.work_dir is not None:
                 self.explicit_dir = True
                 self.run = RunDir(Path(options.work_dir).absolute())
             else:
                 self.explicit_dir = False
-                root = Path(options.work_root) if options.work_root else default_work_root(self.queue.name)
+                root = Path(options.work_root) if options.work_root else default_work_root(self.queue)
                 self.run = RunDir(new_run_dir(root.absolute()))
             self.run.lock()
         except BaseException:
@@ -100,11 +94,11 @@ class Engine:
         self.name = job_name(self.run.path)
         _write_run_info(self.run.path, self.name, self.queue.name, python, options, max_running)
         self.queue.attach(self.run.path)
-        interval = options.polling_interval or (2.0 if self.queue.name == "local" else 30.0)
+        interval = options.polling_interval or self.queue.default_polling_interval
         settings = DispatchSettings(
             name=self.name, max_running=max_running, array=options.array, retry=options.retry,
             polling_interval=max(interval, self.queue.min_poll_interval),
-            tick=0.02 if self.queue.name == "local" else 0.25, python=python, script=self.run.job_script,
+            tick=self.queue.result_check_interval, python=python, script=self.run.job_script,
             claim_chunks=options.claim_chunks)
         if options.verbose:
             _enable_verbose_logging()

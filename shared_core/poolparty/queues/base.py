@@ -147,6 +147,23 @@ class QueueAdapter(abc.ABC):
     vanish_grace: float = 30.0
     #: fastest sensible status-poll interval
     min_poll_interval: float = 1.0
+    #: upper bound of the adaptive status-poll interval when the user sets none
+    default_polling_interval: float = 30.0
+    #: how often the dispatcher lists the work_dir for finished chunks (no scheduler call)
+    result_check_interval: float = 0.25
+    #: how long a single call (``Executor.submit``) waits for more to share its array
+    batching_window: float = 0.5
+    #: jobs run as processes of this machine (no shared filesystem, no scheduler between us and them)
+    runs_on_this_host: bool = False
+
+    def default_max_running(self) -> int:
+        """Elements running at once when the user sets no ``max_running``."""
+        return 100
+
+    def default_work_root(self) -> Path:
+        """Where fresh run directories go by default: the nodes must see it, and the working directory
+        usually is shared."""
+        return Path.cwd() / ".poolparty"
 
     def attach(self, run_dir: Path) -> None:
         """Called once with the pool's run directory (the local queue keeps its state there)."""

@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import subprocess
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -66,6 +67,16 @@ class LocalQueue(QueueAdapter):
     result_grace = 1.0
     vanish_grace = 2.0
     min_poll_interval = 0.2
+    default_polling_interval = 2.0
+    result_check_interval = 0.02
+    batching_window = 0.02
+    runs_on_this_host = True
+
+    def default_max_running(self) -> int:
+        return os.cpu_count() or 1
+
+    def default_work_root(self) -> Path:
+        return Path(tempfile.gettempdir()) / f"poolparty-{os.getuid()}"
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
