@@ -83,6 +83,8 @@ def test_slurm_submit_squeue_sacct_formats(slurm: FakeCluster, tmp_path: Path) -
     out = subprocess.run([str(slurm.bin_dir / "sbatch"), "--parsable", "-a", "0-5%2", "--job-name=arr",
                           "-o", f"{tmp_path}/o_%A_%a.txt", job], env=env_mark, capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "1"
+    # the elements take their raw ids when they start: let them start before the next job takes an id
+    slurm.wait_for(lambda js: sum(j["state"] == "RUNNING" for j in js) == 2)
     plain = slurm.run("sbatch", "-J", "plain", "--time", "5:00", job, cwd=tmp_path)
     assert re.fullmatch(r"Submitted batch job (\d+)\n", plain.stdout)
     plain_id = plain.stdout.split()[-1]  # ids 2 and 3 went to the started elements (raw ids)
