@@ -26,6 +26,19 @@ def test_bad_values(bad):
         Resources.from_mapping(bad)
 
 
+@pytest.mark.parametrize("bad,words", [
+    ({"walltime": float("nan")}, "finite"), ({"walltime": float("inf")}, "finite"),
+    ({"memory": float("nan")}, "positive"), ({"memory": float("inf")}, "positive"),
+    ({"memory": 0.5}, "less than one byte"), ({"memory": "0.1"}, "less than one byte"),
+    ({"cpus": True}, "positive integer"), ({"gpus": False}, "non-negative integer")])
+def test_nonsense_numbers_are_refused_with_the_fix(bad, words):
+    """NaN/inf durations used to escape as a raw ValueError/OverflowError, a fraction of a byte became a
+    0-byte request (then an OOM kill and a silent resubmission), and True passed as 1 CPU."""
+    with pytest.raises(ConfigurationError) as e:
+        Resources.from_mapping(bad)
+    assert words in str(e.value) and repr(next(iter(bad.values()))) in str(e.value)
+
+
 def test_unknown_name_lists_valid_ones():
     with pytest.raises(UnknownResourceError) as e:
         Resources.from_mapping({"mem": "1G"})

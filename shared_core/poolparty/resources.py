@@ -26,15 +26,18 @@ def parse_memory(value: int | str | None) -> int | None:
     if isinstance(value, bool):
         raise ConfigurationError(f"memory={value!r} is not a size; write e.g. memory='4GB'")
     if isinstance(value, (int, float)):
-        if value <= 0:
-            raise ConfigurationError(f"memory={value!r} must be positive")
-        return int(value)
-    m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(value))
-    if not m or m.group(2).lower() not in _MEMORY_UNITS:
-        raise ConfigurationError(f"memory={value!r} is not a size; write e.g. '4GB', '500MB' or bytes as int")
-    number = float(m.group(1)) * _MEMORY_UNITS[m.group(2).lower()]
-    if number <= 0:
-        raise ConfigurationError(f"memory={value!r} must be positive")
+        if not math.isfinite(value) or value <= 0:
+            raise ConfigurationError(f"memory={value!r} must be a positive number of bytes; write e.g. memory='4GB'")
+        number = float(value)
+    else:
+        m = re.fullmatch(r"\s*([0-9]*\.?[0-9]+)\s*([a-zA-Z]*)\s*", str(value))
+        if not m or m.group(2).lower() not in _MEMORY_UNITS:
+            raise ConfigurationError(f"memory={value!r} is not a size; write e.g. '4GB', '500MB' or bytes as int")
+        number = float(m.group(1)) * _MEMORY_UNITS[m.group(2).lower()]
+    if number < 1:  # int() would make it 0 bytes
+        raise ConfigurationError(
+            f"memory={value!r} is less than one byte (a number without a unit counts bytes); "
+            "write the unit, e.g. memory='512MB' or memory='4GB'")
     return int(number)
 
 
@@ -45,8 +48,9 @@ def parse_duration(value: int | float | str | None) -> int | None:
     if isinstance(value, bool):
         raise ConfigurationError(f"walltime={value!r} is not a duration; write e.g. walltime='1:00:00'")
     if isinstance(value, (int, float)):
-        if value <= 0:
-            raise ConfigurationError(f"walltime={value!r} must be positive (seconds)")
+        if not math.isfinite(value) or value <= 0:
+            raise ConfigurationError(f"walltime={value!r} must be a positive, finite number of seconds; "
+                                     "write e.g. walltime=3600 or walltime='1:00:00'")
         return int(math.ceil(value))
     text = str(value).strip()
     m = re.fullmatch(r"([0-9]*\.?[0-9]+)\s*([a-z]+)", text.lower())
@@ -88,9 +92,9 @@ class Resources:
     extra: tuple[str, ...] = field(default_factory=tuple)  # raw scheduler flags, one argv item each
 
     def __post_init__(self) -> None:
-        if self.cpus is not None and (not isinstance(self.cpus, int) or self.cpus < 1):
-            raise ConfigurationError(f"cpus={self.cpus!r} must be a positive integer")
-        if self.gpus is not None and (not isinstance(self.gpus, int) or self.gpus < 0):
+        if self.cpus is not None and (not isinstance(self.cpus, int) or isinstance(self.cpus, bool) or self.cpus < 1):
+            raise ConfigurationError(f"cpus={self.cpus!r} must be a positive integer, e.g. cpus=4")
+        if self.gpus is not None and (not isinstance(self.gpus, int) or isinstance(self.gpus, bool) or self.gpus < 0):
             raise ConfigurationError(f"gpus={self.gpus!r} must be a non-negative integer")
         for name in ("partition", "account", "qos"):
             v = getattr(self, name)
