@@ -2,7 +2,11 @@
 
 A record is ``header | key (JSON) | payload``; the header holds a magic, the CRC32 of key and payload
 and both lengths. A reader stops at the first record that is short or fails its CRC, so a writer that
-died mid-append (SIGKILL, node crash) leaves a valid prefix, never a torn record that parses.
+died mid-append (SIGKILL, node crash) leaves a valid prefix, never a torn record that parses. A reader
+that reads a whole file once (``resync=True``) goes on past a damaged region (a flipped bit, a block the
+filesystem lost) to the next record that is whole and says which byte ranges it skipped; a reader that
+follows a file while its writer appends keeps the plain rule, because a tail still being written looks
+damaged too.
 """
 from __future__ import annotations
 
@@ -42,12 +46,14 @@ def encode(key: dict[str, Any], payload: bytes = b"") -> bytes:
     return HEADER.pack(MAGIC, crc, len(k), len(payload)) + k + payload
 
 
-def _read_one(f: BinaryIO, offset: int) -> tuple[Record, int] | None:
+def _read_one(f: BinaryIO, offset: int, size: int) -> tuple[Record, int] | None:
+    """The record at ``offset`` (where ``f`` stands) of a file of ``size`` bytes, if it is whole."""
     head = f.read(HEADER.size)
     if len(head) < HEADER.size:
         return None
     magic, crc, klen, plen = HEADER.unpack(head)
-    if magic != MAGIC or klen > 1 << 24:
+    # a damaged length must not make the reader allocate more than the file holds
+    if magic != MAGIC or klen > 1 << 24 or offset + HEADER.size + klen + plen > size:
         return None
     k = f.read(klen)
     payload = f.read(plen)
@@ -61,37 +67,71 @@ def _read_one(f: BinaryIO, offset: int) -> tuple[Record, int] | None:
     return Record(key, payload, offset, end), end
 
 
-def read_records(path: str | os.PathLike[str], start: int = 0) -> Iterator[Record]:
-    """Yield the valid records of ``path`` from byte ``start``; a missing file yields nothing."""
+def read_records(path: str | os.PathLike[str], start: int = 0, *, resync: bool = False,
+                 skipped: list[tuple[int, int]] | None = None) -> Iterator[Record]:
+    """Yield the valid records of ``path`` from byte ``start``; a missing file yields nothing.
+
+    ``resync``: past an invalid record, look for the next valid one instead of stopping; each damaged
+    region that a valid record follows is appended to ``skipped`` as (offset, length). A torn tail (no
+    valid record after it) is not damage: it is where the next writer appends."""
     try:
         f = open(path, "rb")
     except FileNotFoundError:
         return
     with f:
+        size = os.fstat(f.fileno()).st_size  # a follower re-reads: records appended later are read then
         f.seek(start)
         offset = start
         while True:
-            got = _read_one(f, offset)
+            got = _read_one(f, offset, size)
             if got is None:
-                return
-            record, offset = got
+                if not resync:
+                    return
+                found = _next_valid(f, offset + 1, size)
+                if found is None:
+                    return
+                if skipped is not None:
+                    skipped.append((offset, found[0].offset - offset))
+            record, offset = got if got is not None else found
+            f.seek(offset)
             yield record
+
+
+_SCAN_BLOCK = 1 << 20
+
+
+def _next_valid(f: BinaryIO, offset: int, size: int) -> tuple[Record, int] | None:
+    """The first whole record that starts at or after ``offset`` (a magic whose record checks out)."""
+    while True:
+        f.seek(offset)
+        block = f.read(_SCAN_BLOCK + len(MAGIC) - 1)
+        if len(block) < HEADER.size:
+            return None
+        at = block.find(MAGIC)
+        while at != -1:
+            f.seek(offset + at)
+            got = _read_one(f, offset + at, size)
+            if got is not None:
+                return got
+            at = block.find(MAGIC, at + 1)
+        offset += _SCAN_BLOCK
 
 
 def read_at(path: str | os.PathLike[str], offset: int) -> Record:
     """Read the one record that starts at ``offset`` (as recorded in an index)."""
     with open(path, "rb") as f:
         f.seek(offset)
-        got = _read_one(f, offset)
+        got = _read_one(f, offset, os.fstat(f.fileno()).st_size)
     if got is None:
         raise ValueError(f"no valid record at offset {offset} of {path}")
     return got[0]
 
 
 def valid_length(path: str | os.PathLike[str]) -> int:
-    """Length of the valid prefix: where the next record must be written after a crash."""
+    """Where the next record must be written after a crash: past the last whole record (a damaged
+    region before it is kept, and skipped by readers, rather than cut off with everything after it)."""
     end = 0
-    for rec in read_records(path):
+    for rec in read_records(path, resync=True):
         end = rec.end
     return end
 
