@@ -31,6 +31,8 @@ __all__ = ["Dispatcher", "DispatchSettings"]
 
 
 class Dispatcher:
+    """One per pool: its thread drives every batch of the pool; other threads only hand in requests."""
+
     def __init__(self, queue: QueueAdapter, settings: DispatchSettings,
                  on_batch_end: Callable[[Batch, BaseException | None], None]):
         self.queue = queue
