@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from poolparty.engine.batch_state import Batch, ChunkRun, Phase
+from poolparty.engine.batch_state import Batch, ChunkRun
 from poolparty.store.inputs import BatchFiles, encode_batch
 from poolparty.engine.handle import BatchHandle
 from poolparty.dispatch.loop import DispatchSettings, Dispatcher
@@ -146,10 +146,10 @@ class Engine:
         store = ResultStore(files)
         runs = [ChunkRun(i, indices, resources) for i, (indices, _) in enumerate(encoded.chunks)]
         if store.stored:
-            handle._add([(t, *store.read(t)) for t in sorted(store.stored)])
+            handle.deliver([(t, *store.read(t)) for t in sorted(store.stored)])
             for c in runs:
                 if all(t in store.stored for t in c.tasks):
-                    c.phase = Phase.DONE
+                    c.mark_done()
             log.info("poolparty: %s: %d of %d task(s) already finished in %s", handle.label,
                      len(store.stored), encoded.n_tasks, files.path)
         batch = Batch(number, files, handle, runs, store, Journal(files.journal),

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 import cloudpickle
 
@@ -20,8 +20,25 @@ def rebuild_exception(info: ExceptionInfo, where: str) -> BaseException:
     return exc
 
 
+class BatchSink(Protocol):
+    """What the dispatcher tells a batch's caller, from its own thread: the only calls it makes."""
+
+    label: str  # for messages: "batch N of pool NAME"
+    n_tasks: int
+
+    def deliver(self, items: list[tuple[int, bool, bytes]]) -> None:
+        """Outcomes just stored: (task, ok, pickled value or pickled exception info)."""
+
+    def chunk_given_up(self, chunk: int, tasks: list[int], why: str) -> None:
+        """A chunk was given up: these of its tasks will have no result (the batch goes on)."""
+
+    def finish(self, error: BaseException | None = None) -> None:
+        """The batch ended: cleanly (None), given up, cancelled or aborted (the error its caller sees)."""
+
+
 class BatchHandle:
-    """Filled by the dispatcher thread, read by the caller. Results stay pickled until asked for."""
+    """Filled by the dispatcher thread (as a :class:`BatchSink`), read by the caller. Results stay
+    pickled until asked for."""
 
     def __init__(self, n_tasks: int, label: str):
         self.n_tasks = n_tasks
@@ -37,8 +54,8 @@ class BatchHandle:
         self.work_dir: str | None = None
         self.batch_dir: str | None = None  # this batch's files (inputs, results, logs, journal)
 
-    # -- dispatcher side -----------------------------------------------------------------------
-    def _add(self, items: list[tuple[int, bool, bytes]]) -> None:
+    # -- dispatcher side (BatchSink) -----------------------------------------------------------
+    def deliver(self, items: list[tuple[int, bool, bytes]]) -> None:
         with self._cond:
             for task, ok, payload in items:
                 if task not in self._raw:
@@ -49,12 +66,12 @@ class BatchHandle:
             for cb in self._task_callbacks:
                 cb(task, ok, payload)
 
-    def _gave_up(self, chunk: int, tasks: list[int], why: str) -> None:
+    def chunk_given_up(self, chunk: int, tasks: list[int], why: str) -> None:
         """A chunk was given up: these of its tasks will have no result (the batch goes on)."""
         for cb in self._give_up_callbacks:
             cb(chunk, tasks, why)
 
-    def _finish(self, error: BaseException | None = None) -> None:
+    def finish(self, error: BaseException | None = None) -> None:
         with self._cond:
             if self._done:
                 return

@@ -1,0 +1,40 @@
+"""A chunk whose job ended without its result: resubmitted within the retry policy, or given up."""
+from __future__ import annotations
+
+import logging
+
+from poolparty.dispatch.collector import Collector
+from poolparty.dispatch.pool_jobs import PoolJobs
+from poolparty.engine.batch_state import Batch, ChunkRun
+from poolparty.retry import ActionKind, FailureClass, RetryPolicy
+
+log = logging.getLogger("poolparty")
+
+
+class Recovery:
+    def __init__(self, jobs: PoolJobs, retry: RetryPolicy, collector: Collector):
+        self.jobs = jobs
+        self.retry = retry
+        self.collector = collector
+
+    def job_lost(self, b: Batch, c: ChunkRun, failure: FailureClass, detail: str) -> None:
+        """The retry policy decides: the chunk waits to be submitted again, or it is given up."""
+        decision = self.retry.decide(failure, c.resubmissions, c.resources)
+        c.job_lost(detail)
+        self.collector.store_log(b, c)
+        if decision.kind is ActionKind.RESUBMIT:
+            log.warning("poolparty: chunk %d of %s: %s -> resubmitting (%s)", c.chunk, b.handle.label,
+                        detail, decision.why)
+            c.retry_with(decision.resources)
+            self.jobs.stats["resubmissions"] += 1
+            return
+        self.give_up(b, c, f"{detail}; {decision.why}")
+
+    def give_up(self, b: Batch, c: ChunkRun, why: str) -> None:
+        """Journaled (a resume starts it afresh), logged, its partial results kept and handed out, and
+        its caller told which tasks will have no result."""
+        c.give_up(why)
+        b.journal.record_give_up(c.chunk, why)
+        log.error("poolparty: chunk %d of %s gave up: %s", c.chunk, b.handle.label, why)
+        self.collector.keep_partial(b, c)
+        b.handle.chunk_given_up(c.chunk, [t for t in c.tasks if t not in b.store.stored], why)
