@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Callable
 
 from poolparty.engine.batch_state import Batch, ChunkRun, Phase, Submission
-from poolparty.store.claims import parse_part_name, part_path, runner_of
+from poolparty.store.claims import runner_of
+from poolparty.store.layout import parse_part_name, part_path
 from poolparty.errors import RetryLimitExceeded
 from poolparty.queues.base import (SELF_ENDED, ArrayRequest, JobState, JobStatus, QueueAdapter, compress_indices, layout_array)
 from poolparty.resources import Resources
