@@ -17,7 +17,7 @@ from typing import Callable
 
 from poolparty.engine.batch_state import Batch, ChunkRun, Phase, Submission
 from poolparty.store.claims import runner_of
-from poolparty.store.layout import parse_part_name, part_path
+from poolparty.store.layout import is_done_name, parse_part_name, part_path
 from poolparty.errors import RetryLimitExceeded
 from poolparty.queues.base import (SELF_ENDED, ArrayRequest, JobState, JobStatus, QueueAdapter, compress_indices, layout_array)
 from poolparty.resources import Resources
@@ -169,7 +169,7 @@ class Dispatcher:
                 continue
             if self._claims:
                 self._learn_runners(b, names)
-            done_chunks = {p[0] for n in names if n.endswith(".done") and (p := parse_part_name(n)) is not None}
+            done_chunks = {p[0] for n in names if is_done_name(n) and (p := parse_part_name(n)) is not None}
             finished: list[tuple[ChunkRun, list[Path], list[tuple[int, bool, bytes]]]] = []
             started = time.monotonic()
             for chunk in sorted(done_chunks):
@@ -322,7 +322,7 @@ class Dispatcher:
                     failure = classify(st.state)
                     detail = f"{st.state.value}" + (f" ({st.reason})" if st.reason and st.reason != "None" else "")
                 # one last look on disk: the result may have landed since the listing
-                if any(p.suffix == ".done" for p in b.store.chunk_files(c.chunk)):
+                if any(is_done_name(p.name) for p in b.store.chunk_files(c.chunk)):
                     self._absorb(b, c)
                     continue
                 if self._claimed_elsewhere(b, c, watched):

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 # -- the run directory ---------------------------------------------------------------------------
+RUN_DIR_PREFIX = "run"  # a fresh run directory under a work_root: run-<time>-<host>-<pid>-<random>
 LOCK_FILE = "lock"
 JOB_SCRIPT_FILE = "job.sh"
 RUN_INFO_FILE = "run.json"

@@ -9,8 +9,8 @@ import time
 from pathlib import Path
 
 from poolparty.store.atomic import atomic_write
-from poolparty.store.layout import (BATCHES_DIR, JOB_SCRIPT_FILE, LOCK_FILE, META_FILE, RUN_FILES, RUN_INFO_FILE,
-                                    batch_dir, parse_batch_dir_name)
+from poolparty.store.layout import (BATCHES_DIR, JOB_SCRIPT_FILE, LOCK_FILE, META_FILE, RUN_DIR_PREFIX,
+                                    RUN_FILES, RUN_INFO_FILE, batch_dir, parse_batch_dir_name)
 from poolparty.store.run_lock import RunLock
 from poolparty.store.trust import make_private_dir
 
@@ -18,7 +18,7 @@ from poolparty.store.trust import make_private_dir
 JOB_SCRIPT = '#!/bin/sh\n# poolparty batch script: runs its arguments as given (argv, never a shell string)\nexec "$@"\n'
 
 
-def new_run_dir(root: Path, prefix: str = "run") -> Path:
+def new_run_dir(root: Path, prefix: str = RUN_DIR_PREFIX) -> Path:
     """A fresh, unique, private run directory under ``root``: safe when many pools start at once."""
     root.mkdir(parents=True, exist_ok=True)  # exist_ok: dask-jobqueue#692 raced right here
     stamp = time.strftime("%Y%m%d-%H%M%S")
