@@ -8,7 +8,6 @@ from pathlib import Path
 import click
 
 from poolparty.store.inputs import BatchFiles
-from poolparty.store.layout import batch_dir_name
 from poolparty.store.results import read_logs
 from poolparty.store.inspect import BatchState, read_run
 from poolparty.cli.common import WORK_DIR, run_dir_argument, shown_path
@@ -53,7 +52,7 @@ def _show(b: BatchState, chunks: set[int], task: int | None, list_only: bool) ->
         what = f"task {task}" if task is not None else f"tasks {tasks[0]}..{tasks[-1]}" if len(tasks) > 1 \
             else f"task {tasks[0]}"
         cut = ", last 1 MiB only" if key.get("truncated") else ""
-        header = (f"===== batch {batch_dir_name(b.number)} chunk {chunk} ({what}), job {key.get('element', '?')}, "
+        header = (f"===== batch {b.number:04d} chunk {chunk} ({what}), job {key.get('element', '?')}, "
                   f"attempt {runs[chunk]}{cut} =====")
         found = True
         if list_only:
@@ -64,7 +63,7 @@ def _show(b: BatchState, chunks: set[int], task: int | None, list_only: bool) ->
     for c in b.chunks:
         if c.chunk in chunks and c.live_log:
             found = True
-            header = f"===== batch {batch_dir_name(b.number)} chunk {c.chunk}, job {c.elements[-1]} (running): {c.live_log} ====="
+            header = f"===== batch {b.number:04d} chunk {c.chunk}, job {c.elements[-1]} (running): {c.live_log} ====="
             if list_only:
                 click.echo(header)
                 continue

@@ -12,7 +12,7 @@ import click
 from poolparty.errors import PoolPartyError
 from poolparty.phases import ChunkPhase
 from poolparty.store.inspect import BatchState, RunState, read_run
-from poolparty.store.layout import LOGS_FILE, batch_dir_name, run_of_batch
+from poolparty.store.layout import LOGS_FILE, run_of_batch
 from poolparty.cli.common import WORK_DIR, echo_json, live, query_jobs, run_dir_argument, shown_path, when
 
 
@@ -87,7 +87,7 @@ def status(work_dir: Path, as_json: bool, no_query: bool, all_failures: bool) ->
 
 def _echo_batch(b: BatchState, scheduler: dict[str, Any], all_failures: bool, unseen: str) -> None:
     done = sum(c.tasks_done for c in b.chunks)
-    click.echo(f"\nbatch {batch_dir_name(b.number)} ({b.kind}, created {when(b.created)}): {done}/{b.n_tasks} tasks done "
+    click.echo(f"\nbatch {b.number:04d} ({b.kind}, created {when(b.created)}): {done}/{b.n_tasks} tasks done "
                f"in {len(b.chunks)} chunk(s)")
     queued = [c for c in b.chunks if c.state == QUEUED]
     line = (f"  chunks: {b.count(ChunkPhase.DONE)} done, {b.count(ChunkPhase.FAILED)} failed, {len(queued)} queued, "

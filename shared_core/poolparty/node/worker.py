@@ -2,8 +2,9 @@
 
 It runs the tasks of one chunk and appends each result to its own part file, flushed per task, then
 renames the part file to ``.done`` (atomic). Tasks already recorded by an earlier attempt of the same
-chunk (requeue, resubmission while the first job was still finishing) are not run again. It imports
-only what it needs, never the dispatcher.
+chunk (requeue, resubmission while the first job was still finishing) are not run again. It reads and
+writes the work_dir only through :mod:`poolparty.store`, and imports only what it needs, never the
+dispatcher or the engine.
 """
 from __future__ import annotations
 
