@@ -87,8 +87,8 @@ class SgeQueue(QueueAdapter):
         if not array:
             out = []
             for chunk in part.chunks:
-                argv = [*base, "-o", f"{request.log_dir}/{job_log_name('$JOB_ID')}", *request.resources.extra, str(request.script),
-                        *request.worker_argv, "--chunk", str(chunk)]
+                argv = [*base, "-o", f"{request.log_dir}/{job_log_name('$JOB_ID')}", *request.resources.extra,
+                        str(request.script), *request.worker_argv, "--chunk", str(chunk)]
                 job = self._qsub(argv)
                 out.append(Submitted(job, {chunk: job}))
             return out
@@ -96,8 +96,8 @@ class SgeQueue(QueueAdapter):
         if hi - lo + 1 != len(part.indices):
             raise ValueError("SGE arrays must be contiguous (internal error)")
         argv = [*base, "-t", f"{lo}-{hi}", "-tc", str(request.throttle),
-                "-o", f"{request.log_dir}/{job_log_name('$JOB_ID.$TASK_ID')}", *request.resources.extra, str(request.script),
-                *request.worker_argv,
+                "-o", f"{request.log_dir}/{job_log_name('$JOB_ID.$TASK_ID')}", *request.resources.extra,
+                str(request.script), *request.worker_argv,
                 "--offset", str(part.offset), "--index-env", self.index_env]
         job = self._qsub(argv)
         return [Submitted(job, {part.offset + i: f"{job}.{i}" for i in part.indices})]

@@ -101,8 +101,8 @@ class SlurmQueue(QueueAdapter):
         if request.throttle < len(part.indices):
             spec += f"%{request.throttle}"
         # the user's extra flags come last: they override ours (sbatch and qsub keep the last value)
-        argv = [*base, f"--array={spec}", f"--output={request.log_dir}/{job_log_name('%A_%a')}", *request.resources.extra,
-                str(request.script),
+        argv = [*base, f"--array={spec}", f"--output={request.log_dir}/{job_log_name('%A_%a')}",
+                *request.resources.extra, str(request.script),
                 *request.worker_argv, "--offset", str(part.offset), "--index-env", self.index_env]
         job = self._sbatch(argv)
         return [Submitted(job, {part.offset + i: f"{job}_{i}" for i in part.indices})]
