@@ -12,7 +12,7 @@ import poolparty
 from conftest import ALL_KINDS, wait_until
 from poolparty.store import records
 from poolparty.store.inputs import BatchFiles
-from poolparty.store.claims import STORED
+from poolparty.store.journal import STORED
 from poolparty.store.results import read_logs
 from test_behaviour import runs_per_task, slow_square
 from test_store_races import make_batch, run_worker

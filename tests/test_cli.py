@@ -22,7 +22,7 @@ from real_wlm import require_or_skip, sge_available, slurm_available
 
 from poolparty.store.inputs import BatchFiles
 from poolparty.cli.main import main
-from poolparty.engine.engine import job_name
+from poolparty.store.layout import job_name
 from poolparty.cli.node_probe import probe_nodes
 from poolparty.queues.local import LocalQueue
 from poolparty.store.inspect import stored_results
@@ -125,7 +125,7 @@ def test_status_resume_logs_clean_on_the_local_queue(tmp_path):
     assert [v for i, v in enumerate(values) if i != 1] == [x * x for x in range(12) if x != 1]
 
     done = json.loads(cli("status", wd, "--json").stdout)["summary"]
-    assert done["chunks"] == {"done": 12, "failed": 0, "queued": 0, "unsubmitted": 0}
+    assert done["chunks"] == {"done": 12, "failed": 0, "queued": 0, "waiting": 0}
     assert done["tasks_done"] == 12
     log = cli("logs", wd, 1).output
     assert "===== batch 0001 chunk 1 (task 1), job L1_1, attempt 1 =====" in log and "working on 1" in log

@@ -12,7 +12,7 @@ from poolparty.store import records
 from poolparty.store.inputs import BatchFiles, encode_batch
 from poolparty.payload import Call, SharedFunction
 from poolparty.store.results import ResultStore
-from poolparty.store.layout import make_private_dir
+from poolparty.store.trust import make_private_dir
 
 
 def make_batch(tmp_path: Path, n: int, per_chunk: int | None = None) -> BatchFiles:

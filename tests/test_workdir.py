@@ -9,7 +9,8 @@ import sys
 import pytest
 
 import poolparty
-from poolparty.store.layout import RunDir, check_private
+from poolparty.store.run_dir import RunDir
+from poolparty.store.trust import check_private
 
 
 def _start_pool_and_map(root: str, n: int, barrier, out: str) -> None:

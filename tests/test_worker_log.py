@@ -43,7 +43,7 @@ def test_a_log_with_separate_stderr_is_left_alone(tmp_path):
 def test_a_claimed_chunk_runs_even_when_its_output_cannot_be_captured(monkeypatch, capfd):
     import tempfile
 
-    from poolparty.node.worker import OutputCapture
+    from poolparty.node.capture import OutputCapture
 
     def no_space(*a, **k):
         raise OSError(28, "No space left on device")

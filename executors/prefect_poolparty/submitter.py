@@ -34,7 +34,7 @@ import cloudpickle
 from poolparty import Call, Engine, Resources
 from poolparty.engine.by_value import register_local_modules
 from poolparty.errors import ConfigurationError, RetryLimitExceeded
-from poolparty.store.layout import make_private_dir
+from poolparty.store.trust import make_private_dir
 
 from . import outcomes
 from .job import JobHeader, run_task_run

@@ -111,8 +111,9 @@ def remove_old_logs(log_root: Path, work_root: Path, days: float) -> list:
     ``days <= 0`` keeps everything. Returns what was deleted."""
     if not days or days <= 0:
         return []
-    import fcntl
     import shutil
+
+    from poolparty.store.run_lock import holder
 
     limit = time.time() - days * 86400
     removed = []
@@ -125,15 +126,8 @@ def remove_old_logs(log_root: Path, work_root: Path, days: float) -> list:
             try:
                 if not p.is_dir() or p.stat().st_mtime >= limit:
                     continue
-                lock = p / "lock"
-                if lock.exists():
-                    fd = os.open(lock, os.O_RDONLY)
-                    try:
-                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    except OSError:
-                        continue  # a live pool: leave its directory alone
-                    finally:
-                        os.close(fd)
+                if holder(p) is not None:
+                    continue  # a live pool: leave its directory alone
                 shutil.rmtree(p, ignore_errors=True)
                 removed.append(p)
             except OSError:

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import click
 
-from poolparty.engine.engine import job_name
-from poolparty.store.inspect import driver_of, read_info
+from poolparty.store.layout import job_name
+from poolparty.store.run_info import read_run_info
+from poolparty.store.run_lock import holder as driver_of
 from poolparty.cli.common import WORK_DIR, live, open_queue, query_jobs, queue_kind, run_dir_argument, shown_path
 
 
@@ -49,7 +50,7 @@ def cancel(work_dir: Path, queue: str | None, stop_driver: bool) -> None:
     """Cancel every job of the run in WORK_DIR (they all carry the run's job name)."""
     run = run_dir_argument(work_dir)
     kind = queue_kind(run, queue)
-    name = read_info(run).get("job_name") or job_name(run)
+    name = read_run_info(run).get("job_name") or job_name(run)
     holder = driver_of(run)
     if holder and stop_driver:
         click.echo(f"stopping the driver ({holder})")

@@ -1,18 +1,20 @@
 """``poolparty clean [--older-than 7d] PARENT``: retention for old run directories under PARENT (a
 ``work_root``). A run is never touched while its driver holds its lock or while the scheduler still
-lists one of its jobs; only the files poolparty made are removed (see ``engine.RUN_FILES``)."""
+lists one of its jobs; only the files poolparty made are removed (see ``store.layout.RUN_FILES``)."""
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
 import click
 
-from poolparty.engine.engine import RUN_FILES, job_name
 from poolparty.errors import ConfigurationError, PoolPartyError
 from poolparty.resources import parse_duration
-from poolparty.store.inspect import is_run_dir, last_activity, read_info, try_lock
+from poolparty.store.inspect import last_activity
+from poolparty.store.layout import job_name
+from poolparty.store.run_dir import is_run_dir, remove_run_dir
+from poolparty.store.run_info import read_run_info
+from poolparty.store.run_lock import try_lock
 from poolparty.cli.common import live, query_jobs, shown_path
 
 
@@ -28,7 +30,7 @@ def parse_age(text: str) -> float:
 
 def jobs_left(run: Path) -> tuple[list[str], str | None]:
     """The run's jobs the scheduler still lists, or why that could not be learnt (then: keep the run)."""
-    info = read_info(run)
+    info = read_run_info(run)
     name = info.get("job_name") or job_name(run)
     kinds = [info["queue"]] if info.get("queue") else ["local", "slurm", "sge"]
     left: list[str] = []
@@ -41,23 +43,6 @@ def jobs_left(run: Path) -> tuple[list[str], str | None]:
         except PoolPartyError as e:
             return [], f"cannot ask {kind} about its jobs: {str(e).splitlines()[0]}"
     return left, None
-
-
-def remove_run(run: Path) -> None:
-    """Remove what poolparty put in the run, then the directory if nothing else is left."""
-    for name in RUN_FILES:
-        p = run / name
-        if name == "lock":
-            continue  # last: it is held while the rest goes
-        if p.is_dir():
-            shutil.rmtree(p)
-        else:
-            p.unlink(missing_ok=True)
-    (run / "lock").unlink(missing_ok=True)
-    try:
-        run.rmdir()
-    except OSError:
-        pass  # the user's own files are kept
 
 
 @click.command()
@@ -90,7 +75,7 @@ def clean(parent: Path, older_than: str, dry_run: bool) -> None:
             if dry_run:
                 click.echo(f"would remove {shown_path(run)} (idle {age_days:.1f} days)")
             else:
-                remove_run(run)
+                remove_run_dir(run)
                 click.echo(f"removed {shown_path(run)} (idle {age_days:.1f} days)")
             removed += 1
     click.echo(f"{'would remove' if dry_run else 'removed'} {removed} run(s), kept {kept} in use; "

@@ -10,7 +10,8 @@ import click
 
 from poolparty.queues import make_queue
 from poolparty.queues.base import JobState, JobStatus, QueueAdapter
-from poolparty.store.inspect import NotARunError, is_run_dir, read_info
+from poolparty.store.inspect import NotARunError, is_run_dir
+from poolparty.store.run_info import read_run_info
 from poolparty.queues.cli import SchedulerCLI
 
 WORK_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
@@ -36,7 +37,7 @@ def _children(path: Path) -> list[Path]:
 
 def queue_kind(run: Path, given: str | None) -> str:
     """The run's queue: ``--queue`` if given, else what ``run.json`` recorded."""
-    kind = given or read_info(run).get("queue")
+    kind = given or read_run_info(run).get("queue")
     if not kind:
         raise click.UsageError(f"{run} has no run.json (made by an older poolparty): say which queue "
                                "it used with --queue local|slurm|sge")

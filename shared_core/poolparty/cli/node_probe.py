@@ -18,7 +18,9 @@ from poolparty import __version__
 from poolparty.errors import PoolPartyError
 from poolparty.queues.base import ArrayPart, ArrayRequest, QueueAdapter
 from poolparty.resources import Resources
-from poolparty.store.layout import JOB_SCRIPT, atomic_write, new_run_dir
+from poolparty.store.atomic import atomic_write
+from poolparty.store.layout import JOB_SCRIPT_FILE
+from poolparty.store.run_dir import JOB_SCRIPT, new_run_dir
 
 PROBE = r"""
 import json, os, socket, sys
@@ -61,7 +63,7 @@ def probe_nodes(queue: QueueAdapter, work_root: Path, python: str, resources: Re
     work_root = work_root.absolute()
     created_root = not work_root.exists()
     run = new_run_dir(work_root, prefix="doctor")
-    script = run / "job.sh"
+    script = run / JOB_SCRIPT_FILE
     atomic_write(script, JOB_SCRIPT.encode(), mode=0o700)
     atomic_write(run / "probe.py", PROBE.encode())  # a file, like the worker's inputs: it must be shared too
     marker = run / "probe.json"

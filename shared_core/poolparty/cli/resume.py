@@ -18,7 +18,6 @@ import click
 import cloudpickle
 
 from poolparty import config
-from poolparty.store import records
 from poolparty.store.inputs import BatchFiles, encode_batch
 from poolparty.engine.handle import BatchHandle
 from poolparty.engine.engine import Engine, EngineOptions
@@ -27,7 +26,10 @@ from poolparty.payload import SharedFunction
 from poolparty.api.progress import ProgressBar, wanted as progress_wanted
 from poolparty.resources import Resources
 from poolparty.retry import RetryPolicy
-from poolparty.store.inspect import batch_dirs, read_info
+from poolparty.store.inspect import batch_dirs
+from poolparty.store.journal import replay
+from poolparty.store.run_info import read_run_info
+from poolparty.store.trust import check_private
 from poolparty.cli.common import WORK_DIR, queue_kind, run_dir_argument, shown_path
 
 RESUMABLE = ("map", "calls")  # Snakemake and Prefect batches are resumed by rerunning the workflow
@@ -36,7 +38,7 @@ RESUMABLE = ("map", "calls")  # Snakemake and Prefect batches are resumed by rer
 def load_batch(number: int, files: BatchFiles) -> tuple[dict[str, Any], SharedFunction | None,
                                                         list[list[tuple[int, Any]]]]:
     """(meta, shared function, chunks of (task, payload)) as the engine was given them."""
-    meta = json.loads(files.meta.read_text())
+    meta = files.read_meta()
     if meta.get("kind") not in RESUMABLE:
         raise click.ClickException(
             f"batch {number} was submitted by {meta.get('kind')!r}, not by a Pool or an Executor: rerun that "
@@ -59,16 +61,13 @@ def load_batch(number: int, files: BatchFiles) -> tuple[dict[str, Any], SharedFu
 
 def first_resources(files: BatchFiles, default: Resources) -> Resources:
     """The resources the batch was first submitted with (used for chunks never submitted)."""
-    for rec in records.read_records(files.journal):
-        if rec.key.get("ev") == "sub":
-            return Resources.from_json(rec.key["res"])
-    return default
+    return replay(files.journal).first_resources or default
 
 
 def engine_options(run: Path, kind: str, max_running: int | None, python: str | None,
                    remove: bool) -> EngineOptions:
     """The run's recorded options (run.json), over the user's configuration for how to poll."""
-    info = read_info(run)
+    info = read_run_info(run)
     configured = config.load().values
     recorded_python = info.get("python")
     return EngineOptions(
@@ -133,6 +132,7 @@ def resume(work_dir: Path, output: Path | None, fmt: str | None, queue: str | No
     if not batches:
         raise click.ClickException(f"nothing to resume in {shown_path(run)}: no batch left "
                                    "(finished batches of a clean run are removed)")
+    check_private(run)  # the inputs are pickles, and pickles are code (the engine checks again)
     sys.path.insert(0, os.getcwd())  # as `python -m`: the program's own modules, for by-reference pickles
     loaded = [(n, f, *load_batch(n, f)) for n, f in batches]
     options = engine_options(run, kind, max_running, python, remove)

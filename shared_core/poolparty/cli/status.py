@@ -1,5 +1,6 @@
-"""``poolparty status WORK_DIR``: chunks by state, attempts, job ids and failures of a run, from its
-journal and result store (plus one scheduler query for the jobs still queued)."""
+"""``poolparty status WORK_DIR``: chunks by phase (the engine's :class:`~poolparty.phases.ChunkPhase`),
+attempts, job ids and failures of a run, from its journal and result store (plus one scheduler query
+for the jobs still queued)."""
 from __future__ import annotations
 
 from collections import Counter
@@ -9,15 +10,22 @@ from typing import Any
 import click
 
 from poolparty.errors import PoolPartyError
+from poolparty.phases import ChunkPhase
 from poolparty.store.inspect import BatchState, RunState, read_run
+from poolparty.store.layout import LOGS_FILE, run_of_batch
 from poolparty.cli.common import WORK_DIR, echo_json, live, query_jobs, run_dir_argument, shown_path, when
+
+
+#: the phases in the order status lists them, and their words (as ChunkState.state holds them)
+PHASES = (ChunkPhase.DONE, ChunkPhase.FAILED, ChunkPhase.QUEUED, ChunkPhase.WAITING)
+DONE, FAILED, QUEUED, WAITING = (p.value for p in PHASES)
 
 
 def collect(run: Path, query: bool) -> tuple[RunState, dict[str, Any]]:
     """The run as read from disk, and what the scheduler says about its queued jobs."""
     state = read_run(run)
     scheduler: dict[str, Any] = {"queried": False, "jobs": {}, "error": None}
-    if query and state.queue and any(c.state == "queued" for b in state.batches for c in b.chunks):
+    if query and state.queue and any(c.state == QUEUED for b in state.batches for c in b.chunks):
         try:
             jobs = query_jobs(run, state.queue, state.job_name)
             scheduler.update(queried=True, jobs={k: v.state.value for k, v in live(jobs).items()})
@@ -34,7 +42,7 @@ def summary(state: RunState, scheduler: dict[str, Any]) -> dict[str, Any]:
         "tasks": sum(b.n_tasks for b in state.batches),
         "tasks_done": sum(c.tasks_done for b in state.batches for c in b.chunks),
         "tasks_failed": sum(len(b.failures) for b in state.batches),
-        "chunks": {s: chunks.get(s, 0) for s in ("done", "failed", "queued", "unsubmitted")},
+        "chunks": {p.value: chunks.get(p.value, 0) for p in PHASES},
         "jobs_in_scheduler": dict(jobs),
         "attempts": sum(c.attempts for b in state.batches for c in b.chunks),
         "resubmitted_chunks": sum(1 for b in state.batches for c in b.chunks if c.attempts > 1),
@@ -58,9 +66,9 @@ def status(work_dir: Path, as_json: bool, no_query: bool, all_failures: bool) ->
     states = {c.state for b in state.batches for c in b.chunks}
     if state.driver:
         click.echo(f"driver: alive ({state.driver})")
-    elif states & {"queued", "unsubmitted"}:
+    elif states & {QUEUED, WAITING}:
         click.echo(f"driver: none (interrupted); finish it with: poolparty resume {shown_path(state.path)}")
-    elif "failed" in states:
+    elif FAILED in states:
         click.echo(f"driver: none (ended with failures); retry them with: poolparty resume {shown_path(state.path)}")
     else:
         click.echo("driver: none (finished)")
@@ -74,17 +82,16 @@ def status(work_dir: Path, as_json: bool, no_query: bool, all_failures: bool) ->
         _echo_batch(b, scheduler, all_failures, unseen)
     c = counts["chunks"]
     click.echo(f"total: {counts['tasks_done']}/{counts['tasks']} tasks done, {counts['tasks_failed']} raised; "
-               f"chunks {c['done']} done, {c['failed']} failed, {c['queued']} queued, "
-               f"{c['unsubmitted']} unsubmitted")
+               f"chunks {c[DONE]} done, {c[FAILED]} failed, {c[QUEUED]} queued, {c[WAITING]} waiting")
 
 
 def _echo_batch(b: BatchState, scheduler: dict[str, Any], all_failures: bool, unseen: str) -> None:
     done = sum(c.tasks_done for c in b.chunks)
     click.echo(f"\nbatch {b.number:04d} ({b.kind}, created {when(b.created)}): {done}/{b.n_tasks} tasks done "
                f"in {len(b.chunks)} chunk(s)")
-    queued = [c for c in b.chunks if c.state == "queued"]
-    line = (f"  chunks: {b.count('done')} done, {b.count('failed')} failed, {len(queued)} queued, "
-            f"{b.count('unsubmitted')} unsubmitted")
+    queued = [c for c in b.chunks if c.state == QUEUED]
+    line = (f"  chunks: {b.count(ChunkPhase.DONE)} done, {b.count(ChunkPhase.FAILED)} failed, {len(queued)} queued, "
+            f"{b.count(ChunkPhase.WAITING)} waiting")
     if scheduler["queried"] and queued:
         where = Counter(scheduler["jobs"].get(c.elements[-1], unseen) for c in queued)
         order = ["running", "pending", "held", "suspended", "requeued"]
@@ -99,15 +106,15 @@ def _echo_batch(b: BatchState, scheduler: dict[str, Any], all_failures: bool, un
         shown = ", ".join(job_ids[:12]) + (f" ... ({len(job_ids)} in all)" if len(job_ids) > 12 else "")
         click.echo(f"  job ids: {shown}")
     limit = None if all_failures else 10
-    gave_up = [c for c in b.chunks if c.state == "failed"]
+    gave_up = [c for c in b.chunks if c.state == FAILED]
     for c in gave_up[:limit]:
         click.echo(f"  chunk {c.chunk} (tasks {_span(c.tasks)}) gave up after {c.attempts} attempt(s): {c.reason}")
-        click.echo(f"    log: {shown_path(b.path)}/logs.rec chunk {c.chunk}; "
-                   f"poolparty logs {shown_path(Path(b.path).parent.parent)} {c.tasks[0]} --batch {b.number}")
+        click.echo(f"    log: {shown_path(b.path)}/{LOGS_FILE} chunk {c.chunk}; "
+                   f"poolparty logs {shown_path(run_of_batch(Path(b.path)))} {c.tasks[0]} --batch {b.number}")
     for f in b.failures[:limit]:
         click.echo(f"  task {f.task} (chunk {f.chunk}) raised {f.error}")
-        click.echo(f"    log: {shown_path(b.path)}/logs.rec chunk {f.chunk}; "
-                   f"poolparty logs {shown_path(Path(b.path).parent.parent)} {f.task} --batch {b.number}")
+        click.echo(f"    log: {shown_path(b.path)}/{LOGS_FILE} chunk {f.chunk}; "
+                   f"poolparty logs {shown_path(run_of_batch(Path(b.path)))} {f.task} --batch {b.number}")
     hidden = max(0, len(gave_up) - 10) + max(0, len(b.failures) - 10) if limit else 0
     if hidden:
         click.echo(f"  ... and {hidden} more failure(s): --all-failures lists them")

@@ -14,7 +14,8 @@ from pathlib import Path
 from poolparty.dispatch.pool_jobs import PoolJobs
 from poolparty.engine.batch_state import Batch, ChunkRun
 from poolparty.phases import ChunkPhase
-from poolparty.store.claims import parse_part_name, part_path, runner_of
+from poolparty.store.claims import runner_of
+from poolparty.store.layout import is_done_name, parse_part_name, part_path
 from poolparty.store.results import remove_files
 
 log = logging.getLogger("poolparty")
@@ -47,7 +48,7 @@ class Collector:
         return changed
 
     def _collect_batch(self, b: Batch, names: list[str]) -> bool:
-        done_chunks = {p[0] for n in names if n.endswith(".done") and (p := parse_part_name(n)) is not None}
+        done_chunks = {p[0] for n in names if is_done_name(n) and (p := parse_part_name(n)) is not None}
         finished: list[Absorbed] = []
         changed = False
         started = time.monotonic()
@@ -69,7 +70,7 @@ class Collector:
 
     def last_look(self, b: Batch, c: ChunkRun) -> bool:
         """Before a job is called lost: its result may have landed since the listing. True: stored."""
-        if not any(p.suffix == ".done" for p in b.store.chunk_files(c.chunk)):
+        if not any(is_done_name(p.name) for p in b.store.chunk_files(c.chunk)):
             return False
         paths = b.store.chunk_files(c.chunk)  # listed again: a part may have become done meanwhile
         self._absorbed(b, [(c, paths, b.store.absorb(c.chunk, paths, sync=False))])
@@ -129,7 +130,7 @@ class Collector:
         """Which element runs each claimed chunk: the first record of a new part (or done) file says."""
         for name in names:
             parsed = parse_part_name(name)
-            if parsed is None or name[:-5] in b.seen_parts:
+            if parsed is None or parsed in b.seen_parts:
                 continue
             chunk, sub = parsed
             if chunk >= len(b.chunks) or b.chunks[chunk].sub != sub:
@@ -137,7 +138,7 @@ class Collector:
             found = runner_of(b.files.incoming / name)
             if found is None:  # its claim record is not written yet (or a driver's block): look again
                 continue
-            b.seen_parts.add(name[:-5])
+            b.seen_parts.add(parsed)
             c, runner = b.chunks[chunk], _runner_element(b, found, sub)
             if runner is not None and runner != c.element:
                 c.claimed_by(runner)

@@ -124,7 +124,7 @@ class Batch:
     next_sub: int = 0
     user_errors: int = 0
     give_up_policy: str = "cancel_pool"  # or "fail_batch"
-    seen_parts: set[str] = field(default_factory=set)  # c<chunk>.s<sub> whose runner has been read
+    seen_parts: set[tuple[int, int]] = field(default_factory=set)  # (chunk, sub) of part files whose runner was read
 
     @property
     def finished(self) -> bool:

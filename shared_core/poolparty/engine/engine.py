@@ -3,14 +3,11 @@ directory, a queue adapter and a dispatcher thread. Plugins call :meth:`Engine.s
 from __future__ import annotations
 
 import atexit
-import hashlib
 import logging
 import os
 import shutil
 import signal
-import socket
 import threading
-import time
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +26,9 @@ from poolparty.resources import Resources
 from poolparty.store.results import ResultStore
 from poolparty.retry import RetryPolicy
 from poolparty.queues.cli import SchedulerCLI
-from poolparty.store.layout import RunDir, new_run_dir, write_json
+from poolparty.store.layout import job_name
+from poolparty.store.run_dir import RunDir, new_run_dir, remove_run_dir
+from poolparty.store.run_info import write_run_info
 
 log = logging.getLogger("poolparty")
 
@@ -51,15 +50,6 @@ class EngineOptions:
     resources: Resources = field(default_factory=Resources)
     max_result_size: int | None = None  # bytes of one pickled result; larger ones fail the task
     progress: bool | None = None  # Pool: a progress bar on a terminal; None = when stderr is a TTY
-
-
-RUN_FILES = ("batches", "lock", "job.sh", "local_queue.json", "run.json")  # what poolparty puts in a run dir
-
-
-def job_name(work_dir: str | os.PathLike[str]) -> str:
-    """The scheduler job name of every job of the run in ``work_dir``: stable, so a resumed run (or
-    ``poolparty cancel``) finds its jobs by name."""
-    return "pp-" + hashlib.sha1(str(Path(work_dir).resolve()).encode()).hexdigest()[:12]
 
 
 def default_work_root(queue: QueueAdapter) -> Path:
@@ -92,7 +82,10 @@ class Engine:
             raise
         max_running = self.max_running
         self.name = job_name(self.run.path)
-        _write_run_info(self.run.path, self.name, self.queue.name, python, options, max_running)
+        write_run_info(self.run.path, job_name=self.name, queue=self.queue.name, python=python,
+                       max_running=max_running, array=options.array,
+                       max_resubmissions=options.retry.max_resubmissions, resources=options.resources.to_json(),
+                       max_result_size=options.max_result_size)
         self.queue.attach(self.run.path)
         interval = options.polling_interval or self.queue.default_polling_interval
         settings = DispatchSettings(
@@ -206,33 +199,9 @@ class Engine:
             return
         for p in self._keep_for_resume:
             shutil.rmtree(p, ignore_errors=True)
-        _remove_run_dir(run.path)
+        remove_run_dir(run.path, ignore_errors=True)
         self.run = None  # type: ignore[assignment]
         self._run_path = run.path
-
-
-def _remove_run_dir(path: Path) -> None:
-    """Remove what poolparty put there, then the directory if it is empty (a user's dir is kept)."""
-    for name in RUN_FILES:
-        p = path / name
-        if p.is_dir():
-            shutil.rmtree(p, ignore_errors=True)
-        else:
-            p.unlink(missing_ok=True)
-    try:
-        path.rmdir()
-    except OSError:
-        pass
-
-
-def _write_run_info(path: Path, name: str, queue: str, python: str, options: EngineOptions,
-                    max_running: int) -> None:
-    """``run.json``: what ``poolparty status|cancel|clean|resume`` need to find and rerun the jobs."""
-    write_json(path / "run.json", {
-        "format": 1, "job_name": name, "queue": queue, "python": python, "max_running": max_running,
-        "array": options.array, "max_resubmissions": options.retry.max_resubmissions,
-        "resources": options.resources.to_json(), "max_result_size": options.max_result_size,
-        "started": time.time(), "host": socket.gethostname(), "pid": os.getpid()})
 
 
 _LIVE_ENGINES: "weakref.WeakSet[Engine]" = weakref.WeakSet()

@@ -2,8 +2,9 @@
 
 It runs the tasks of one chunk and appends each result to its own part file, flushed per task, then
 renames the part file to ``.done`` (atomic). Tasks already recorded by an earlier attempt of the same
-chunk (requeue, resubmission while the first job was still finishing) are not run again. It imports
-only what it needs, never the dispatcher.
+chunk (requeue, resubmission while the first job was still finishing) are not run again. It reads and
+writes the work_dir only through :mod:`poolparty.store`, and imports only what it needs, never the
+dispatcher or the engine.
 """
 from __future__ import annotations
 
@@ -15,27 +16,16 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
-from poolparty.store import claims
-from poolparty.store import records
-from poolparty.store.inputs import BatchFiles
+from poolparty.node.capture import OutputCapture
 from poolparty.payload import ExceptionInfo, run_payload
-from poolparty.store.result_limit import ResultTooLargeError, read_limit
-from poolparty.store.results import LOG_TAIL_BYTES
-from poolparty.store.layout import check_private
-
-
-def recorded_tasks(files: BatchFiles, chunk: int) -> set[int]:
-    """Task indices that any attempt of this chunk has already recorded."""
-    done: set[int] = set()
-    prefix = f"c{chunk}."
-    try:
-        names = os.listdir(files.incoming)
-    except FileNotFoundError:
-        return done
-    for name in names:
-        if name.startswith(prefix) and (name.endswith(".part") or name.endswith(".done")):
-            done.update(r.key["task"] for r in records.read_records(files.incoming / name) if "task" in r.key)
-    return done
+from poolparty.store import records
+from poolparty.store.claims import claim, is_claimed, parse_indices
+from poolparty.store.incoming import publish, published, recorded_tasks
+from poolparty.store.inputs import BatchFiles
+from poolparty.store.journal import StoredChunks
+from poolparty.store.result_limit import ResultTooLargeError
+from poolparty.store.run_info import read_result_limit
+from poolparty.store.trust import check_batch
 
 
 def dumps(value: object) -> bytes:
@@ -77,8 +67,8 @@ class ChunkRunner:
 
     def __init__(self, files: BatchFiles, sub: int, own: int):
         self.files, self.sub, self.own, self.token = files, sub, own, job_token()
-        self.stored = claims.StoredChunks(files.journal)
-        self.limit = read_limit(files.path.parent.parent)
+        self.stored = StoredChunks(files.journal)
+        self.limit = read_result_limit(files.run)
         self.shared_error: ExceptionInfo | None = None
         try:
             self.shared = files.read_shared()
@@ -88,15 +78,15 @@ class ChunkRunner:
             self.shared, self.shared_error = None, ExceptionInfo.capture(e)
 
     def run(self, chunk: int, *, capture: bool = False) -> bool | None:
-        """Run one chunk if this process may (see :func:`claims.claim`); None if it may not, else
+        """Run one chunk if this process may (see :func:`~poolparty.store.claims.claim`); None if it may not, else
         whether every task succeeded. ``capture``: the chunk is not this element's own, so its output
         goes into its part file (a ``log`` record) instead of this job's log file."""
-        out = claims.claim(self.files.incoming, self.stored, chunk, self.sub, self.own, self.token)
+        out = claim(self.files.incoming, self.stored, chunk, self.sub, self.own, self.token)
         if out is None:
             return None
         with out:
             indices, payloads = self.files.read_chunk(chunk)
-            done = recorded_tasks(self.files, chunk)
+            done = recorded_tasks(self.files.incoming, chunk)
             with OutputCapture(capture) as captured:
                 all_ok = self._run_tasks(out, indices, payloads, done)
             if captured.data or (capture and not all_ok):
@@ -125,45 +115,6 @@ class ChunkRunner:
         return all_ok
 
 
-class OutputCapture:
-    """Points file descriptors 1 and 2 at an anonymous temporary file (node-local, no name in the shared
-    directory) for the duration of a block; ``data`` is what was written (its last MiB)."""
-
-    def __init__(self, active: bool):
-        self.active = active
-        self.data = b""
-
-    def __enter__(self) -> "OutputCapture":
-        if self.active:
-            import tempfile
-
-            sys.stdout.flush()
-            sys.stderr.flush()
-            try:
-                self._tmp = tempfile.TemporaryFile()
-                self._saved = (os.dup(1), os.dup(2))
-            except OSError as e:  # no temporary space, or no stdout: the output goes to this job's log
-                print(f"poolparty.node.worker: cannot capture a claimed chunk's output ({e})", file=sys.stderr)
-                self.active = False
-                return self
-            os.dup2(self._tmp.fileno(), 1)
-            os.dup2(self._tmp.fileno(), 2)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if not self.active:
-            return
-        sys.stdout.flush()
-        sys.stderr.flush()
-        for fd, saved in zip((1, 2), self._saved):
-            os.dup2(saved, fd)
-            os.close(saved)
-        size = self._tmp.seek(0, os.SEEK_END)
-        self._tmp.seek(max(0, size - LOG_TAIL_BYTES))
-        self.data = self._tmp.read()
-        self._tmp.close()
-
-
 def run_element(files: BatchFiles, own: int, sub: int, others: list[int], walltime: float | None) -> int:
     """This element's own chunk, then (``others``: the submission's other chunks) each one whose own
     element has not started, lowest first (results keep arriving roughly in order, for ``imap``), as
@@ -176,7 +127,7 @@ def run_element(files: BatchFiles, own: int, sub: int, others: list[int], wallti
     for chunk in sorted(others):
         if walltime is not None and time.monotonic() - started + 2 * longest > walltime:
             break
-        if chunk == own or claims.part_path(files.incoming, chunk, sub).exists():
+        if chunk == own or is_claimed(files.incoming, chunk, sub):
             continue
         wait_for_the_driver(files.incoming)
         t0 = time.monotonic()
@@ -195,10 +146,7 @@ def wait_for_the_driver(incoming: Path, patience: float = 2.0) -> None:
     that is gone must not stall the work)."""
     deadline = time.monotonic() + patience
     while time.monotonic() < deadline:
-        try:
-            if sum(1 for n in os.listdir(incoming) if n.endswith(".done")) < MAX_UNSTORED:
-                return
-        except FileNotFoundError:
+        if published(incoming) < MAX_UNSTORED:  # 0 once incoming/ is gone: the batch ended
             return
         time.sleep(0.02)
 
@@ -222,22 +170,6 @@ def drop_quiet_log(incoming: Path) -> None:
             os.unlink(path)
     except OSError:
         pass
-
-
-def publish(part: Path) -> None:
-    """``.part`` -> ``.done`` without ever replacing a ``.done`` another run of this job wrote."""
-    done = part.with_suffix(".done")
-    try:
-        os.link(part, done)
-    except FileExistsError:
-        pass  # an earlier run of this very job finished: its records stand
-    except FileNotFoundError:
-        return  # the driver already stored this chunk from another attempt and removed our file
-    except OSError:  # a filesystem without hard links
-        if not done.exists():
-            os.replace(part, done)
-            return
-    part.unlink(missing_ok=True)
 
 
 def job_token() -> str:
@@ -291,7 +223,7 @@ def parse_args(argv: list[str]) -> WorkerArgs:
         args = WorkerArgs(
             Path(argv[0]), int(opts.get("--sub", "0")),
             int(opts["--chunk"]) if "--chunk" in opts else None, int(opts.get("--offset", "0")),
-            opts.get("--index-env", ""), claims.parse_indices(opts.get("--claim", "")),
+            opts.get("--index-env", ""), parse_indices(opts.get("--claim", "")),
             float(opts["--walltime"]) if "--walltime" in opts else None)
     except ValueError:
         raise SystemExit(f"poolparty.node.worker: bad arguments {argv!r}\n{USAGE}") from None
@@ -305,10 +237,7 @@ def parse_args(argv: list[str]) -> WorkerArgs:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     files = BatchFiles(args.batch.resolve())
-    # pickles are code: load them only from directories nobody else can write
-    check_private(files.path)
-    check_private(files.path.parent.parent)
-    check_private(files.incoming)
+    check_batch(files.path, files.incoming)  # pickles are code: only from directories nobody else can write
     if args.chunk is not None:  # a plain job: its one chunk
         return run_element(files, args.chunk, args.sub, [], None)
     own = chunk_from_environment(args.offset, args.index_env)

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Sequence
 
 from poolparty.resources import Resources
+from poolparty.store.layout import job_log_name
 
 
 class JobState(enum.Enum):
@@ -194,7 +195,7 @@ class QueueAdapter(abc.ABC):
 
     def log_path(self, log_dir: Path, element: str) -> Path:
         """Where the scheduler writes an element's stdout and stderr."""
-        return log_dir / f"j{element}.log"
+        return log_dir / job_log_name(element)
 
     def close(self) -> None:
         """Release resources (the local queue stops its launcher)."""

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from poolparty.store.layout import atomic_write
+from poolparty.store.atomic import atomic_write
+from poolparty.store.layout import local_queue_state
 from poolparty.queues.base import ArrayRequest, JobState, JobStatus, QueueAdapter, Submitted
 
 INDEX_ENV = "POOLPARTY_ARRAY_INDEX"
@@ -91,7 +92,7 @@ class LocalQueue(QueueAdapter):
         self._thread.start()
 
     def attach(self, run_dir: Path) -> None:
-        self._state_file = run_dir / "local_queue.json"
+        self._state_file = local_queue_state(run_dir)
         try:
             saved = json.loads(self._state_file.read_text())
         except (FileNotFoundError, ValueError):
@@ -272,7 +273,7 @@ def recorded_workers(run_dir: Path, name: str) -> dict[str, int]:
     """Element -> pid of the run's workers recorded in ``local_queue.json`` that are still the same live
     processes (read only; for ``poolparty status|cancel`` run from another process)."""
     try:
-        saved = json.loads((run_dir / "local_queue.json").read_text())
+        saved = json.loads(local_queue_state(run_dir).read_text())
     except (OSError, ValueError):
         return {}
     return {element: pid for element, (pid, ticks, job) in saved.get("running", {}).items()

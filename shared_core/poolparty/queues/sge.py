@@ -10,6 +10,7 @@ from typing import Sequence
 from poolparty.errors import SubmissionError, UnsupportedResourceError
 from poolparty.queues.resource_check import ResourceVerifier
 from poolparty.resources import Resources, format_hms
+from poolparty.store.layout import job_log_name
 from poolparty.queues.cli import SchedulerCLI
 from poolparty.queues.base import ArrayRequest, JobState, JobStatus, QueueAdapter, Submitted
 
@@ -86,8 +87,8 @@ class SgeQueue(QueueAdapter):
         if not array:
             out = []
             for chunk in part.chunks:
-                argv = [*base, "-o", f"{request.log_dir}/j$JOB_ID.log", *request.resources.extra, str(request.script),
-                        *request.worker_argv, "--chunk", str(chunk)]
+                argv = [*base, "-o", f"{request.log_dir}/{job_log_name('$JOB_ID')}", *request.resources.extra,
+                        str(request.script), *request.worker_argv, "--chunk", str(chunk)]
                 job = self._qsub(argv)
                 out.append(Submitted(job, {chunk: job}))
             return out
@@ -95,8 +96,8 @@ class SgeQueue(QueueAdapter):
         if hi - lo + 1 != len(part.indices):
             raise ValueError("SGE arrays must be contiguous (internal error)")
         argv = [*base, "-t", f"{lo}-{hi}", "-tc", str(request.throttle),
-                "-o", f"{request.log_dir}/j$JOB_ID.$TASK_ID.log", *request.resources.extra, str(request.script),
-                *request.worker_argv,
+                "-o", f"{request.log_dir}/{job_log_name('$JOB_ID.$TASK_ID')}", *request.resources.extra,
+                str(request.script), *request.worker_argv,
                 "--offset", str(part.offset), "--index-env", self.index_env]
         job = self._qsub(argv)
         return [Submitted(job, {part.offset + i: f"{job}.{i}" for i in part.indices})]
@@ -131,7 +132,7 @@ class SgeQueue(QueueAdapter):
         return True
 
     def log_path(self, log_dir: Path, element: str) -> Path:
-        return log_dir / f"j{element}.log"
+        return log_dir / job_log_name(element)
 
     def check_resources(self, resources: Resources, script: Path, workdir: Path) -> None:
         # -w v: the qmaster checks the request against an empty cluster and queues nothing

@@ -9,6 +9,7 @@ from typing import Sequence
 from poolparty.errors import SubmissionError
 from poolparty.queues.resource_check import ResourceVerifier
 from poolparty.resources import Resources
+from poolparty.store.layout import job_log_name
 from poolparty.queues.cli import SchedulerCLI
 from poolparty.queues.base import ArrayRequest, JobState, JobStatus, QueueAdapter, Submitted, compress_indices
 
@@ -91,7 +92,7 @@ class SlurmQueue(QueueAdapter):
         if not array:
             out = []
             for chunk in part.chunks:
-                argv = [*base, f"--output={request.log_dir}/j%j.log", *request.resources.extra,
+                argv = [*base, f"--output={request.log_dir}/{job_log_name('%j')}", *request.resources.extra,
                         str(request.script), *request.worker_argv, "--chunk", str(chunk)]
                 job = self._sbatch(argv)
                 out.append(Submitted(job, {chunk: job}))
@@ -100,8 +101,8 @@ class SlurmQueue(QueueAdapter):
         if request.throttle < len(part.indices):
             spec += f"%{request.throttle}"
         # the user's extra flags come last: they override ours (sbatch and qsub keep the last value)
-        argv = [*base, f"--array={spec}", f"--output={request.log_dir}/j%A_%a.log", *request.resources.extra,
-                str(request.script),
+        argv = [*base, f"--array={spec}", f"--output={request.log_dir}/{job_log_name('%A_%a')}",
+                *request.resources.extra, str(request.script),
                 *request.worker_argv, "--offset", str(part.offset), "--index-env", self.index_env]
         job = self._sbatch(argv)
         return [Submitted(job, {part.offset + i: f"{job}_{i}" for i in part.indices})]
@@ -138,7 +139,7 @@ class SlurmQueue(QueueAdapter):
         return True
 
     def log_path(self, log_dir: Path, element: str) -> Path:
-        return log_dir / f"j{element}.log"
+        return log_dir / job_log_name(element)
 
     def check_resources(self, resources: Resources, script: Path, workdir: Path) -> None:
         # --test-only: slurmctld validates the request against partitions and nodes and queues nothing

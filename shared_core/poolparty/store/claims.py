@@ -1,36 +1,20 @@
-"""Who runs a chunk: its part file, created exclusively, is the claim.
+"""Who runs a chunk: its part file in ``incoming/``, created exclusively, is the claim.
 
 An array element runs its own chunk, then (when the dispatcher allows it) chunks of the same submission
 whose own elements have not started yet: one Python start-up then serves several chunks. A chunk's part
-file ``c<chunk>.s<sub>.part`` is created with ``O_EXCL`` by whoever runs it, and its first record names
-the runner (the runner's own chunk and job token), so the dispatcher knows whose death to watch for.
-The own element of a claimed chunk stays queued and, when it starts, finds the claim and leaves. A chunk
-the driver has stored is recorded in the batch's journal before its files are deleted, so an element
-that starts late never runs it again.
+file (see :func:`poolparty.store.layout.part_name`) is created with ``O_EXCL`` by whoever runs it, and its
+first record names the runner (the runner's own chunk and job token), so the dispatcher knows whose death
+to watch for. The own element of a claimed chunk stays queued and, when it starts, finds the claim and
+leaves. A chunk the driver has stored is recorded in the batch's journal before its files are deleted,
+so an element that starts late never runs it again.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 from poolparty.store import records
-
-#: the journal event the driver writes (see Journal.record_stored) once chunks are in the store
-STORED = "stored"
-
-
-def part_path(incoming: Path, chunk: int, sub: int) -> Path:
-    return incoming / f"c{chunk}.s{sub}.part"
-
-
-def parse_part_name(name: str) -> tuple[int, int] | None:
-    """(chunk, submission) of a ``c<chunk>.s<sub>.part`` or ``.done`` name, else None."""
-    if name[:1] != "c" or not name.endswith((".part", ".done")):
-        return None
-    try:
-        chunk, sub = (int(x[1:]) for x in name[:-5].split("."))
-    except ValueError:
-        return None
-    return chunk, sub
+from poolparty.store.journal import StoredChunks
+from poolparty.store.layout import done_path, part_path
 
 
 def runner_of(path: Path) -> tuple[int, str] | None:
@@ -42,24 +26,6 @@ def runner_of(path: Path) -> tuple[int, str] | None:
     return None
 
 
-class StoredChunks:
-    """The chunks the driver has stored, from the batch's journal, read on from where the last look
-    stopped: an element checks every chunk it might claim, and the journal grows through the map."""
-
-    def __init__(self, journal: Path):
-        self.journal = journal
-        self._offset = 0
-        self._chunks: set[int] = set()
-
-    def __contains__(self, chunk: int) -> bool:
-        if chunk not in self._chunks:
-            for rec in records.read_records(self.journal, self._offset):
-                self._offset = rec.end
-                if rec.key.get("ev") == STORED:
-                    self._chunks.update(rec.key.get("chunks", ()))
-        return chunk in self._chunks
-
-
 def claim(incoming: Path, stored: StoredChunks, chunk: int, sub: int, runner: int,
           job: str) -> records.RecordWriter | None:
     """The writer of this chunk's part file if this process may run it, else None: stored already,
@@ -68,7 +34,7 @@ def claim(incoming: Path, stored: StoredChunks, chunk: int, sub: int, runner: in
     part = part_path(incoming, chunk, sub)
 
     def finished() -> bool:
-        return part.with_suffix(".done").exists() or chunk in stored
+        return done_path(part).exists() or chunk in stored
 
     if finished():
         return None
@@ -88,6 +54,11 @@ def claim(incoming: Path, stored: StoredChunks, chunk: int, sub: int, runner: in
         part.unlink(missing_ok=True)
         return None
     return writer
+
+
+def is_claimed(incoming: Path, chunk: int, sub: int) -> bool:
+    """Whether someone (an element, or the driver blocking the name) holds this chunk's part name."""
+    return part_path(incoming, chunk, sub).exists()
 
 
 def parse_indices(spec: str) -> list[int]:

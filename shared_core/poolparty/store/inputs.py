@@ -11,10 +11,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from poolparty.store import records
 from poolparty.errors import ConfigurationError, WorkDirMismatchError
 from poolparty.payload import Call, SharedFunction
-from poolparty.store.layout import make_private_dir, read_json, write_json
+from poolparty.store import records
+from poolparty.store.atomic import read_json, write_json
+from poolparty.store.layout import BatchPaths
+from poolparty.store.trust import make_private_dir
 
 FORMAT = 2  # 2: index and function inside chunks.rec (1 had chunks.idx and function.pkl)
 
@@ -67,17 +69,11 @@ def encode_batch(shared: SharedFunction | None, chunks: Sequence[Sequence[tuple[
     return EncodedBatch(shared_bytes, out, n, h.hexdigest())
 
 
-class BatchFiles:
-    """Paths of one batch directory, and the worker-side readers."""
+class BatchFiles(BatchPaths):
+    """One batch directory's inputs: written by the driver, read by the worker and ``resume``."""
 
     def __init__(self, path: Path):
-        self.path = path
-        self.meta = path / "meta.json"
-        self.chunks = path / "chunks.rec"
-        self.journal = path / "journal.rec"
-        self.results = path / "results.rec"
-        self.logs = path / "logs.rec"
-        self.incoming = path / "incoming"
+        super().__init__(path)
         self._index_record: records.Record | None = None
 
     # -- driver side -------------------------------------------------------------------------
@@ -114,8 +110,12 @@ class BatchFiles:
                                "created": time.time(),
                                "chunk_tasks": [indices for indices, _ in batch.chunks]})
 
+    def read_meta(self) -> dict[str, Any]:
+        """``meta.json``: the batch's kind, task and chunk counts, fingerprint and each chunk's tasks."""
+        return read_json(self.meta)
+
     def check_matches(self, batch: EncodedBatch) -> dict[str, Any]:
-        meta = read_json(self.meta)
+        meta = self.read_meta()
         if meta.get("format") != FORMAT:
             raise WorkDirMismatchError(
                 f"{self.path} was written by another poolparty version (batch format {meta.get('format')}, this "

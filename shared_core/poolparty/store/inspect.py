@@ -1,28 +1,31 @@
 """A run directory read from disk, without its driver: what ``poolparty status``, ``logs``, ``resume``,
 ``cancel`` and ``clean`` know about a run (batches, chunks, attempts, job ids, results, failures, logs).
+A chunk's state is the engine's own word for it, :class:`~poolparty.phases.ChunkPhase`.
 
-Nothing here writes to the run, except :func:`try_lock`, which takes the driver's lock for a moment
-(or for as long as ``clean`` deletes the run).
+Nothing here writes to the run; asking whether a driver is alive takes its lock for a moment.
 """
 from __future__ import annotations
 
-import errno
-import fcntl
-import json
 import os
 import time
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import cloudpickle
 
+from poolparty.errors import PoolPartyError
+from poolparty.phases import ChunkPhase
 from poolparty.store import records
+from poolparty.store.incoming import recorded_tasks
 from poolparty.store.inputs import BatchFiles
-from poolparty.engine.engine import job_name
-from poolparty.errors import PoolPartyError, UnsafeWorkDirError
-from poolparty.store.layout import check_private
+from poolparty.store.journal import replay
+from poolparty.store.layout import (BATCHES_DIR, LOCK_FILE, LOGS_FILE, RUN_INFO_FILE, job_log_name, job_name,
+                                    relative_batch_dir)
+from poolparty.store.run_dir import complete_batches, is_run_dir
+from poolparty.store.run_info import read_run_info
+from poolparty.store.run_lock import holder
+from poolparty.store.trust import is_private
 
 
 class NotARunError(PoolPartyError):
@@ -42,7 +45,7 @@ class TaskFailure:
 class ChunkState:
     chunk: int
     tasks: list[int]
-    state: str  # done | failed (gave up) | queued (submitted, no result yet) | unsubmitted
+    state: str  # a ChunkPhase value: done | failed (gave up) | queued (submitted, no result yet) | waiting
     attempts: int = 0  # submissions recorded in the journal
     elements: list[str] = field(default_factory=list)  # the scheduler's id of each attempt
     job_ids: list[str] = field(default_factory=list)  # the submission (array) of each attempt
@@ -62,8 +65,8 @@ class BatchState:
     chunks: list[ChunkState]
     failures: list[TaskFailure]
 
-    def count(self, state: str) -> int:
-        return sum(1 for c in self.chunks if c.state == state)
+    def count(self, phase: ChunkPhase) -> int:
+        return sum(1 for c in self.chunks if c.state == phase.value)
 
 
 @dataclass
@@ -79,56 +82,9 @@ class RunState:
         return asdict(self)
 
 
-def is_run_dir(path: Path) -> bool:
-    return path.is_dir() and ((path / "run.json").is_file() or
-                              ((path / "job.sh").is_file() and (path / "batches").is_dir()))
-
-
-def read_info(path: Path) -> dict[str, Any]:
-    try:
-        return json.loads((path / "run.json").read_text())
-    except (OSError, ValueError):
-        return {}
-
-
 def batch_dirs(path: Path) -> list[tuple[int, BatchFiles]]:
     """(number, files) of every batch whose inputs are complete (meta.json written), in order."""
-    out = []
-    try:
-        entries = sorted(os.listdir(path / "batches"))
-    except FileNotFoundError:
-        return out
-    for name in entries:
-        if name.isdigit() and (path / "batches" / name / "meta.json").is_file():
-            out.append((int(name), BatchFiles(path / "batches" / name)))
-    return out
-
-
-@contextmanager
-def try_lock(path: Path) -> Iterator[str | None]:
-    """Hold the run's lock while the block runs; yields None, or who holds it (a live driver)."""
-    try:
-        fd = os.open(path / "lock", os.O_RDWR)
-    except FileNotFoundError:
-        yield None
-        return
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            if e.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-            yield os.pread(fd, 200, 0).decode(errors="replace").strip() or "unknown"
-            return
-        yield None
-    finally:
-        os.close(fd)
-
-
-def driver_of(path: Path) -> str | None:
-    """Who holds the run's lock ("pid N on HOST"), or None when no driver is alive."""
-    with try_lock(path) as holder:
-        return holder
+    return [(number, BatchFiles(p)) for number, p in complete_batches(path)]
 
 
 def read_run(path: str | os.PathLike[str], *, load_errors: bool = True) -> RunState:
@@ -137,28 +93,10 @@ def read_run(path: str | os.PathLike[str], *, load_errors: bool = True) -> RunSt
     p = Path(path).absolute()
     if not is_run_dir(p):
         raise NotARunError(f"{p} is not a poolparty work_dir (no run.json, or no job.sh and batches/)")
-    info = read_info(p)
-    if load_errors:
-        try:
-            check_private(p)
-        except UnsafeWorkDirError:
-            load_errors = False
+    info = read_run_info(p)
+    load_errors = load_errors and is_private(p)  # pickles are code: only from a private directory
     batches = [_read_batch(number, files, load_errors) for number, files in batch_dirs(p)]
-    return RunState(str(p), info.get("job_name") or job_name(p), info.get("queue"), info, driver_of(p), batches)
-
-
-def _journal(files: BatchFiles) -> tuple[dict[int, list[dict[str, Any]]], dict[int, str]]:
-    """Every attempt of every chunk ({chunk: [{sub, job, element}]}) and the give-ups ({chunk: why})."""
-    attempts: dict[int, list[dict[str, Any]]] = {}
-    gave_up: dict[int, str] = {}
-    for rec in records.read_records(files.journal):
-        k = rec.key
-        if k.get("ev") == "sub":
-            for chunk, element in zip(k["chunks"], k["elements"]):
-                attempts.setdefault(chunk, []).append({"sub": k["sub"], "job": k["job"], "element": element})
-        elif k.get("ev") == "giveup":
-            gave_up[k["chunk"]] = k["why"]
-    return attempts, gave_up
+    return RunState(str(p), info.get("job_name") or job_name(p), info.get("queue"), info, holder(p), batches)
 
 
 def stored_results(files: BatchFiles) -> dict[int, tuple[bool, int, int]]:
@@ -169,43 +107,40 @@ def stored_results(files: BatchFiles) -> dict[int, tuple[bool, int, int]]:
     return out
 
 
-def _incoming_tasks(files: BatchFiles, chunk: int) -> set[int]:
-    """Tasks a worker recorded that the (dead or busy) driver has not moved into the store yet."""
-    from poolparty.node.worker import recorded_tasks
-
-    return recorded_tasks(files, chunk)
+def chunk_phase(pending: bool, gave_up: bool, submitted: bool) -> ChunkPhase:
+    """A chunk's phase as its files tell it: every task stored, given up, submitted, or not yet."""
+    if not pending:
+        return ChunkPhase.DONE
+    if gave_up:
+        return ChunkPhase.FAILED
+    return ChunkPhase.QUEUED if submitted else ChunkPhase.WAITING
 
 
 def _read_batch(number: int, files: BatchFiles, load_errors: bool) -> BatchState:
-    meta = json.loads(files.meta.read_text())
-    attempts, gave_up = _journal(files)
+    meta = files.read_meta()
+    journal = replay(files.journal).chunks
     stored = stored_results(files)
-    rel = f"batches/{number:04d}"
+    rel = relative_batch_dir(number)
     chunks: list[ChunkState] = []
     failures: list[TaskFailure] = []
     for chunk, tasks in enumerate(meta.get("chunk_tasks", [])):
-        tried = attempts.get(chunk, [])
+        history = journal.get(chunk)
+        tried = history.attempts if history is not None else []
+        gave_up = history.gave_up if history is not None else None
         done = {t for t in tasks if t in stored}
         pending = [t for t in tasks if t not in done]
-        extra = _incoming_tasks(files, chunk) & set(pending) if pending and tried else set()
+        extra = recorded_tasks(files.incoming, chunk) & set(pending) if pending and tried else set()
         errors = [t for t in done if not stored[t][0]]
-        if not pending:
-            state = "done"
-        elif chunk in gave_up:
-            state = "failed"
-        elif tried:
-            state = "queued"
-        else:
-            state = "unsubmitted"
-        c = ChunkState(chunk, list(tasks), state, len(tried), [a["element"] for a in tried],
-                       [a["job"] for a in tried], len(done) + len(extra), len(errors), gave_up.get(chunk))
-        if state == "queued":
-            live = files.incoming / f"j{tried[-1]['element']}.log"
+        phase = chunk_phase(bool(pending), gave_up is not None, bool(tried))
+        c = ChunkState(chunk, list(tasks), phase.value, len(tried), [a.element for a in tried],
+                       [a.job for a in tried], len(done) + len(extra), len(errors), gave_up)
+        if phase is ChunkPhase.QUEUED:
+            live = files.incoming / job_log_name(tried[-1].element)
             c.live_log = str(live) if live.exists() else None
         chunks.append(c)
         for t in sorted(errors):
             text = _error_text(files, stored[t][2]) if load_errors else "(not loaded: the work_dir is not private)"
-            failures.append(TaskFailure(number, t, chunk, text, f"{rel}/logs.rec chunk {chunk}"))
+            failures.append(TaskFailure(number, t, chunk, text, f"{rel}/{LOGS_FILE} chunk {chunk}"))
     return BatchState(number, str(files.path), meta.get("kind", "?"), meta.get("created", 0.0),
                       meta.get("n_tasks", 0), chunks, failures)
 
@@ -218,15 +153,10 @@ def _error_text(files: BatchFiles, offset: int) -> str:
         return f"(exception not readable here: {type(e).__name__}: {e})"
 
 
-def read_result(files: BatchFiles, offset: int) -> Any:
-    """One stored result (or ExceptionInfo of a failed task), unpickled."""
-    return cloudpickle.loads(records.read_at(files.results, offset).payload)
-
-
 def last_activity(path: Path) -> float:
     """The newest modification time of the run's own files (run.json, lock, journals, results, logs)."""
     newest = 0.0
-    candidates = [path, path / "run.json", path / "lock", path / "batches"]
+    candidates = [path, path / RUN_INFO_FILE, path / LOCK_FILE, path / BATCHES_DIR]
     for _, files in batch_dirs(path):
         candidates += [files.path, files.journal, files.results, files.logs, files.incoming]
     for c in candidates:

@@ -1,14 +1,29 @@
-"""Each chunk's submissions, attempts and job ids, appended as records. Replayed on resume so that
-running jobs are adopted, finished results reused, and only what is missing is submitted again."""
+"""A batch's journal (``journal.rec``): each chunk's submissions, attempts and job ids, its give-up and
+which chunks the driver has stored, appended as records and parsed here only. The driver replays it on
+resume (running jobs are adopted, finished results reused, only what is missing is submitted again),
+``poolparty status`` reads every attempt from it, and a worker learns from it which chunks are stored."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from poolparty.store import records
-from poolparty.store.claims import STORED
-from poolparty.resources import Resources
+
+if TYPE_CHECKING:  # the worker reads the journal (StoredChunks) and imports little
+    from poolparty.resources import Resources
+
+#: the journal's events: a submission, a chunk given up, chunks whose results are stored
+SUBMITTED, GAVE_UP, STORED = "sub", "giveup", "stored"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One submission of a chunk: the submission number, its job id and the chunk's element in it."""
+
+    sub: int
+    job: str
+    element: str
 
 
 @dataclass
@@ -19,6 +34,7 @@ class ChunkHistory:
     resubmissions: int = 0
     resources: Resources | None = None
     gave_up: str | None = None
+    attempts: list[Attempt] = field(default_factory=list)  # every submission, oldest first
 
 
 @dataclass
@@ -26,30 +42,66 @@ class JournalState:
     chunks: dict[int, ChunkHistory] = field(default_factory=dict)
     next_sub: int = 0
     stored: set[int] = field(default_factory=set)  # chunks recorded as stored (see record_stored)
+    first_resources: Resources | None = None  # of the batch's first submission
+
+
+def events(path: Path, start: int = 0) -> Iterator[tuple[str | None, dict[str, Any], int]]:
+    """(event, its record's key, offset just past it) of every valid journal record from byte ``start``."""
+    for rec in records.read_records(path, start):
+        yield rec.key.get("ev"), rec.key, rec.end
+
+
+def replay(path: Path) -> JournalState:
+    """Everything the journal at ``path`` says, in one pass."""
+    from poolparty.resources import Resources
+
+    state = JournalState()
+    for ev, k, _ in events(path):
+        if ev == SUBMITTED:
+            state.next_sub = max(state.next_sub, k["sub"] + 1)
+            res = Resources.from_json(k["res"])
+            if state.first_resources is None:
+                state.first_resources = res
+            for chunk, element in zip(k["chunks"], k["elements"]):
+                h = state.chunks.setdefault(chunk, ChunkHistory())
+                if h.sub is not None:
+                    h.resubmissions += 1
+                h.sub, h.element, h.resources, h.job_id = k["sub"], element, res, k["job"]
+                h.attempts.append(Attempt(k["sub"], k["job"], element))
+        elif ev == GAVE_UP:
+            state.chunks.setdefault(k["chunk"], ChunkHistory()).gave_up = k["why"]
+        elif ev == STORED:
+            state.stored.update(k["chunks"])
+    return state
+
+
+class StoredChunks:
+    """The chunks the driver has stored, from the batch's journal, read on from where the last look
+    stopped: an element checks every chunk it might claim, and the journal grows through the map."""
+
+    def __init__(self, journal: Path):
+        self.journal = journal
+        self._offset = 0
+        self._chunks: set[int] = set()
+
+    def __contains__(self, chunk: int) -> bool:
+        if chunk not in self._chunks:
+            for ev, k, end in events(self.journal, self._offset):
+                self._offset = end
+                if ev == STORED:
+                    self._chunks.update(k.get("chunks", ()))
+        return chunk in self._chunks
 
 
 class Journal:
+    """The driver's writer of one batch's journal (each event fsynced: a resumed driver trusts it)."""
+
     def __init__(self, path: Path):
         self.path = path
         self._writer: records.RecordWriter | None = None
 
     def replay(self) -> JournalState:
-        state = JournalState()
-        for rec in records.read_records(self.path):
-            k: dict[str, Any] = rec.key
-            if k["ev"] == "sub":
-                state.next_sub = max(state.next_sub, k["sub"] + 1)
-                res = Resources.from_json(k["res"])
-                for chunk, element in zip(k["chunks"], k["elements"]):
-                    h = state.chunks.setdefault(chunk, ChunkHistory())
-                    if h.sub is not None:
-                        h.resubmissions += 1
-                    h.sub, h.element, h.resources, h.job_id = k["sub"], element, res, k["job"]
-            elif k["ev"] == "giveup":
-                state.chunks.setdefault(k["chunk"], ChunkHistory()).gave_up = k["why"]
-            elif k["ev"] == STORED:
-                state.stored.update(k["chunks"])
-        return state
+        return replay(self.path)
 
     def _w(self) -> records.RecordWriter:
         if self._writer is None:
@@ -58,7 +110,7 @@ class Journal:
 
     def record_submission(self, sub: int, job_id: str, chunks: list[int], elements: list[str],
                           resources: Resources) -> None:
-        self._w().append({"ev": "sub", "sub": sub, "job": job_id, "chunks": chunks, "elements": elements,
+        self._w().append({"ev": SUBMITTED, "sub": sub, "job": job_id, "chunks": chunks, "elements": elements,
                           "res": resources.to_json()})
         self._w().sync()
 
@@ -69,7 +121,7 @@ class Journal:
             self._w().sync()
 
     def record_give_up(self, chunk: int, why: str) -> None:
-        self._w().append({"ev": "giveup", "chunk": chunk, "why": why})
+        self._w().append({"ev": GAVE_UP, "chunk": chunk, "why": why})
         self._w().sync()
 
     def close(self) -> None:

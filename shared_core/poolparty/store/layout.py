@@ -1,130 +1,144 @@
-"""The work_dir: where a pool's inputs, results, logs and journal live on the shared filesystem.
+"""Every name poolparty gives a file or directory in a work_dir, built and parsed here and nowhere else.
 
 Layout (file count is O(1) in the number of tasks; ``incoming/`` holds only files of running chunks)::
 
     <run>/                 0700, one per pool, unique name (no makedirs race between pools)
-      lock                 flock held by the live driver
+      lock                 flock held by the live driver (see store.run_lock)
       job.sh               fixed batch script: exec "$@" (no shell string is ever built from user data)
+      run.json             the run's options, for the CLI and the worker (see store.run_info)
+      local_queue.json     the local queue's workers (local queue only)
       batches/<NNNN>/      one per map
         meta.json  chunks.rec  journal.rec  results.rec  logs.rec (logs.rec: once a job wrote output)
-        incoming/          c<chunk>.s<submission>.part|.done written by workers, job logs
+        incoming/          c<chunk>.s<submission>.part|.done written by workers, j<element>.log job logs
+
+Stdlib only, and nothing costly: the worker on the node imports this.
 """
 from __future__ import annotations
 
-import errno
-import fcntl
-import json
 import os
-import stat
-import time
 from pathlib import Path
-from typing import Any
+from typing import NamedTuple
 
-from poolparty.errors import UnsafeWorkDirError, WorkDirInUseError
+# -- the run directory ---------------------------------------------------------------------------
+RUN_DIR_PREFIX = "run"  # a fresh run directory under a work_root: run-<time>-<host>-<pid>-<random>
+LOCK_FILE = "lock"
+JOB_SCRIPT_FILE = "job.sh"
+RUN_INFO_FILE = "run.json"
+LOCAL_QUEUE_FILE = "local_queue.json"
+BATCHES_DIR = "batches"
 
-JOB_SCRIPT = '#!/bin/sh\n# poolparty batch script: runs its arguments as given (argv, never a shell string)\nexec "$@"\n'
+#: what poolparty puts in a run directory: all it removes (a user's own files there are kept)
+RUN_FILES = (BATCHES_DIR, LOCK_FILE, JOB_SCRIPT_FILE, LOCAL_QUEUE_FILE, RUN_INFO_FILE)
 
+# -- a batch directory ---------------------------------------------------------------------------
+META_FILE = "meta.json"
+CHUNKS_FILE = "chunks.rec"
+JOURNAL_FILE = "journal.rec"
+RESULTS_FILE = "results.rec"
+LOGS_FILE = "logs.rec"
+INCOMING_DIR = "incoming"
 
-def atomic_write(path: Path, data: bytes, *, mode: int = 0o600, sync: bool = True) -> None:
-    """Write then rename, so a reader sees the old file or the whole new one."""
-    import tempfile  # driver side: the worker on a node never needs it
-
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            if sync:
-                f.flush()
-                os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+PART, DONE = ".part", ".done"
 
 
-def fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def check_private(path: Path) -> None:
-    """Refuse a directory that another user owns or that group/others may write: its pickles are code."""
-    st = os.stat(path)
-    if st.st_uid != os.getuid():
-        raise UnsafeWorkDirError(
-            f"{path} belongs to uid {st.st_uid}, not to you (uid {os.getuid()}): poolparty will not load "
-            "pickles from it. Use a work_dir of your own.")
-    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise UnsafeWorkDirError(
-            f"{path} is writable by group or others (mode {stat.S_IMODE(st.st_mode):o}): poolparty will not "
-            f"load pickles from it. Fix with: chmod 700 {path}")
-
-
-def make_private_dir(path: Path) -> Path:
-    """Create (or accept an existing) private directory; never fails because it already exists."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    check_private(path)
-    return path
-
-
-def new_run_dir(root: Path, prefix: str = "run") -> Path:
-    """A fresh, unique, private run directory under ``root``: safe when many pools start at once."""
-    root.mkdir(parents=True, exist_ok=True)  # exist_ok: dask-jobqueue#692 raced right here
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    import socket
-    import tempfile
-
-    host = socket.gethostname().split(".")[0]
-    return Path(tempfile.mkdtemp(prefix=f"{prefix}-{stamp}-{host}-{os.getpid()}-", dir=root))  # 0700
-
-
-class RunDir:
-    """One pool's directory, locked against a second live driver."""
+class BatchPaths:
+    """The paths of one batch directory (``<run>/batches/<NNNN>``)."""
 
     def __init__(self, path: Path):
-        self.path = make_private_dir(path)
-        self._lock_fd: int | None = None
-        self.job_script = self.path / "job.sh"
-        self.batches = make_private_dir(self.path / "batches")
+        self.path = path
+        self.meta = path / META_FILE
+        self.chunks = path / CHUNKS_FILE
+        self.journal = path / JOURNAL_FILE
+        self.results = path / RESULTS_FILE
+        self.logs = path / LOGS_FILE
+        self.incoming = path / INCOMING_DIR
 
-    def lock(self) -> None:
-        fd = os.open(self.path / "lock", os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError as e:
-            if e.errno not in (errno.EAGAIN, errno.EACCES):
-                raise
-            holder = os.pread(fd, 200, 0).decode(errors="replace").strip()
-            os.close(fd)
-            raise WorkDirInUseError(
-                f"work_dir {self.path} is in use by another live pool ({holder or 'unknown'}); "
-                "wait for it to finish, or give this pool another work_dir.") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {os.uname().nodename}\n".encode(), 0)
-        self._lock_fd = fd
-        if not self.job_script.exists():
-            atomic_write(self.job_script, JOB_SCRIPT.encode(), mode=0o700)
-
-    def unlock(self) -> None:
-        if self._lock_fd is not None:
-            os.close(self._lock_fd)
-            self._lock_fd = None
-
-    def batch_dir(self, number: int) -> Path:
-        return self.batches / f"{number:04d}"
+    @property
+    def run(self) -> Path:
+        return run_of_batch(self.path)
 
 
-def read_json(path: Path) -> Any:
-    with open(path, "rb") as f:
-        return json.load(f)
+def batch_dir_name(number: int) -> str:
+    """``7`` -> ``"0007"``."""
+    return f"{number:04d}"
 
 
-def write_json(path: Path, value: Any) -> None:
-    atomic_write(path, json.dumps(value, indent=1, sort_keys=True).encode())
+def parse_batch_dir_name(name: str) -> int | None:
+    """The batch number a directory name under ``batches/`` spells, else None."""
+    return int(name) if name.isdigit() else None
+
+
+def batch_dir(run: Path, number: int) -> Path:
+    return run / BATCHES_DIR / batch_dir_name(number)
+
+
+def run_of_batch(batch: Path) -> Path:
+    """The run directory that holds ``batch`` (``<run>/batches/<NNNN>``)."""
+    return batch.parent.parent
+
+
+def relative_batch_dir(number: int) -> str:
+    """``batches/0007``: how messages name a batch inside its run."""
+    return f"{BATCHES_DIR}/{batch_dir_name(number)}"
+
+
+def local_queue_state(run: Path) -> Path:
+    return run / LOCAL_QUEUE_FILE
+
+
+def job_name(work_dir: str | os.PathLike[str]) -> str:
+    """The scheduler job name of every job of the run in ``work_dir``: stable, so a resumed run (or
+    ``poolparty cancel``) finds its jobs by name."""
+    import hashlib  # driver side: the worker never needs it
+
+    return "pp-" + hashlib.sha1(str(Path(work_dir).resolve()).encode()).hexdigest()[:12]
+
+
+# -- part and done files in incoming/ ------------------------------------------------------------
+class PartName(NamedTuple):
+    chunk: int
+    sub: int
+
+
+def part_name(chunk: int, sub: int, *, done: bool = False) -> str:
+    """``c<chunk>.s<sub>.part`` (or ``.done``): one per chunk and submission, written by one worker."""
+    return f"c{chunk}.s{sub}{DONE if done else PART}"
+
+
+def parse_part_name(name: str) -> PartName | None:
+    """The chunk and submission a part or done file name spells; None for any other name."""
+    if name[:1] != "c" or not name.endswith((PART, DONE)):
+        return None
+    try:
+        chunk, sub = (int(x[1:]) for x in name[:-5].split("."))
+    except ValueError:
+        return None
+    return PartName(chunk, sub)
+
+
+def part_path(incoming: Path, chunk: int, sub: int) -> Path:
+    return incoming / part_name(chunk, sub)
+
+
+def done_path(part: Path) -> Path:
+    """The name a part file is published under once its chunk has run."""
+    return part.with_suffix(DONE)
+
+
+def is_done_name(name: str) -> bool:
+    return name.endswith(DONE)
+
+
+def chunk_file_names(names: list[str], chunk: int) -> list[str]:
+    """The part and done files of ``chunk`` among ``names`` (a listing of incoming/), done ones first."""
+    prefix = f"c{chunk}."
+    mine = [n for n in names if n.startswith(prefix) and n.endswith((DONE, PART))]
+    mine.sort(key=lambda n: (not n.endswith(DONE), n))
+    return mine
+
+
+# -- job logs in incoming/ -----------------------------------------------------------------------
+def job_log_name(element: str) -> str:
+    """The scheduler's log of one job or array element. Adapters render their ``-o`` pattern from it
+    with their placeholder (``job_log_name("%A_%a")``), so pattern and reader agree."""
+    return f"j{element}.log"

@@ -8,10 +8,14 @@ exists while the batch runs and, after it ended, only if something failed (clean
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from poolparty.store.inputs import BatchFiles
-from poolparty.engine.handle import BatchHandle
 from poolparty.store.results import read_logs
+
+if TYPE_CHECKING:
+    from poolparty.engine.handle import BatchHandle
+
 
 def batch_files_of(handle: BatchHandle) -> BatchFiles | None:
     """The files of the batch behind ``handle``."""

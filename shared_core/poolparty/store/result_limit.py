@@ -1,13 +1,10 @@
 """The ``max_result_size`` limit: a task whose pickled result is larger fails with a clear error on the
 node instead of sending a huge pickle through the shared filesystem.
 
-The driver records the limit in the run's ``run.json``; the worker reads it from there (stdlib and
-this module only: the worker imports little).
+The driver records the limit in the run's ``run.json``; the worker reads it from there
+(:func:`poolparty.store.run_info.read_result_limit`).
 """
 from __future__ import annotations
-
-import json
-from pathlib import Path
 
 from poolparty.errors import PoolPartyError
 
@@ -36,13 +33,3 @@ def format_size(n: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{n} B"
-
-
-def read_limit(run_dir: Path) -> int | None:
-    """The limit recorded in ``run_dir/run.json`` (None: no limit, or no run.json)."""
-    try:
-        with open(run_dir / "run.json", "rb") as f:
-            value = json.load(f).get("max_result_size")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return value if isinstance(value, int) and value > 0 else None

@@ -6,17 +6,19 @@ a resubmitted attempt that was in fact still running are dropped (exactly one re
 """
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Iterable
 
 from poolparty.store import records
+from poolparty.store.incoming import chunk_files
 from poolparty.store.inputs import BatchFiles
 
 LOG_TAIL_BYTES = 1 << 20
 
 
 class ResultStore:
+    """The driver's side of one batch's results and logs: absorbs the workers' files into the store."""
+
     def __init__(self, files: BatchFiles):
         self.files = files
         self.stored: dict[int, tuple[bool, int]] = {}  # task -> (ok, offset in results.rec)
@@ -27,14 +29,7 @@ class ResultStore:
 
     def chunk_files(self, chunk: int, listing: list[str] | None = None) -> list[Path]:
         """This chunk's worker files, finished ones first (from ``listing`` of incoming/ if given)."""
-        prefix = f"c{chunk}."
-        try:
-            names = [n for n in (os.listdir(self.files.incoming) if listing is None else listing)
-                     if n.startswith(prefix) and (n.endswith(".done") or n.endswith(".part"))]
-        except FileNotFoundError:
-            return []
-        names.sort(key=lambda n: (not n.endswith(".done"), n))
-        return [self.files.incoming / n for n in names]
+        return chunk_files(self.files.incoming, chunk, listing)
 
     def absorb(self, chunk: int, paths: Iterable[Path], *, sync: bool = True) -> list[tuple[int, bool, bytes]]:
         """Store every new task record found in ``paths``; return what was new (task, ok, payload).

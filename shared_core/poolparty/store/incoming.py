@@ -1,0 +1,49 @@
+"""A batch's ``incoming/`` directory as both sides use it: the worker writes a chunk's part file and
+publishes it as done, the driver lists a chunk's files to store them, and either side asks what tasks
+an earlier attempt already recorded (a chunk is never run twice for a task it has a result of)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from poolparty.store import records
+from poolparty.store.layout import chunk_file_names, done_path, is_done_name
+
+
+def chunk_files(incoming: Path, chunk: int, listing: list[str] | None = None) -> list[Path]:
+    """This chunk's worker files, finished ones first (from ``listing`` of incoming/ if given)."""
+    try:
+        names = os.listdir(incoming) if listing is None else listing
+    except FileNotFoundError:
+        return []
+    return [incoming / n for n in chunk_file_names(names, chunk)]
+
+
+def recorded_tasks(incoming: Path, chunk: int) -> set[int]:
+    """Task indices that any attempt of this chunk has already recorded."""
+    return {r.key["task"] for path in chunk_files(incoming, chunk) for r in records.read_records(path)
+            if "task" in r.key}
+
+
+def published(incoming: Path) -> int:
+    """Chunks published (done) and not stored by the driver yet; 0 when the directory is gone."""
+    try:
+        return sum(1 for n in os.listdir(incoming) if is_done_name(n))
+    except FileNotFoundError:
+        return 0
+
+
+def publish(part: Path) -> None:
+    """``.part`` -> ``.done`` without ever replacing a ``.done`` another run of this job wrote."""
+    done = done_path(part)
+    try:
+        os.link(part, done)
+    except FileExistsError:
+        pass  # an earlier run of this very job finished: its records stand
+    except FileNotFoundError:
+        return  # the driver already stored this chunk from another attempt and removed our file
+    except OSError:  # a filesystem without hard links
+        if not done.exists():
+            os.replace(part, done)
+            return
+    part.unlink(missing_ok=True)
