@@ -114,6 +114,10 @@ class Dispatcher:
         with self._cond:
             return bool(self._new or self._batches)
 
+    @property
+    def alive(self) -> bool:
+        return self._thread.is_alive()
+
     # -- the loop ------------------------------------------------------------------------------
     def _run(self) -> None:
         while True:
