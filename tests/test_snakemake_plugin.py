@@ -350,7 +350,7 @@ def test_snakemake_resources_translate_per_queue():
 def test_log_retention_keeps_recent_and_live_directories(tmp_path):
     import fcntl
 
-    from snakemake_executor_plugin_poolparty import remove_old_logs
+    from snakemake_executor_plugin_poolparty.logs import remove_old_logs
 
     logs, runs = tmp_path / "poolparty_logs", tmp_path / "poolparty"
     old = time.time() - 10 * 86400
