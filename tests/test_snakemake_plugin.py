@@ -370,3 +370,30 @@ def test_log_retention_keeps_recent_and_live_directories(tmp_path):
     assert sorted(p.name for p in removed) == ["20260101-000000-1", "run-old"]
     assert sorted(p.name for p in logs.iterdir()) == ["recent"]
     assert sorted(p.name for p in runs.iterdir()) == ["run-live", "run-new"]
+
+
+# -- what a status check reports (pure: snakemake_executor_plugin_poolparty.status) ------------------
+def test_finished_jobs_are_held_back_only_while_a_cluster_burst_goes_on():
+    from snakemake_executor_plugin_poolparty.status import hold_back
+
+    assert hold_back([99.5, 99.8], 100.0, burst=True)  # the last result 0.2 s ago: more may come
+    assert not hold_back([98.0, 98.5], 100.0, burst=True)  # quiet for 1.5 s: report them
+    assert not hold_back([94.0, 99.9], 100.0, burst=True)  # the oldest waited 6 s: the cap
+    assert not hold_back([99.9], 100.0, burst=False)  # the local queue reports at once
+    assert not hold_back([], 100.0, burst=True)
+
+
+def test_failure_messages_name_the_job_and_the_reason():
+    from concurrent.futures import CancelledError
+
+    from poolparty import CommandFailed, RetryLimitExceeded
+    from snakemake_executor_plugin_poolparty.status import failure_message
+
+    gave_up = RetryLimitExceeded({3: "NODE_FAIL on n1"}, {3: [3]}, "/w")
+    assert failure_message(gave_up, "pp-1:1.3", 3, 2) == \
+        "poolparty gave up on job pp-1:1.3 after 2 resubmission(s): NODE_FAIL on n1. "
+    assert failure_message(CancelledError("by Ctrl-C"), "pp-1:1.0", 0, 3) == \
+        "poolparty job pp-1:1.0 was cancelled (by Ctrl-C). "
+    assert failure_message(None, "pp-1:1.0", 0, 3) == "poolparty job pp-1:1.0 ended without a result. "
+    assert failure_message(ValueError("bad"), "pp-1:1.0", 0, 3) == "poolparty job pp-1:1.0 failed: bad. "
+    assert failure_message(CommandFailed(3, "snakemake ..."), "pp-1:1.0", 0, 3) == "poolparty job pp-1:1.0 exited with status 3. "
