@@ -190,3 +190,16 @@ def test_a_given_up_chunk_fails_its_items_at_once_only_when_asked(fail_given_up)
     handle._finish(end)
     assert [item for item, _ in sink.of("failed")] == ["a", "b"]
     assert sink.of("failed")[-1][1] is end
+
+
+def test_a_flush_ends_the_open_window_at_once_without_a_second_batch():
+    engine = RecordingEngine()
+    window = BatchingWindow(engine, RecordingSink(), window=30.0, kind="calls")
+    window.add("a", call(1), SMALL)
+    waiter = window._waiter
+    assert waiter is not None and waiter.is_alive()
+    time.sleep(0.2)  # the window's thread is asleep until its deadline
+    window.flush()  # close(): the window's thread must not sleep on for 30 s
+    waiter.join(timeout=2)
+    assert not waiter.is_alive()
+    assert len(engine.batches) == 1

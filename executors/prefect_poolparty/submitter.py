@@ -91,7 +91,6 @@ class Submitter:
         self.engine = engine
         self.work_dir = engine.work_dir  # still known after the engine released it
         self.relay = relay
-        self.tasks_per_job = tasks_per_job
         self.relay_interval = relay_interval
         self.relay_dir: Path | None = make_private_dir(engine.work_dir / "prefect-relay") if relay else None
         self.header = JobHeader(relay_dir=str(self.relay_dir) if self.relay_dir else None, cwd=os.getcwd())
@@ -298,9 +297,10 @@ class Submitter:
         if isinstance(error, (cf.CancelledError, KeyboardInterrupt)):
             self._resolve_infrastructure(order, "cancelled", f"poolparty cancelled its job: {error}")
         elif isinstance(error, RetryLimitExceeded):
-            why = error.failures.get(c.where.chunk, "")
+            why = error.failures.get(c.where.chunk, "") or error
+            tail = outcomes.log_tail(c.where.handle, c.where.chunk)
             self._resolve_infrastructure(order, "crashed", f"its job ended without a result and poolparty gave "
-                                                           f"up: {why or error}{outcomes.log_tail(c.where.handle, c.where.chunk)}")
+                                                           f"up: {why}{tail}")
         else:
             self._resolve_infrastructure(order, "crashed", f"the job could not run the task run: "
                                                            f"{type(error).__name__}: {error}{outcomes.remote_traceback(error)}")

@@ -110,6 +110,7 @@ class BatchingWindow(Generic[Item]):
         with self._submitting:
             with self._cond:
                 items, self._pending = self._pending, []
+                self._cond.notify_all()  # a waiting window thread finds nothing due and ends
             groups: dict[Resources, list[tuple[Item, Payload]]] = {}
             for item, payload, resources in items:
                 groups.setdefault(resources, []).append((item, payload))
@@ -123,8 +124,10 @@ class BatchingWindow(Generic[Item]):
                 if left <= 0 and not self._holds:
                     break
                 self._cond.wait(left if left > 0 else None)
+            due = bool(self._pending)  # else flushed meanwhile (close, release): nothing is due
             self._waiter = None
-        self.flush()
+        if due:
+            self.flush()
 
     def _submit(self, resources: Resources, members: list[tuple[Item, Payload]]) -> None:
         layout = layout_chunks(len(members), self.tasks_per_job, self.engine.max_running)
