@@ -24,7 +24,7 @@ import shutil
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator, Sequence
 
@@ -38,6 +38,7 @@ from poolparty.store.layout import make_private_dir
 
 from . import outcomes
 from .job import JobHeader, run_task_run
+from .orders import Order, ShippedContext
 from .relay import RelayReader
 from .shipping import final_state_of, futures_to_states, pickle_annotations_by_value, upstream_futures
 from .tag_slots import TagSlots
@@ -46,34 +47,6 @@ log = logging.getLogger("prefect_poolparty")
 
 _FLUSH = object()  # release queue: a map finished submitting (ends its hold on the window)
 _STOP = object()
-
-
-@dataclass(eq=False)
-class Order:
-    """A task run accepted by ``submit`` and not resolved yet."""
-
-    task: Any
-    task_run_id: uuid.UUID
-    parameters: dict[str, Any]
-    wait_for: list[Any] | None
-    dependencies: dict[str, Any] | None
-    resources: Resources
-    tags: frozenset[str]  # the task's and the submitting context's (``with prefect.tags(...)``)
-    context: "ShippedContext"
-    task_blob: bytes
-    future: "cf.Future[Any]"
-    waiting: int = 0  # upstream futures not done yet
-    slots_held: bool = False
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-@dataclass(eq=False)
-class ShippedContext:
-    """``serialize_context()`` of one flow-run/tags/settings combination, pickled once."""
-
-    blob: bytes
-    flow_run_id: uuid.UUID | None
-    captured: contextvars.Context  # for replaying events and recording states in the flow run
 
 
 @dataclass
