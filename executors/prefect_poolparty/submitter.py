@@ -32,15 +32,14 @@ import cloudpickle
 
 from poolparty import Call, Engine, Resources
 from poolparty.api.batching import BatchingWindow, Placement
-from poolparty.engine.by_value import register_local_modules
-from poolparty.errors import ConfigurationError, RetryLimitExceeded
+from poolparty.errors import RetryLimitExceeded
 from poolparty.store.layout import make_private_dir
 
 from . import outcomes
 from .job import JobHeader, run_task_run
-from .orders import Order, ShippedContext
+from .orders import Order
 from .relay import RelayReader
-from .shipping import final_state_of, futures_to_states, pickle_annotations_by_value, upstream_futures
+from .shipping import PickledOnce, final_state_of, futures_to_states, pickle_annotations_by_value, upstream_futures
 from .tag_slots import TagSlots
 
 log = logging.getLogger("prefect_poolparty")
@@ -69,8 +68,7 @@ class Submitter:
         self.header = JobHeader(relay_dir=str(self.relay_dir) if self.relay_dir else None, cwd=os.getcwd())
         self._lock = threading.Lock()
         self._orders: dict[uuid.UUID, Order] = {}  # unresolved
-        self._contexts: dict[tuple[Any, ...], tuple[tuple[Any, ...], ShippedContext]] = {}
-        self._tasks: dict[int, tuple[Any, bytes]] = {}
+        self._pickled = PickledOnce()
         self._cancelled: str | None = None
         self._released: "queue.Queue[Any]" = queue.Queue()
         self._completed: "queue.Queue[Completion | object]" = queue.Queue()
@@ -96,9 +94,8 @@ class Submitter:
 
         order = Order(task=task, task_run_id=uuid7(), parameters=parameters,
                       wait_for=list(wait_for) if wait_for else None, dependencies=dependencies,
-                      resources=resources, tags=tags, context=self._shipped_context(),
-                      task_blob=self._task_blob(task),
-                      future=cf.Future())
+                      resources=resources, tags=tags, context=self._pickled.context(),
+                      task_blob=self._pickled.task(task), future=cf.Future())
         upstream = upstream_futures(parameters, order.wait_for)
         with self._lock:
             self._orders[order.task_run_id] = order
@@ -129,48 +126,6 @@ class Submitter:
             ready = order.waiting == 0
         if ready:
             self._released.put(order)
-
-    def _shipped_context(self) -> ShippedContext:
-        """``serialize_context()`` is slow (a settings dump): one pickle per context combination."""
-        from prefect.context import FlowRunContext, SettingsContext, TagsContext, TaskRunContext, serialize_context
-
-        flow_ctx, task_ctx, settings_ctx = FlowRunContext.get(), TaskRunContext.get(), SettingsContext.get()
-        tags = frozenset(TagsContext.get().current_tags)
-        key = (id(flow_ctx), id(task_ctx), id(settings_ctx), tags)
-        with self._lock:
-            hit = self._contexts.get(key)
-        if hit is not None:
-            return hit[1]
-        if flow_ctx is not None:
-            register_local_modules([flow_ctx.flow.fn])
-        try:
-            blob = cloudpickle.dumps(serialize_context())
-        except Exception as e:
-            raise ConfigurationError(
-                f"cannot pickle the flow run's context for the compute nodes: {e}. It holds the flow and its "
-                "parameters: pass data, not open files, locks or connections, to a flow whose tasks run "
-                "as jobs.") from e
-        captured = contextvars.copy_context()
-        captured.run(TaskRunContext.__var__.set, None)  # replayed events belong to their own task run
-        shipped = ShippedContext(blob, flow_ctx.flow_run.id if flow_ctx and flow_ctx.flow_run else None, captured)
-        with self._lock:
-            self._contexts[key] = ((flow_ctx, task_ctx, settings_ctx), shipped)  # keeps the ids alive
-        return shipped
-
-    def _task_blob(self, task: Any) -> bytes:
-        with self._lock:
-            hit = self._tasks.get(id(task))
-        if hit is not None:
-            return hit[1]
-        register_local_modules([task.fn])
-        try:
-            blob = cloudpickle.dumps(task)
-        except Exception as e:
-            raise ConfigurationError(f"cannot pickle the task {task.name!r} for the compute nodes: {e}. Move "
-                                     "unpicklable state (open files, locks, connections) inside the task.") from e
-        with self._lock:
-            self._tasks[id(task)] = (task, blob)
-        return blob
 
     # -- release: upstream done -> payload -> the batching window ----------------------------------
     def _release_loop(self) -> None:
@@ -267,16 +222,10 @@ class Submitter:
                 self._settle(order, value)
                 return
             error = value
-        if isinstance(error, (cf.CancelledError, KeyboardInterrupt)):
-            self._resolve_infrastructure(order, "cancelled", f"poolparty cancelled its job: {error}")
-        elif isinstance(error, RetryLimitExceeded):
-            why = error.failures.get(c.where.chunk, "") or error
-            tail = outcomes.log_tail(c.where.handle, c.where.chunk)
-            self._resolve_infrastructure(order, "crashed", f"its job ended without a result and poolparty gave "
-                                                           f"up: {why}{tail}")
-        else:
-            self._resolve_infrastructure(order, "crashed", f"the job could not run the task run: "
-                                                           f"{type(error).__name__}: {error}{outcomes.remote_traceback(error)}")
+        kind, message = outcomes.infrastructure_verdict(error, c.where.chunk)
+        if isinstance(error, RetryLimitExceeded):
+            message += outcomes.log_tail(c.where.handle, c.where.chunk)
+        self._resolve_infrastructure(order, kind, message)
 
     def _resolve_infrastructure(self, order: Order, kind: str, message: str) -> None:
         """Resolve with a Crashed/Cancelled state, recorded in the API as the task run's last state."""
@@ -313,9 +262,8 @@ class Submitter:
     def _context_for(self, task_run_id: str | None) -> contextvars.Context | None:
         with self._lock:
             order = self._orders.get(uuid.UUID(task_run_id)) if task_run_id else None
-            if order is None:  # resolved already, or not one of ours: any context of this flow run
-                shipped = next(iter(self._contexts.values()), None)
-                return shipped[1].captured.copy() if shipped else None
+        if order is None:  # resolved already, or not one of ours: any context of this flow run
+            return self._pickled.any_context()
         return order.context.captured.copy()
 
     # -- lifecycle ------------------------------------------------------------------------------
