@@ -58,6 +58,8 @@ class Completion:
 
 
 class Submitter:
+    """One flow run's task runs: orders in, released through the batching window, States out."""
+
     def __init__(self, engine: Engine, *, relay: bool, tasks_per_job: int | None, window: float,
                  relay_interval: float):
         self.engine = engine
