@@ -397,3 +397,43 @@ def test_failure_messages_name_the_job_and_the_reason():
     assert failure_message(None, "pp-1:1.0", 0, 3) == "poolparty job pp-1:1.0 ended without a result. "
     assert failure_message(ValueError("bad"), "pp-1:1.0", 0, 3) == "poolparty job pp-1:1.0 failed: bad. "
     assert failure_message(CommandFailed(3, "snakemake ..."), "pp-1:1.0", 0, 3) == "poolparty job pp-1:1.0 exited with status 3. "
+
+
+# -- a scheduling round through the core's batching window (snakemake_executor_plugin_poolparty.submission) --
+def test_a_round_is_registered_under_pool_batch_task_ids_and_a_refusal_reports_each_job():
+    import threading
+
+    from poolparty import Resources, ShellCommand
+    from poolparty.api.batching import BatchingWindow
+    from poolparty.engine.handle import BatchHandle
+    from snakemake_executor_plugin_poolparty.submission import RoundSubmission
+
+    class Engine:
+        max_running = 10
+        refuse: Optional[BaseException] = None
+
+        def submit(self, shared, chunks, resources, *, kind, give_up_policy):
+            if self.refuse is not None:
+                raise self.refuse
+            assert (kind, give_up_policy) == ("snakemake", "fail_batch")
+            handle = BatchHandle(sum(len(c) for c in chunks), "batch 7")
+            handle.batch_dir = "/w/batches/7"
+            self.handle = handle
+            return handle
+
+    registered, errors, wake = [], [], threading.Event()
+    engine = Engine()
+    sink = RoundSubmission("pp-abc", registered.append, lambda info, msg: errors.append((info.job, msg)), wake)
+    window = BatchingWindow(engine, sink, window=None, kind="snakemake", give_up_policy="fail_batch")
+    for job in ("a", "b"):
+        window.add(job, ShellCommand("true"), Resources(cpus=1))
+    window.flush()
+    assert [(i.job, i.external_jobid, i.aux["task"]) for i in registered] == [("a", "pp-abc:7.0", 0),
+                                                                              ("b", "pp-abc:7.1", 1)]
+    assert not wake.is_set()
+    engine.handle._finish(None)  # the batch ended: the status loop is woken at once
+    assert wake.is_set()
+    engine.refuse = ValueError("no partition 'gpu'")
+    window.add("c", ShellCommand("true"), Resources(cpus=2))
+    window.flush()
+    assert errors == [("c", "poolparty: submission failed: no partition 'gpu'. ")]
