@@ -46,7 +46,7 @@ def run_poolparty(spec: dict, items: list, chunks: list) -> dict:
     _declare(spec, pool.engine.name)
     out = pool.map(task, items, chunksize=spec["chunksize"])
     t1 = time.perf_counter()
-    stats = dict(pool.engine.dispatcher.stats)
+    stats = dict(pool.engine.stats)
     pool.close()
     pool.join()
     return {"wall": t1 - t0, "total": time.perf_counter() - t0, "results": out, "stats": stats,

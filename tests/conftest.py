@@ -277,7 +277,7 @@ def pytest_terminal_summary(terminalreporter):
 def measure(row: dict[str, Any], q: "QueueUnderTest", pool_or_engine: Any) -> None:
     """Jobs submitted, resubmissions and scheduler calls of a finished run, into a scenario row."""
     engine = getattr(pool_or_engine, "engine", pool_or_engine)
-    row.update(queue=q.kind, **{k: v for k, v in engine.dispatcher.stats.items()})
+    row.update(queue=q.kind, **{k: v for k, v in engine.stats.items()})
     if q.flavor != "local":
         by_cmd: dict[str, int] = {}
         for c in q.calls():

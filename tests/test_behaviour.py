@@ -75,7 +75,7 @@ def test_map_is_complete_ordered_and_throttled(kind, make_queue_under_test, tmp_
         result = pool.map(slow_square, [(x, str(markers), 0.05) for x in range(n)], chunksize=4)
         sampler.stop.set()
         sampler.join()
-        stats = dict(pool.engine.dispatcher.stats)
+        stats = dict(pool.engine.stats)
     assert result == [x * x for x in range(n)]
     assert runs_per_task(markers) == {x: 1 for x in range(n)}
     assert sampler.samples > 0 and sampler.peak <= 3
@@ -93,7 +93,7 @@ def test_user_exception_is_not_resubmitted_and_keeps_its_type(kind, make_queue_u
     with poolparty.Pool(max_running=4, **q.pool_options()) as pool:
         with pytest.raises(ValueError, match="bad input 5") as err:
             pool.map(fail_on_five, [(x, str(markers)) for x in range(10)], chunksize=2)
-        stats = dict(pool.engine.dispatcher.stats)
+        stats = dict(pool.engine.stats)
         measure(scenario, q, pool)
         kept = pool.work_dir
     assert isinstance(err.value.__cause__, poolparty.RemoteTraceback)
@@ -115,7 +115,7 @@ def test_job_cancelled_behind_the_pools_back_is_resubmitted(kind, make_queue_und
         running = wait_until(lambda: list(markers.iterdir()) and q.running_elements(pool), 60, "a running job")
         q.kill_behind_back(running[0])
         assert async_result.get(timeout=240) == [x * x for x in range(4)]
-        stats = dict(pool.engine.dispatcher.stats)
+        stats = dict(pool.engine.stats)
         measure(scenario, q, pool)
     assert stats["resubmissions"] >= 1
     assert set(runs_per_task(markers)) == set(range(4))
@@ -145,7 +145,7 @@ def test_executor_futures(kind, make_queue_under_test):
     with poolparty.Executor(max_workers=4, **q.pool_options()) as ex:
         futures = [ex.submit(pow, 2, i) for i in range(8)]
         assert sorted(f.result(timeout=120) for f in as_completed(futures, timeout=120)) == [2**i for i in range(8)]
-        stats = dict(ex.engine.dispatcher.stats)
+        stats = dict(ex.engine.stats)
     assert stats["submissions"] <= 2  # submitted together: coalesced into one array (two if split by timing)
 
 

@@ -35,7 +35,7 @@ def test_elements_run_the_chunks_whose_elements_have_not_started(kind, make_queu
     q = make_queue_under_test(kind)
     with poolparty.Pool(**q.pool_options(max_running=2)) as pool:
         out = pool.map(square_and_pid, range(48), chunksize=3)  # 16 chunks on 2 slots
-        stats = dict(pool.engine.dispatcher.stats)
+        stats = dict(pool.engine.stats)
         assert [v for v, _ in out] == [x * x for x in range(48)]
         runners = {pid for _, pid in out}
         assert len(runners) <= 8, f"{len(runners)} processes ran 16 chunks"
@@ -49,7 +49,7 @@ def test_without_claims_each_chunk_has_its_own_process(make_queue_under_test):
     with poolparty.Pool(**q.pool_options(max_running=2, claim_chunks=False)) as pool:
         out = pool.map(square_and_pid, range(24), chunksize=3)
         assert len({pid for _, pid in out}) == 8
-        assert pool.engine.dispatcher.stats["cancels"] == 0
+        assert pool.engine.stats["cancels"] == 0
 
 
 @pytest.mark.parametrize("kind", ["local", "fake-slurm"])
@@ -73,7 +73,7 @@ def test_a_runner_killed_in_a_claimed_chunk_gets_that_chunk_resubmitted(make_que
     q.cluster.add_rule("node_fail", index=0, after=1.0)
     with poolparty.Pool(**q.pool_options(max_running=2)) as pool:
         result = pool.map(slow_square, [(x, str(markers), 0.3) for x in range(16)], chunksize=2)
-        stats = dict(pool.engine.dispatcher.stats)
+        stats = dict(pool.engine.stats)
     assert result == [x * x for x in range(16)]
     assert stats["resubmissions"] >= 1
     runs = runs_per_task(markers)

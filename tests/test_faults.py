@@ -22,7 +22,7 @@ def run_map(q, markers, n=6, seconds=0.5, chunksize=1, timeout=180, **opts):
     with poolparty.Pool(**q.pool_options(**opts)) as pool:
         result = pool.map_async(slow_square, [(x, str(markers), seconds) for x in range(n)],
                                 chunksize=chunksize).get(timeout)
-        return result, dict(pool.engine.dispatcher.stats)
+        return result, dict(pool.engine.stats)
 
 
 @pytest.fixture
@@ -229,5 +229,5 @@ def test_a_job_that_ended_by_itself_without_a_result_gets_the_result_grace(make_
     started = time.monotonic()
     with poolparty.Pool(**q.pool_options(max_running=3, polling_interval=0.5)) as pool:
         assert pool.map(exit_quietly_once, [(x, str(markers)) for x in range(3)], chunksize=1) == [0, 1, 2]
-        assert pool.engine.dispatcher.stats["resubmissions"] == 1
+        assert pool.engine.stats["resubmissions"] == 1
     assert time.monotonic() - started >= 4.0

@@ -372,6 +372,23 @@ def test_processes_positional_caps_concurrency(tmp_path):
         assert start >= end  # never two jobs at once
 
 
+def test_engine_says_busy_alive_and_stats_without_its_dispatcher(tmp_path):
+    from poolparty.engine import lifecycle
+
+    engine = poolparty.Engine(poolparty.EngineOptions(queue="local", work_root=tmp_path))
+    assert engine.alive and not engine.busy and engine in lifecycle._LIVE_ENGINES
+    handle = engine.submit(None, [[(0, poolparty.Call(sleep_then, ((0.5, "x"),)))]])
+    assert engine.busy  # interpreter exit now would cancel this batch
+    assert handle.results(timeout=30) == ["x"]
+    stats = engine.stats
+    assert stats["submissions"] == 1
+    stats["submissions"] = 99  # a copy: read-only for the caller
+    assert engine.stats["submissions"] == 1
+    engine.close()
+    assert not engine.alive and not engine.busy and engine not in lifecycle._LIVE_ENGINES
+    assert not hasattr(engine, "dispatcher")
+
+
 def test_initializer_runs_on_the_worker_before_tasks(tmp_path):
     markers = tmp_path / "markers"
     markers.mkdir()

@@ -753,6 +753,25 @@ def test_resources_from_tags():
         resources_from_tags({"poolparty:memory"}, base)
 
 
+def test_infrastructure_verdict_names_how_a_task_run_ended_without_its_state():
+    import concurrent.futures as cf
+
+    from poolparty.errors import RemoteTraceback, RetryLimitExceeded
+    from prefect_poolparty.outcomes import infrastructure_verdict
+
+    assert infrastructure_verdict(cf.CancelledError("flow cancelled"), 0) == \
+        ("cancelled", "poolparty cancelled its job: flow cancelled")
+    gave_up = RetryLimitExceeded({2: "NODE_FAIL on n7"}, {2: [5, 6]}, "/w/batches/1")
+    assert infrastructure_verdict(gave_up, 2) == \
+        ("crashed", "its job ended without a result and poolparty gave up: NODE_FAIL on n7")
+    kind, message = infrastructure_verdict(gave_up, 3)  # no reason for this chunk: the error itself
+    assert kind == "crashed" and message.endswith(f"gave up: {gave_up}")
+    error = ValueError("cannot unpickle the task")
+    error.__cause__ = RemoteTraceback("Traceback (most recent call last): ...")
+    assert infrastructure_verdict(error, 0) == ("crashed", "the job could not run the task run: ValueError: "
+                                                "cannot unpickle the task\n\nTraceback (most recent call last): ...")
+
+
 # ------------------------------------------------------------------------------------ the example
 def test_example_parameter_sweep(local, tmp_path, monkeypatch):
     sys.path.insert(0, str(REPO / "examples" / "prefect"))

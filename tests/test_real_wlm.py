@@ -150,7 +150,7 @@ def test_sge_error_state_and_disabled_queue(make_queue_under_test, markers, scen
         # this pool's job in Eqw (qstat shows names cut to 10 characters; other users' jobs may be in Eqw too)
         mine = pool.engine.name[:10]
         wait_until(lambda: any(mine in line and "Eqw" in line for line in run(["qstat"]).splitlines())
-                   or pool.engine.dispatcher.stats["resubmissions"], 60, "Eqw")
+                   or pool.engine.stats["resubmissions"], 60, "Eqw")
         missing.mkdir()
         assert pending.get(timeout=300) == [0, 1]
         measure(scenario, q, pool)
@@ -165,7 +165,7 @@ def test_sge_error_state_and_disabled_queue(make_queue_under_test, markers, scen
         finally:
             subprocess.run(["qmod", "-e", queue_instance], capture_output=True, timeout=30)
         assert pending.get(timeout=300) == [0.5, 0.5]
-        assert pool.engine.dispatcher.stats["resubmissions"] == 0
+        assert pool.engine.stats["resubmissions"] == 0
 
 
 FLAKY_SHIM = """#!{python}

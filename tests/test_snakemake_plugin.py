@@ -350,7 +350,7 @@ def test_snakemake_resources_translate_per_queue():
 def test_log_retention_keeps_recent_and_live_directories(tmp_path):
     import fcntl
 
-    from snakemake_executor_plugin_poolparty import remove_old_logs
+    from snakemake_executor_plugin_poolparty.logs import remove_old_logs
 
     logs, runs = tmp_path / "poolparty_logs", tmp_path / "poolparty"
     old = time.time() - 10 * 86400
@@ -370,3 +370,70 @@ def test_log_retention_keeps_recent_and_live_directories(tmp_path):
     assert sorted(p.name for p in removed) == ["20260101-000000-1", "run-old"]
     assert sorted(p.name for p in logs.iterdir()) == ["recent"]
     assert sorted(p.name for p in runs.iterdir()) == ["run-live", "run-new"]
+
+
+# -- what a status check reports (pure: snakemake_executor_plugin_poolparty.status) ------------------
+def test_finished_jobs_are_held_back_only_while_a_cluster_burst_goes_on():
+    from snakemake_executor_plugin_poolparty.status import hold_back
+
+    assert hold_back([99.5, 99.8], 100.0, burst=True)  # the last result 0.2 s ago: more may come
+    assert not hold_back([98.0, 98.5], 100.0, burst=True)  # quiet for 1.5 s: report them
+    assert not hold_back([94.0, 99.9], 100.0, burst=True)  # the oldest waited 6 s: the cap
+    assert not hold_back([99.9], 100.0, burst=False)  # the local queue reports at once
+    assert not hold_back([], 100.0, burst=True)
+
+
+def test_failure_messages_name_the_job_and_the_reason():
+    from concurrent.futures import CancelledError
+
+    from poolparty import CommandFailed, RetryLimitExceeded
+    from snakemake_executor_plugin_poolparty.status import failure_message
+
+    gave_up = RetryLimitExceeded({3: "NODE_FAIL on n1"}, {3: [3]}, "/w")
+    assert failure_message(gave_up, "pp-1:1.3", 3, 2) == \
+        "poolparty gave up on job pp-1:1.3 after 2 resubmission(s): NODE_FAIL on n1. "
+    assert failure_message(CancelledError("by Ctrl-C"), "pp-1:1.0", 0, 3) == \
+        "poolparty job pp-1:1.0 was cancelled (by Ctrl-C). "
+    assert failure_message(None, "pp-1:1.0", 0, 3) == "poolparty job pp-1:1.0 ended without a result. "
+    assert failure_message(ValueError("bad"), "pp-1:1.0", 0, 3) == "poolparty job pp-1:1.0 failed: bad. "
+    assert failure_message(CommandFailed(3, "snakemake ..."), "pp-1:1.0", 0, 3) == "poolparty job pp-1:1.0 exited with status 3. "
+
+
+# -- a scheduling round through the core's batching window (snakemake_executor_plugin_poolparty.submission) --
+def test_a_round_is_registered_under_pool_batch_task_ids_and_a_refusal_reports_each_job():
+    import threading
+
+    from poolparty import Resources, ShellCommand
+    from poolparty.api.batching import BatchingWindow
+    from poolparty.engine.handle import BatchHandle
+    from snakemake_executor_plugin_poolparty.submission import RoundSubmission
+
+    class Engine:
+        max_running = 10
+        refuse: Optional[BaseException] = None
+
+        def submit(self, shared, chunks, resources, *, kind, give_up_policy):
+            if self.refuse is not None:
+                raise self.refuse
+            assert (kind, give_up_policy) == ("snakemake", "fail_batch")
+            handle = BatchHandle(sum(len(c) for c in chunks), "batch 7")
+            handle.batch_dir = "/w/batches/7"
+            self.handle = handle
+            return handle
+
+    registered, errors, wake = [], [], threading.Event()
+    engine = Engine()
+    sink = RoundSubmission("pp-abc", registered.append, lambda info, msg: errors.append((info.job, msg)), wake)
+    window = BatchingWindow(engine, sink, window=None, kind="snakemake", give_up_policy="fail_batch")
+    for job in ("a", "b"):
+        window.add(job, ShellCommand("true"), Resources(cpus=1))
+    window.flush()
+    assert [(i.job, i.external_jobid, i.aux["task"]) for i in registered] == [("a", "pp-abc:7.0", 0),
+                                                                              ("b", "pp-abc:7.1", 1)]
+    assert not wake.is_set()
+    engine.handle._finish(None)  # the batch ended: the status loop is woken at once
+    assert wake.is_set()
+    engine.refuse = ValueError("no partition 'gpu'")
+    window.add("c", ShellCommand("true"), Resources(cpus=2))
+    window.flush()
+    assert errors == [("c", "poolparty: submission failed: no partition 'gpu'. ")]

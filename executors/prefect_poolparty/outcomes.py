@@ -67,6 +67,21 @@ def _task_run(task: Any, tags: Iterable[str], task_run_id: uuid.UUID, flow_run_i
                    task_key=task.task_key, dynamic_key=dynamic_key, tags=sorted(tags)), None
 
 
+def infrastructure_verdict(error: BaseException, chunk: int) -> tuple[str, str]:
+    """How a task run ends when the core gave ``error`` instead of its State: ("cancelled", why) for
+    a cancelled job, else ("crashed", why). A given-up job's message is followed by its log tail."""
+    import concurrent.futures as cf
+
+    from poolparty.errors import RetryLimitExceeded
+
+    if isinstance(error, (cf.CancelledError, KeyboardInterrupt)):
+        return "cancelled", f"poolparty cancelled its job: {error}"
+    if isinstance(error, RetryLimitExceeded):
+        why = error.failures.get(chunk, "") or error
+        return "crashed", f"its job ended without a result and poolparty gave up: {why}"
+    return "crashed", f"the job could not run the task run: {type(error).__name__}: {error}{remote_traceback(error)}"
+
+
 def log_tail(handle: Any, chunk: int, lines: int = 15) -> str:
     """The end of the job logs the core kept for this chunk (every attempt), for a Crashed message."""
     from poolparty.store.logs import chunk_log_text

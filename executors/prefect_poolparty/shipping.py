@@ -8,7 +8,75 @@ Completed state into its value and any other into ``Pending(NotReady)`` (or, und
 """
 from __future__ import annotations
 
+import contextvars
+import threading
 from typing import Any
+
+import cloudpickle
+
+from poolparty.engine.by_value import register_local_modules
+from poolparty.errors import ConfigurationError
+
+from .orders import ShippedContext
+
+
+class PickledOnce:
+    """The flow run's serialized contexts and its tasks, each pickled once: ``serialize_context()``
+    is slow (a settings dump) and a ``.map`` ships the same task N times."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._contexts: dict[tuple[Any, ...], tuple[tuple[Any, ...], ShippedContext]] = {}
+        self._tasks: dict[int, tuple[Any, bytes]] = {}
+
+    def context(self) -> ShippedContext:
+        """The calling thread's flow-run/task-run/settings/tags context, pickled for the job."""
+        from prefect.context import FlowRunContext, SettingsContext, TagsContext, TaskRunContext, serialize_context
+
+        flow_ctx, task_ctx, settings_ctx = FlowRunContext.get(), TaskRunContext.get(), SettingsContext.get()
+        tags = frozenset(TagsContext.get().current_tags)
+        key = (id(flow_ctx), id(task_ctx), id(settings_ctx), tags)
+        with self._lock:
+            hit = self._contexts.get(key)
+        if hit is not None:
+            return hit[1]
+        if flow_ctx is not None:
+            register_local_modules([flow_ctx.flow.fn])
+        try:
+            blob = cloudpickle.dumps(serialize_context())
+        except Exception as e:
+            raise ConfigurationError(
+                f"cannot pickle the flow run's context for the compute nodes: {e}. It holds the flow and its "
+                "parameters: pass data, not open files, locks or connections, to a flow whose tasks run "
+                "as jobs.") from e
+        captured = contextvars.copy_context()
+        captured.run(TaskRunContext.__var__.set, None)  # replayed events belong to their own task run
+        shipped = ShippedContext(blob, flow_ctx.flow_run.id if flow_ctx and flow_ctx.flow_run else None, captured)
+        with self._lock:
+            self._contexts[key] = ((flow_ctx, task_ctx, settings_ctx), shipped)  # keeps the ids alive
+        return shipped
+
+    def any_context(self) -> contextvars.Context | None:
+        """A copy of any context of this flow run (for relayed records of no known task run)."""
+        with self._lock:
+            shipped = next(iter(self._contexts.values()), None)
+        return shipped[1].captured.copy() if shipped else None
+
+    def task(self, task: Any) -> bytes:
+        """The pickled task (its module by value when the nodes could not import it)."""
+        with self._lock:
+            hit = self._tasks.get(id(task))
+        if hit is not None:
+            return hit[1]
+        register_local_modules([task.fn])
+        try:
+            blob = cloudpickle.dumps(task)
+        except Exception as e:
+            raise ConfigurationError(f"cannot pickle the task {task.name!r} for the compute nodes: {e}. Move "
+                                     "unpicklable state (open files, locks, connections) inside the task.") from e
+        with self._lock:
+            self._tasks[id(task)] = (task, blob)  # keeps the id alive
+        return blob
 
 
 def pickle_annotations_by_value() -> None:

@@ -3,11 +3,11 @@
 ``submit`` only records an *order* (task, parameters, upstream futures, the flow run's context) and
 returns. An order is released when its upstream futures are done (a done-callback counts them
 down: no thread waits per task run); the release thread turns released orders into job payloads
-(upstream futures become their final States, as Prefect's process pool ships them), packs them
-several to a job and hands each burst to :meth:`poolparty.Engine.submit` as **one** batch, so a
-``.map`` over N items is one array. The completion thread replays the relayed events and logs,
-then resolves each task run's future with the final State its job returned, or with a Crashed or
-Cancelled state when the core reports a failure.
+(upstream futures become their final States, as Prefect's process pool ships them) and adds them
+to the core's batching window (:mod:`poolparty.api.batching`), which packs them several to a job
+and submits each burst as **one** batch, so a ``.map`` over N items is one array. The completion
+thread replays the relayed events and logs, then resolves each task run's future with the final
+State its job returned, or with a Crashed or Cancelled state when the core reports a failure.
 
 Scheduling, polling, resubmission and cancellation of jobs are the core's; nothing here talks to
 a scheduler.
@@ -18,62 +18,34 @@ import concurrent.futures as cf
 import contextlib
 import contextvars
 import logging
-import math
 import os
 import queue
 import shutil
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterator, Sequence
 
 import cloudpickle
 
 from poolparty import Call, Engine, Resources
-from poolparty.engine.by_value import register_local_modules
-from poolparty.errors import ConfigurationError, RetryLimitExceeded
+from poolparty.api.batching import BatchingWindow, Placement
+from poolparty.errors import RetryLimitExceeded
 from poolparty.store.trust import make_private_dir
 
 from . import outcomes
 from .job import JobHeader, run_task_run
+from .orders import Order
 from .relay import RelayReader
-from .shipping import final_state_of, futures_to_states, pickle_annotations_by_value, upstream_futures
+from .shipping import PickledOnce, final_state_of, futures_to_states, pickle_annotations_by_value, upstream_futures
 from .tag_slots import TagSlots
 
 log = logging.getLogger("prefect_poolparty")
 
-_FLUSH = object()  # release queue: a map finished submitting
+_FLUSH = object()  # release queue: a map finished submitting (ends its hold on the window)
 _STOP = object()
-
-
-@dataclass(eq=False)
-class Order:
-    """A task run accepted by ``submit`` and not resolved yet."""
-
-    task: Any
-    task_run_id: uuid.UUID
-    parameters: dict[str, Any]
-    wait_for: list[Any] | None
-    dependencies: dict[str, Any] | None
-    resources: Resources
-    tags: frozenset[str]  # the task's and the submitting context's (``with prefect.tags(...)``)
-    context: "ShippedContext"
-    task_blob: bytes
-    future: "cf.Future[Any]"
-    waiting: int = 0  # upstream futures not done yet
-    slots_held: bool = False
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-
-@dataclass(eq=False)
-class ShippedContext:
-    """``serialize_context()`` of one flow-run/tags/settings combination, pickled once."""
-
-    blob: bytes
-    flow_run_id: uuid.UUID | None
-    captured: contextvars.Context  # for replaying events and recording states in the flow run
 
 
 @dataclass
@@ -81,28 +53,24 @@ class Completion:
     """The core's word on one task run: a result to unpickle (``error`` None), or a batch error."""
 
     order: Order
-    handle: Any
-    index: int  # the task run's index in its batch
-    chunk: int
+    where: Placement
     error: BaseException | None = None
 
 
 class Submitter:
+    """One flow run's task runs: orders in, released through the batching window, States out."""
+
     def __init__(self, engine: Engine, *, relay: bool, tasks_per_job: int | None, window: float,
                  relay_interval: float):
         self.engine = engine
         self.work_dir = engine.work_dir  # still known after the engine released it
         self.relay = relay
-        self.tasks_per_job = tasks_per_job
-        self.window = window
         self.relay_interval = relay_interval
         self.relay_dir: Path | None = make_private_dir(engine.work_dir / "prefect-relay") if relay else None
         self.header = JobHeader(relay_dir=str(self.relay_dir) if self.relay_dir else None, cwd=os.getcwd())
         self._lock = threading.Lock()
         self._orders: dict[uuid.UUID, Order] = {}  # unresolved
-        self._contexts: dict[tuple[Any, ...], tuple[tuple[Any, ...], ShippedContext]] = {}
-        self._tasks: dict[int, tuple[Any, bytes]] = {}
-        self._holds = 0
+        self._pickled = PickledOnce()
         self._cancelled: str | None = None
         self._released: "queue.Queue[Any]" = queue.Queue()
         self._completed: "queue.Queue[Completion | object]" = queue.Queue()
@@ -110,6 +78,10 @@ class Submitter:
         pickle_annotations_by_value()
         self.reader = RelayReader(self.relay_dir, self._context_for) if self.relay_dir else None
         self.stats = {"task_runs": 0, "batches": 0, "crashed": 0, "cancelled": 0}
+        # each item restarts the window (quiet): a burst leaves once no task run was released for a while
+        self._window: BatchingWindow[Order] = BatchingWindow(
+            engine, self, window=window, kind="prefect", give_up_policy="fail_batch", quiet=True,
+            tasks_per_job=tasks_per_job, fail_given_up=True, noun="task run")
         self._release_thread = threading.Thread(target=self._release_loop, daemon=True,
                                                 name=f"prefect-poolparty-release-{engine.name}")
         self._complete_thread = threading.Thread(target=self._complete_loop, daemon=True,
@@ -124,9 +96,8 @@ class Submitter:
 
         order = Order(task=task, task_run_id=uuid7(), parameters=parameters,
                       wait_for=list(wait_for) if wait_for else None, dependencies=dependencies,
-                      resources=resources, tags=tags, context=self._shipped_context(),
-                      task_blob=self._task_blob(task),
-                      future=cf.Future())
+                      resources=resources, tags=tags, context=self._pickled.context(),
+                      task_blob=self._pickled.task(task), future=cf.Future())
         upstream = upstream_futures(parameters, order.wait_for)
         with self._lock:
             self._orders[order.task_run_id] = order
@@ -143,14 +114,12 @@ class Submitter:
 
     @contextlib.contextmanager
     def holding(self) -> Iterator[None]:
-        """Keep released orders together until the block ends (``map`` submitting its items)."""
-        with self._lock:
-            self._holds += 1
+        """Keep released orders together until the block ends (``map`` submitting its items); the
+        end travels through the release queue, behind the orders released before it."""
+        self._window.hold()
         try:
             yield
         finally:
-            with self._lock:
-                self._holds -= 1
             self._released.put(_FLUSH)
 
     def _upstream_done(self, order: Order) -> None:
@@ -160,80 +129,19 @@ class Submitter:
         if ready:
             self._released.put(order)
 
-    def _shipped_context(self) -> ShippedContext:
-        """``serialize_context()`` is slow (a settings dump): one pickle per context combination."""
-        from prefect.context import FlowRunContext, SettingsContext, TagsContext, TaskRunContext, serialize_context
-
-        flow_ctx, task_ctx, settings_ctx = FlowRunContext.get(), TaskRunContext.get(), SettingsContext.get()
-        tags = frozenset(TagsContext.get().current_tags)
-        key = (id(flow_ctx), id(task_ctx), id(settings_ctx), tags)
-        with self._lock:
-            hit = self._contexts.get(key)
-        if hit is not None:
-            return hit[1]
-        if flow_ctx is not None:
-            register_local_modules([flow_ctx.flow.fn])
-        try:
-            blob = cloudpickle.dumps(serialize_context())
-        except Exception as e:
-            raise ConfigurationError(
-                f"cannot pickle the flow run's context for the compute nodes: {e}. It holds the flow and its "
-                "parameters: pass data, not open files, locks or connections, to a flow whose tasks run "
-                "as jobs.") from e
-        captured = contextvars.copy_context()
-        captured.run(TaskRunContext.__var__.set, None)  # replayed events belong to their own task run
-        shipped = ShippedContext(blob, flow_ctx.flow_run.id if flow_ctx and flow_ctx.flow_run else None, captured)
-        with self._lock:
-            self._contexts[key] = ((flow_ctx, task_ctx, settings_ctx), shipped)  # keeps the ids alive
-        return shipped
-
-    def _task_blob(self, task: Any) -> bytes:
-        with self._lock:
-            hit = self._tasks.get(id(task))
-        if hit is not None:
-            return hit[1]
-        register_local_modules([task.fn])
-        try:
-            blob = cloudpickle.dumps(task)
-        except Exception as e:
-            raise ConfigurationError(f"cannot pickle the task {task.name!r} for the compute nodes: {e}. Move "
-                                     "unpicklable state (open files, locks, connections) inside the task.") from e
-        with self._lock:
-            self._tasks[id(task)] = (task, blob)
-        return blob
-
-    # -- release: upstream done -> payload -> one engine batch per burst ---------------------------
+    # -- release: upstream done -> payload -> the batching window ----------------------------------
     def _release_loop(self) -> None:
         while True:
             item = self._released.get()
             if item is _STOP:
+                self._window.flush()
                 return
             if item is _FLUSH:
+                self._window.release()
                 continue
-            burst: list[tuple[Order, Call]] = []
-            self._prepare(item, burst)
-            while True:
-                try:
-                    item = self._released.get(timeout=self.window)
-                except queue.Empty:
-                    with self._lock:
-                        held = self._holds > 0
-                    if held:
-                        continue
-                    break
-                if item is _STOP:
-                    self._submit_burst(burst)
-                    return
-                if item is _FLUSH:
-                    with self._lock:
-                        held = self._holds > 0
-                    if held:
-                        continue
-                    break
-                self._prepare(item, burst)
-            self._submit_burst(burst)
+            self._prepare(item)
 
-    def _prepare(self, order: Order, burst: list[tuple[Order, Call]]) -> None:
+    def _prepare(self, order: Order) -> None:
         if order.future.done():
             return
         with self._lock:
@@ -255,57 +163,27 @@ class Submitter:
         except BaseException as e:  # an unpicklable argument: this task run alone crashes
             self._resolve_infrastructure(order, "crashed", f"could not ship the task run: {type(e).__name__}: {e}")
             return
-        burst.append((order, Call(run_task_run, (self.header, order.context.blob, order.task_blob, blob))))
+        payload = Call(run_task_run, (self.header, order.context.blob, order.task_blob, blob))
+        self._window.add(order, payload, order.resources)
 
-    def _submit_burst(self, burst: list[tuple[Order, Call]]) -> None:
-        groups: dict[Resources, list[tuple[Order, Call]]] = {}
-        for order, call in burst:
-            groups.setdefault(order.resources, []).append((order, call))
-        for resources, members in groups.items():
-            per = self.tasks_per_job or max(1, math.ceil(len(members) / self.engine.max_running))
-            chunks = [[(i, call) for i, (_, call) in enumerate(members[s:s + per], start=s)]
-                      for s in range(0, len(members), per)]
-            orders = [order for order, _ in members]
-            try:
-                handle = self.engine.submit(None, chunks, resources, kind="prefect", give_up_policy="fail_batch")
-            except BaseException as e:
-                with self._lock:
-                    cancelled = self._cancelled
-                for order in orders:
-                    if cancelled is not None:
-                        self._resolve_infrastructure(order, "cancelled", f"not started: {cancelled}")
-                    else:
-                        self._resolve_infrastructure(order, "crashed", f"poolparty could not submit: {e}")
-                continue
-            with self._lock:
-                self.stats["batches"] += 1
-            self._link(handle, orders, [len(c) for c in chunks])
+    # -- the window's outcome sink: the engine's thread, be quick -----------------------------------
+    def submitted(self, placed: Sequence[tuple[Order, Placement]]) -> None:
+        with self._lock:
+            self.stats["batches"] += 1
 
-    def _link(self, handle: Any, orders: list[Order], chunk_sizes: list[int]) -> None:
-        chunk_of = [c for c, size in enumerate(chunk_sizes) for _ in range(size)]
+    def arrived(self, order: Order, where: Placement) -> None:
+        self._completed.put(Completion(order, where))
 
-        reported: set[int] = set()
+    def failed(self, order: Order, where: Placement, error: BaseException) -> None:
+        self._completed.put(Completion(order, where, error))  # a given-up chunk: Crashed now, not at the end
 
-        def on_task(index: int, ok: bool, payload: bytes) -> None:  # the dispatcher's thread: be quick
-            reported.add(index)
-            self._completed.put(Completion(orders[index], handle, index, chunk_of[index]))
-
-        def fail_unreported(indices: Iterable[int], h: Any, error: BaseException) -> None:
-            for i in indices:
-                if i not in reported:
-                    reported.add(i)
-                    self._completed.put(Completion(orders[i], h, i, chunk_of[i], error))
-
-        def on_give_up(chunk: int, tasks: list[int], why: str) -> None:  # Crashed now, not at the batch's end
-            fail_unreported(tasks, handle, RetryLimitExceeded({chunk: why}, {chunk: tasks}, handle.batch_dir or ""))
-
-        def on_done(h: Any) -> None:
-            fail_unreported(range(len(orders)), h,
-                            h.error or RuntimeError(f"{h.label} ended without this task run's result"))
-
-        handle.add_task_callback(on_task)
-        handle.add_give_up_callback(on_give_up)
-        handle.add_done_callback(on_done)
+    def refused(self, order: Order, error: BaseException) -> None:
+        with self._lock:
+            cancelled = self._cancelled
+        if cancelled is not None:
+            self._resolve_infrastructure(order, "cancelled", f"not started: {cancelled}")
+        else:
+            self._resolve_infrastructure(order, "crashed", f"poolparty could not submit: {error}")
 
     # -- completion: relay, then resolve ----------------------------------------------------------
     def _complete_loop(self) -> None:
@@ -339,22 +217,17 @@ class Submitter:
         error = c.error
         if error is None:
             try:
-                ok, value = c.handle.outcome(c.index)
+                ok, value = c.where.handle.outcome(c.where.task)
             except BaseException as e:  # the State does not unpickle here
                 ok, value = False, e
             if ok:
                 self._settle(order, value)
                 return
             error = value
-        if isinstance(error, (cf.CancelledError, KeyboardInterrupt)):
-            self._resolve_infrastructure(order, "cancelled", f"poolparty cancelled its job: {error}")
-        elif isinstance(error, RetryLimitExceeded):
-            why = error.failures.get(c.chunk, "")
-            self._resolve_infrastructure(order, "crashed", f"its job ended without a result and poolparty gave "
-                                                           f"up: {why or error}{outcomes.log_tail(c.handle, c.chunk)}")
-        else:
-            self._resolve_infrastructure(order, "crashed", f"the job could not run the task run: "
-                                                           f"{type(error).__name__}: {error}{outcomes.remote_traceback(error)}")
+        kind, message = outcomes.infrastructure_verdict(error, c.where.chunk)
+        if isinstance(error, RetryLimitExceeded):
+            message += outcomes.log_tail(c.where.handle, c.where.chunk)
+        self._resolve_infrastructure(order, kind, message)
 
     def _resolve_infrastructure(self, order: Order, kind: str, message: str) -> None:
         """Resolve with a Crashed/Cancelled state, recorded in the API as the task run's last state."""
@@ -391,9 +264,8 @@ class Submitter:
     def _context_for(self, task_run_id: str | None) -> contextvars.Context | None:
         with self._lock:
             order = self._orders.get(uuid.UUID(task_run_id)) if task_run_id else None
-            if order is None:  # resolved already, or not one of ours: any context of this flow run
-                shipped = next(iter(self._contexts.values()), None)
-                return shipped[1].captured.copy() if shipped else None
+        if order is None:  # resolved already, or not one of ours: any context of this flow run
+            return self._pickled.any_context()
         return order.context.captured.copy()
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -439,7 +311,7 @@ class Submitter:
             self.engine.close()
 
     def report(self) -> dict[str, Any]:
-        out = dict(self.engine.dispatcher.stats)
+        out = self.engine.stats
         with self._lock:
             out.update(self.stats)
         if self.reader is not None:

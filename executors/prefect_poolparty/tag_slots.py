@@ -11,10 +11,9 @@ from __future__ import annotations
 
 import contextvars
 import threading
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import Any, Iterable
 
-if TYPE_CHECKING:
-    from .submitter import Order
+from .orders import Order
 
 
 class TagSlots:
@@ -46,7 +45,7 @@ class TagSlots:
                 self._limited.update(answers)
         return sorted(t for t in tags if self._limited.get(t))
 
-    def hold(self, order: "Order", tags: list[str], release: Any, fail: Any) -> None:
+    def hold(self, order: Order, tags: list[str], release: Any, fail: Any) -> None:
         """Wait for one slot of every limited tag, then ``release.put(order)``; keep the slots
         (renewing their lease) until the order's future is done. ``fail(order, message)`` if the
         slots cannot be taken (as the engine would: the task run does not run)."""

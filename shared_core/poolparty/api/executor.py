@@ -7,7 +7,7 @@ import weakref
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from poolparty.engine.by_value import register_local_modules
-from poolparty.api.batching import CallCoalescer
+from poolparty.api.calls import SingleCalls
 from poolparty.engine.engine import Engine
 from poolparty.errors import PoolClosedError
 from poolparty.payload import Call, SharedFunction
@@ -25,7 +25,7 @@ class Executor(cf.Executor):
             raise ValueError("max_workers must be greater than 0")
         self._engine = Engine(build_engine_options(max_workers, options))
         self._work_dir = self._engine.work_dir  # still known after shutdown: a failed run's dir is kept
-        self._calls = CallCoalescer(self._engine, self._engine.queue.batching_window)
+        self._calls = SingleCalls(self._engine, self._engine.queue.batching_window)
         # a bar for long ``map`` calls, as Pool has (on a terminal, or progress=True)
         self._progress = ProgressBar(self._engine.progress, f"poolparty {self._engine.name}") \
             if progress_wanted(self._engine.options.progress) else None

@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from poolparty.engine.handle import BatchHandle
 from poolparty.engine.by_value import register_local_modules
-from poolparty.api.batching import CallCoalescer
+from poolparty.api.calls import SingleCalls
 from poolparty.engine.engine import Engine
 from poolparty.errors import PoolClosedError
 from poolparty.payload import Call, SharedFunction
@@ -121,7 +121,7 @@ class Pool:
         self._state = "RUN"
         self._outstanding = 0
         self._cond = threading.Condition()
-        self._calls = CallCoalescer(self._engine, self._engine.queue.batching_window)
+        self._calls = SingleCalls(self._engine, self._engine.queue.batching_window)
         self._progress = ProgressBar(self._engine.progress, f"poolparty {self._engine.name}") \
             if progress_wanted(self._engine.options.progress) else None
         # as multiprocessing.Pool: a pool dropped without close()/terminate() is terminated

@@ -1,20 +1,19 @@
 """The engine behind every way in (Pool, Executor, the Snakemake and Prefect plugins): a run
-directory, a queue adapter and a dispatcher thread. Plugins call :meth:`Engine.submit`."""
+directory, a queue adapter and a dispatcher thread. Plugins call :meth:`Engine.submit` and read
+``busy``, ``alive`` and ``stats``; the dispatcher itself is the engine's own."""
 from __future__ import annotations
 
-import atexit
 import logging
 import os
 import shutil
-import signal
 import threading
-import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
 from poolparty.engine.batch_state import Batch, ChunkRun
 from poolparty.store.inputs import BatchFiles, encode_batch
+from poolparty.engine import lifecycle
 from poolparty.engine.handle import BatchHandle
 from poolparty.dispatch.loop import DispatchSettings, Dispatcher
 from poolparty.errors import ConfigurationError, PoolClosedError
@@ -58,6 +57,8 @@ def default_work_root(queue: QueueAdapter) -> Path:
 
 
 class Engine:
+    """One pool's engine: every way in submits batches here and reads them back through handles."""
+
     def __init__(self, options: EngineOptions):
         self.options = options
         if options.max_running is not None and (not isinstance(options.max_running, int) or options.max_running < 1):
@@ -68,46 +69,66 @@ class Engine:
                                      "on the compute nodes")
         self.queue = make_queue(options.queue, SchedulerCLI(timeout=options.scheduler_timeout))
         self.max_running = options.max_running or self.queue.default_max_running()
-        try:
-            if options.work_dir is not None:
-                self.explicit_dir = True
-                self.run = RunDir(Path(options.work_dir).absolute())
-            else:
-                self.explicit_dir = False
-                root = Path(options.work_root) if options.work_root else default_work_root(self.queue)
-                self.run = RunDir(new_run_dir(root.absolute()))
-            self.run.lock()
-        except BaseException:
-            self.queue.close()
-            raise
-        max_running = self.max_running
+        self.explicit_dir = options.work_dir is not None
+        self.run = self._open_run_dir()
         self.name = job_name(self.run.path)
         write_run_info(self.run.path, job_name=self.name, queue=self.queue.name, python=python,
-                       max_running=max_running, array=options.array,
+                       max_running=self.max_running, array=options.array,
                        max_resubmissions=options.retry.max_resubmissions, resources=options.resources.to_json(),
                        max_result_size=options.max_result_size)
         self.queue.attach(self.run.path)
-        interval = options.polling_interval or self.queue.default_polling_interval
-        settings = DispatchSettings(
-            name=self.name, max_running=max_running, array=options.array, retry=options.retry,
-            polling_interval=max(interval, self.queue.min_poll_interval),
-            tick=self.queue.result_check_interval, python=python, script=self.run.job_script,
-            claim_chunks=options.claim_chunks)
         if options.verbose:
-            _enable_verbose_logging()
+            lifecycle.enable_verbose_logging()
         self._lock = threading.Lock()
         self._batch_count = 0
         self._failed = False
         self._closed = False
         self._keep_for_resume: list[Path] = []
-        self.dispatcher = Dispatcher(self.queue, settings, self._batch_ended)
-        _LIVE_ENGINES.add(self)
-        _install_sigterm_handler()
+        self._dispatcher = Dispatcher(self.queue, self._dispatch_settings(python), self._batch_ended)
+        lifecycle.watch(self)
         log.info("poolparty: pool %s on queue %s, work_dir %s", self.name, self.queue.name, self.run.path)
+
+    def _open_run_dir(self) -> RunDir:
+        """The exact ``work_dir`` (resumable) or a fresh one under the work root, locked for this pool."""
+        options = self.options
+        try:
+            if self.explicit_dir:
+                run = RunDir(Path(options.work_dir).absolute())  # type: ignore[arg-type]
+            else:
+                root = Path(options.work_root) if options.work_root else default_work_root(self.queue)
+                run = RunDir(new_run_dir(root.absolute()))
+            run.lock()
+        except BaseException:
+            self.queue.close()
+            raise
+        return run
+
+    def _dispatch_settings(self, python: str) -> DispatchSettings:
+        interval = self.options.polling_interval or self.queue.default_polling_interval
+        return DispatchSettings(
+            name=self.name, max_running=self.max_running, array=self.options.array, retry=self.options.retry,
+            polling_interval=max(interval, self.queue.min_poll_interval),
+            tick=self.queue.result_check_interval, python=python, script=self.run.job_script,
+            claim_chunks=self.options.claim_chunks)
 
     @property
     def work_dir(self) -> Path:
         return self.run.path
+
+    @property
+    def busy(self) -> bool:
+        """Batches submitted and not finished: closing now would wait, exiting now would cancel."""
+        return self._dispatcher.busy
+
+    @property
+    def alive(self) -> bool:
+        """The engine's thread still runs: what is unfinished will still be watched and reported."""
+        return self._dispatcher.alive
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Scheduler traffic so far (a copy): submissions, resubmissions, polls, cancels."""
+        return dict(self._dispatcher.stats)
 
     # -- submission ----------------------------------------------------------------------------
     def submit(self, shared: SharedFunction | None, chunks: Sequence[Sequence[tuple[int, Any]]],
@@ -148,7 +169,7 @@ class Engine:
         batch = Batch(number, files, handle, runs, store, Journal(files.journal),
                       give_up_policy=give_up_policy)
         batch.user_errors = sum(1 for ok, _ in store.stored.values() if not ok)
-        self.dispatcher.add(batch)
+        self._dispatcher.add(batch)
         return handle
 
     def _batch_ended(self, batch: Batch, error: BaseException | None) -> None:
@@ -165,23 +186,23 @@ class Engine:
 
     def progress(self) -> dict[str, int]:
         """Chunks and tasks by phase, for progress displays."""
-        return self.dispatcher.progress()
+        return self._dispatcher.progress()
 
     def cancel(self, handle: BatchHandle) -> None:
         """Cancel one batch's jobs (one scheduler call); the pool stays usable."""
-        self.dispatcher.cancel_batch(handle)
+        self._dispatcher.cancel_batch(handle)
 
     # -- lifecycle -----------------------------------------------------------------------------
     def terminate(self, reason: str = "terminate") -> None:
         """Cancel every job of the pool at once and fail what is unfinished."""
-        self.dispatcher.abort(reason)
+        self._dispatcher.abort(reason)
         self._release()
 
     def close(self) -> None:
         """Wait for submitted work, then release the work_dir (removed when everything was clean)."""
         with self._lock:
             self._closed = True
-        self.dispatcher.stop()
+        self._dispatcher.stop()
         self._release()
 
     def _release(self) -> None:
@@ -191,7 +212,7 @@ class Engine:
                 return
             run, self.run = self.run, None  # type: ignore[assignment]
         self.queue.close()
-        _LIVE_ENGINES.discard(self)
+        lifecycle.forget(self)
         run.unlock()
         if self._failed or self.options.keep_work_dir:
             if self._failed:
@@ -200,44 +221,3 @@ class Engine:
         for p in self._keep_for_resume:
             shutil.rmtree(p, ignore_errors=True)
         remove_run_dir(run.path, ignore_errors=True)
-        self.run = None  # type: ignore[assignment]
-        self._run_path = run.path
-
-
-_LIVE_ENGINES: "weakref.WeakSet[Engine]" = weakref.WeakSet()
-
-
-@atexit.register
-def _cancel_at_exit() -> None:
-    for engine in list(_LIVE_ENGINES):
-        if engine.dispatcher.busy:
-            log.warning("poolparty: interpreter exit with work in flight: cancelling pool %s", engine.name)
-            engine.terminate("interpreter exit")
-
-
-_sigterm_installed = False
-
-
-def _install_sigterm_handler() -> None:
-    """SIGTERM (scancel of the driver's own job, kill) becomes SystemExit so atexit cancels our jobs."""
-    global _sigterm_installed
-    if _sigterm_installed or threading.current_thread() is not threading.main_thread():
-        return
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        return
-
-    def on_sigterm(signum: int, frame: Any) -> None:
-        raise SystemExit(128 + signum)
-
-    signal.signal(signal.SIGTERM, on_sigterm)
-    _sigterm_installed = True
-
-
-def _enable_verbose_logging() -> None:
-    logger = logging.getLogger("poolparty")
-    if not any(getattr(h, "_poolparty", False) for h in logger.handlers):
-        h = logging.StreamHandler()
-        h.setFormatter(logging.Formatter("%(asctime)s %(message)s", "%H:%M:%S"))
-        h._poolparty = True  # type: ignore[attr-defined]
-        logger.addHandler(h)
-    logger.setLevel(logging.INFO)
