@@ -151,9 +151,9 @@ def test_each_outcome_reaches_its_item_once_and_the_rest_fail_when_the_batch_end
         window.add(name, call(1), SMALL)
     window.flush()
     handle = engine.handles[0]
-    handle._add([(1, True, cloudpickle.dumps("B"))])
-    handle._add([(1, True, cloudpickle.dumps("B"))])  # the same result seen twice
-    handle._finish(None)
+    handle.deliver([(1, True, cloudpickle.dumps("B"))])
+    handle.deliver([(1, True, cloudpickle.dumps("B"))])  # the same result seen twice
+    handle.finish(None)
     assert sink.of("arrived") == [("b", (True, "B"))]
     failed = sink.of("failed")
     assert [item for item, _ in failed] == ["a", "c"]
@@ -179,7 +179,7 @@ def test_a_given_up_chunk_fails_its_items_at_once_only_when_asked(fail_given_up)
         window.add(name, call(1), SMALL)
     window.flush()
     handle = engine.handles[0]
-    handle._gave_up(0, [0], "NODE_FAIL")
+    handle.chunk_given_up(0, [0], "NODE_FAIL")
     if fail_given_up:
         [(item, error)] = sink.of("failed")
         assert item == "a" and isinstance(error, RetryLimitExceeded)
@@ -187,7 +187,7 @@ def test_a_given_up_chunk_fails_its_items_at_once_only_when_asked(fail_given_up)
     else:
         assert sink.of("failed") == []
     end = RuntimeError("batch aborted")
-    handle._finish(end)
+    handle.finish(end)
     assert [item for item, _ in sink.of("failed")] == ["a", "b"]
     assert sink.of("failed")[-1][1] is end
 

@@ -431,7 +431,7 @@ def test_a_round_is_registered_under_pool_batch_task_ids_and_a_refusal_reports_e
     assert [(i.job, i.external_jobid, i.aux["task"]) for i in registered] == [("a", "pp-abc:7.0", 0),
                                                                               ("b", "pp-abc:7.1", 1)]
     assert not wake.is_set()
-    engine.handle._finish(None)  # the batch ended: the status loop is woken at once
+    engine.handle.finish(None)  # the batch ended: the status loop is woken at once
     assert wake.is_set()
     engine.refuse = ValueError("no partition 'gpu'")
     window.add("c", ShellCommand("true"), Resources(cpus=2))
