@@ -26,7 +26,9 @@ from snakemake_interface_executor_plugins.executors.remote import RemoteExecutor
 from snakemake_interface_executor_plugins.jobs import JobExecutorInterface
 from snakemake_interface_executor_plugins.settings import CommonSettings, ExecutorSettingsBase
 
-QUEUES = ("local", "slurm", "sge")
+from poolparty.queues import QUEUE_NAMES, queue_class  # the registry only: no adapter is imported here
+
+QUEUES = QUEUE_NAMES
 LOG_DIR = Path(".snakemake") / "poolparty_logs"
 WORK_DIR = Path(".snakemake") / "poolparty"
 #: a failed task's job log is stored by the engine right after its result: wait this long for it
@@ -183,9 +185,9 @@ class Executor(RemoteExecutor):
         if not isinstance(s, ExecutorSettings):
             s = ExecutorSettings()
         self.settings = s
-        self._burst = s.queue != "local"
         if s.queue not in QUEUES:
             raise WorkflowError(f"--poolparty-queue {s.queue!r}: choose one of {', '.join(QUEUES)}")
+        self._burst = not queue_class(s.queue).runs_on_this_host
         if self.workflow.remote_execution_settings.immediate_submit:
             raise WorkflowError("poolparty does not support --immediate-submit: the engine in this Snakemake "
                                 "process submits, watches and resubmits the jobs, so it has to keep running")
@@ -213,7 +215,7 @@ class Executor(RemoteExecutor):
     def _max_running(self, s: ExecutorSettings) -> Optional[int]:
         if s.max_running:
             return s.max_running
-        if s.queue == "local":
+        if queue_class(s.queue).runs_on_this_host:
             return None  # the core's default: one per CPU
         nodes = getattr(self.workflow.resource_settings, "nodes", None)
         if isinstance(nodes, int) and 0 < nodes < 1_000_000:
@@ -254,7 +256,7 @@ class Executor(RemoteExecutor):
             values["mem_mb"] = floor
             values.pop("mem_mib", None)
         translated = resources_from_workflow(values, self.settings.queue, self._engine.options.resources)
-        for name in translated.ignored if self.settings.queue != "local" else ():
+        for name in translated.ignored if not queue_class(self.settings.queue).runs_on_this_host else ():
             key = (self._job_label(job), name)
             if key not in self._warned:
                 self._warned.add(key)

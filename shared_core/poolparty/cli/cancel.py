@@ -11,6 +11,7 @@ import click
 
 from poolparty.engine.engine import job_name
 from poolparty.store.inspect import driver_of, read_info
+from poolparty.queues import QUEUE_NAMES
 from poolparty.cli.common import WORK_DIR, live, open_queue, query_jobs, queue_kind, run_dir_argument, shown_path
 
 
@@ -41,7 +42,7 @@ def terminate_driver(run: Path, holder: str, wait: float) -> None:
 
 @click.command()
 @click.argument("work_dir", type=WORK_DIR)
-@click.option("--queue", type=click.Choice(["local", "slurm", "sge"]),
+@click.option("--queue", type=click.Choice(QUEUE_NAMES),
               help="The run's queue (default: from its run.json).")
 @click.option("--stop-driver", is_flag=True,
               help="Also stop the live driver (SIGTERM, same host only); else it would resubmit.")

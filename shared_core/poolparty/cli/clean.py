@@ -11,6 +11,7 @@ import click
 
 from poolparty.engine.engine import RUN_FILES, job_name
 from poolparty.errors import ConfigurationError, PoolPartyError
+from poolparty.queues import QUEUE_NAMES
 from poolparty.resources import parse_duration
 from poolparty.store.inspect import is_run_dir, last_activity, read_info, try_lock
 from poolparty.cli.common import live, query_jobs, shown_path
@@ -30,7 +31,7 @@ def jobs_left(run: Path) -> tuple[list[str], str | None]:
     """The run's jobs the scheduler still lists, or why that could not be learnt (then: keep the run)."""
     info = read_info(run)
     name = info.get("job_name") or job_name(run)
-    kinds = [info["queue"]] if info.get("queue") else ["local", "slurm", "sge"]
+    kinds = [info["queue"]] if info.get("queue") else list(QUEUE_NAMES)
     left: list[str] = []
     for kind in kinds:
         try:

@@ -18,7 +18,9 @@ from typing import Callable
 from poolparty.engine.batch_state import Batch, ChunkRun, Phase, Submission
 from poolparty.store.claims import parse_part_name, part_path, runner_of
 from poolparty.errors import RetryLimitExceeded
-from poolparty.queues.base import (SELF_ENDED, ArrayRequest, JobState, JobStatus, QueueAdapter, compress_indices, layout_array)
+from poolparty.queues.arrays import compress_indices, layout_array
+from poolparty.queues.base import ArrayRequest, QueueAdapter
+from poolparty.queues.states import SELF_ENDED, JobState, JobStatus
 from poolparty.resources import Resources
 from poolparty.store.results import remove_files
 from poolparty.retry import ActionKind, FailureClass, RetryPolicy, classify

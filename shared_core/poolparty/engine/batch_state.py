@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from poolparty.store.inputs import BatchFiles
 from poolparty.engine.handle import BatchHandle
 from poolparty.store.journal import Journal
-from poolparty.queues.base import JobState
+from poolparty.queues.states import JobState
 from poolparty.resources import Resources
 from poolparty.store.results import ResultStore
 

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
+from poolparty.queues.arrays import parse_indices
 from poolparty.store import claims
 from poolparty.store import records
 from poolparty.store.inputs import BatchFiles
@@ -291,7 +292,7 @@ def parse_args(argv: list[str]) -> WorkerArgs:
         args = WorkerArgs(
             Path(argv[0]), int(opts.get("--sub", "0")),
             int(opts["--chunk"]) if "--chunk" in opts else None, int(opts.get("--offset", "0")),
-            opts.get("--index-env", ""), claims.parse_indices(opts.get("--claim", "")),
+            opts.get("--index-env", ""), parse_indices(opts.get("--claim", "")),
             float(opts["--walltime"]) if "--walltime" in opts else None)
     except ValueError:
         raise SystemExit(f"poolparty.node.worker: bad arguments {argv!r}\n{USAGE}") from None

@@ -88,12 +88,3 @@ def claim(incoming: Path, stored: StoredChunks, chunk: int, sub: int, runner: in
         part.unlink(missing_ok=True)
         return None
     return writer
-
-
-def parse_indices(spec: str) -> list[int]:
-    """``"0-2,5,7-8"`` -> ``[0, 1, 2, 5, 7, 8]`` (the array's index list, as submitted)."""
-    out: list[int] = []
-    for item in filter(None, spec.split(",")):
-        lo, _, hi = item.partition("-")
-        out.extend(range(int(lo), int(hi or lo) + 1))
-    return out
