@@ -8,7 +8,7 @@ from recording_cli import RecordingCLI
 from poolparty import ConfigurationError, Resources, SubmissionError, UnsupportedResourceError
 from poolparty.queues.arrays import ArrayPart
 from poolparty.queues.base import ArrayRequest
-from poolparty.queues.sge import (QSTAT, SgeQueue, dry_run_argv, parse_max_aj_tasks, parse_qstat, parse_qsub,
+from poolparty.queues.sge import (QSTAT, SgeQueue, SgeReport, dry_run_argv, parse_max_aj_tasks, parse_qstat, parse_qsub,
                                   qsub_argv, resource_flags, task_elements, translate_state)
 from poolparty.queues.states import JobState, JobStatus
 
@@ -217,6 +217,13 @@ def test_parse_max_aj_tasks():
     assert parse_max_aj_tasks("max_aj_instances             2000\nmax_aj_tasks                 75000\n") == 75000
     assert parse_max_aj_tasks("max_aj_tasks                 100\n") == 100
     assert parse_max_aj_tasks("max_aj_tasks                 0\n") == 75000  # 0: SGE's own limit
+
+
+def test_doctor_report_resource_quota_set():
+    report = SgeReport("sge", True)
+    row = {"kind": "resource quota set", "name": "max_per_user", "rules": "limit users {*} to slots=32"}
+    assert report.limit_text(row) == "resource quota set max_per_user: rules=limit users {*} to slots=32"
+    assert report.partition_word == "queue" and report.notes() == []
 
 
 # -- workflow resource names -----------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from recording_cli import RecordingCLI
 from poolparty import ConfigurationError, Resources, SubmissionError
 from poolparty.queues.arrays import ArrayPart, compress_indices, parse_indices
 from poolparty.queues.base import ArrayRequest
+from poolparty.queues.limits import table_row
 from poolparty.queues.slurm import (SlurmQueue, SlurmReport, dry_run_argv, parse_max_array_index, parse_sbatch,
                                     parse_squeue, resource_flags, sbatch_argv, translate_state)
 from poolparty.queues.states import JobState, JobStatus
@@ -175,6 +176,20 @@ def test_doctor_report_notes_the_array_indices():
     assert report.notes() == ["arrays: indices 0..1000 (poolparty splits larger maps)"]
     assert report.partition_word == "partition"
     assert SlurmReport("slurm", False, "down").notes() == []
+
+
+def test_doctor_report_user_limits_from_sacctmgr_rows():
+    # sacctmgr -n -P show assoc user=root format=Account,Partition,MaxJobs,MaxSubmit,MaxTRES,MaxWall,GrpJobs,...
+    assoc = ("Account", "Partition", "MaxJobs", "MaxSubmit", "MaxTRES", "MaxWall", "GrpJobs", "GrpSubmit", "QOS")
+    report = SlurmReport("slurm", True)
+    row = {"kind": "association", **table_row(assoc, "pp|debug|50||cpu=64|1-00:00:00|||normal")}
+    assert report.limit_text(row) == (
+        "association account=pp partition=debug: MaxJobs=50, MaxTRES=cpu=64, MaxWall=1-00:00:00")
+    assert report.limit_text({"kind": "association", **table_row(assoc, "pp||||||||normal")}) == (
+        "association account=pp: no limit set")
+    qos = ("Name", "MaxJobsPU", "MaxSubmitPU", "MaxTRESPU", "MaxWall")
+    assert report.limit_text({"kind": "qos", **table_row(qos, "normal|20|100||")}) == (
+        "qos normal: MaxJobsPU=20, MaxSubmitPU=100")
 
 
 # -- workflow resource names -----------------------------------------------------------------------------

@@ -31,22 +31,10 @@ def _scheduler_lines(r: SchedulerReport) -> tuple[str, list[str]]:
     for p in r.partitions:
         lines.append(f"  {r.partition_word} " + ", ".join(f"{k}={v}" for k, v in p.items()))
     for u in r.user_limits:
-        lines.append(f"  your limits: {_limit_text(u)}")
+        lines.append(f"  your limits: {r.limit_text(u)}")
     if r.user_limits_note:
         lines.append(f"  your limits: {r.user_limits_note}")
     return "ok", lines
-
-
-def _limit_text(row: dict[str, str]) -> str:
-    """One association, QOS or resource quota set: its name, then the limits it sets."""
-    row = dict(row)
-    kind = row.pop("kind")
-    name_keys = {"association": ("Account", "Partition"), "qos": ("Name",), "resource quota set": ("name",)}
-    names = [(f"{k.lower()}=" if kind == "association" else "") + row.pop(k)
-             for k in name_keys.get(kind, ()) if k in row]
-    row.pop("QOS", None)
-    limits = ", ".join(f"{k}={v}" for k, v in row.items()) or "no limit set"
-    return f"{kind} {' '.join(names)}: {limits}"
 
 
 def _probe_resources(configured: dict[str, Any]) -> Resources:

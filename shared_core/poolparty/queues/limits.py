@@ -3,7 +3,7 @@ adapters share. Each adapter reads its own limits (``QueueAdapter.limits_report`
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
 from poolparty.errors import ConfigurationError, SchedulerCommandError
 from poolparty.queues.cli import SchedulerCLI
@@ -23,10 +23,25 @@ class SchedulerReport:
     user_limits_note: str | None = None  # why they could not be read, or that there are none
     #: what the scheduler calls the rows of :attr:`partitions`
     partition_word: ClassVar[str] = "queue"
+    #: per kind of :attr:`user_limits` row, the columns that name it; the other columns are its limits
+    name_columns: ClassVar[Mapping[str, tuple[str, ...]]] = {}
+    #: kinds whose names are shown as ``column=value`` (an association is an account AND a partition)
+    labelled_kinds: ClassVar[tuple[str, ...]] = ()
+    #: columns of a row that are not limits
+    hidden_columns: ClassVar[tuple[str, ...]] = ()
 
     def notes(self) -> list[str]:
         """Lines the scheduler's limits imply for poolparty (how it splits arrays, ...)."""
         return []
+
+    def limit_text(self, row: Mapping[str, str]) -> str:
+        """One :attr:`user_limits` row as doctor shows it: its kind and name, then the limits it sets."""
+        row = dict(row)
+        kind = row.pop("kind")
+        names = [(f"{k.lower()}=" if kind in self.labelled_kinds else "") + row.pop(k)
+                 for k in self.name_columns.get(kind, ()) if k in row]
+        limits = ", ".join(f"{k}={v}" for k, v in row.items() if k not in self.hidden_columns) or "no limit set"
+        return f"{kind} {' '.join(names)}: {limits}"
 
 
 def doctor_cli(timeout: float) -> SchedulerCLI:

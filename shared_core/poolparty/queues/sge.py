@@ -7,7 +7,7 @@ import math
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
 from poolparty.errors import SchedulerCommandError, SubmissionError, UnsupportedResourceError
 from poolparty.queues.base import ArrayRequest, QueueAdapter, Submitted
@@ -128,6 +128,11 @@ def parse_max_aj_tasks(config: str) -> int:
     return int(m.group(1)) if m and int(m.group(1)) > 0 else 75000
 
 
+class SgeReport(SchedulerReport):
+    partition_word: ClassVar[str] = "queue"
+    name_columns: ClassVar[Mapping[str, tuple[str, ...]]] = {"resource quota set": ("name",)}
+
+
 class SgeQueue(QueueAdapter):
     name = "sge"
     index_env = INDEX_ENV
@@ -218,10 +223,10 @@ class SgeQueue(QueueAdapter):
         return fields, tuple(extra)
 
     @classmethod
-    def limits_report(cls, timeout: float = 15.0) -> SchedulerReport:
+    def limits_report(cls, timeout: float = 15.0) -> SgeReport:
         """max_aj_tasks, max_aj_instances, max_u_jobs, max_jobs, queues, and resource quota sets."""
         cli = doctor_cli(timeout)
-        report = SchedulerReport(cls.name, True)
+        report = SgeReport(cls.name, True)
         config = scheduler_config(cls, report, ["qconf", "-sconf"], " ", cli)
         if config is None:
             return report

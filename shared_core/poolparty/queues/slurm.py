@@ -129,6 +129,10 @@ def parse_max_array_index(config: str) -> int:
 
 class SlurmReport(SchedulerReport):
     partition_word: ClassVar[str] = "partition"
+    name_columns: ClassVar[Mapping[str, tuple[str, ...]]] = {"association": ("Account", "Partition"),
+                                                             "qos": ("Name",)}
+    labelled_kinds: ClassVar[tuple[str, ...]] = ("association",)
+    hidden_columns: ClassVar[tuple[str, ...]] = ("QOS",)  # an association's QOS list: read from its qos rows
 
     def notes(self) -> list[str]:
         size = self.limits.get("MaxArraySize", "")
