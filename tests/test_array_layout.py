@@ -1,5 +1,5 @@
 """Chunks -> array submissions within the scheduler's index limit (MaxArraySize, max_aj_tasks)."""
-from poolparty.queues.base import compress_indices, layout_array
+from poolparty.queues.arrays import compress_indices, layout_array
 
 
 def test_unlimited_is_one_part():

@@ -2,7 +2,7 @@
 from poolparty.dispatch.watcher import ChunkWatch
 from poolparty.engine.batch_state import ChunkRun, Submission
 from poolparty.phases import ChunkPhase
-from poolparty.queues.base import JobState
+from poolparty.queues.states import JobState
 from poolparty.resources import Resources
 
 

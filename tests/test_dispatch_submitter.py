@@ -7,7 +7,7 @@ from poolparty.dispatch.settings import DispatchSettings
 from poolparty.dispatch.submitter import (Submitter, ThrottleRaise, array_request, free_slots, layout,
                                           throttle_raises)
 from poolparty.engine.batch_state import Submission
-from poolparty.queues.base import ArrayPart
+from poolparty.queues.arrays import ArrayPart
 from poolparty.resources import Resources
 from poolparty.retry import RetryPolicy
 

@@ -1,6 +1,6 @@
 """The watcher's verdict on literal input: grace timers, the scheduler's view of a job, the clock."""
 from poolparty.dispatch.watcher import Action, ChunkWatch, GraceSettings, Verdict, judge
-from poolparty.queues.base import JobState, JobStatus
+from poolparty.queues.states import JobState, JobStatus
 from poolparty.retry import FailureClass
 
 GRACE = GraceSettings(vanish_grace=30.0, result_grace=10.0, killed_result_grace=2.0, max_resubmissions=3)

@@ -1,9 +1,7 @@
-"""Portable resource names and their translation per scheduler."""
+"""Portable resource names (their translation per scheduler: tests/test_queue_slurm.py, test_queue_sge.py)."""
 import pytest
 
-from poolparty import ConfigurationError, Resources, UnknownResourceError, UnsupportedResourceError
-from poolparty.queues import sge
-from poolparty.queues import slurm
+from poolparty import ConfigurationError, Resources, UnknownResourceError
 from poolparty.resources import parse_duration, parse_memory
 
 
@@ -43,31 +41,3 @@ def test_unknown_name_lists_valid_ones():
     with pytest.raises(UnknownResourceError) as e:
         Resources.from_mapping({"mem": "1G"})
     assert "'mem'" in str(e.value) and "memory" in str(e.value) and "walltime" in str(e.value)
-
-
-def test_slurm_flags():
-    r = Resources.from_mapping(dict(cpus=4, memory="4GB", walltime="1:30:00", partition="gpu", account="lab",
-                                    qos="long", gpus=1, extra=["--constraint=skylake"]))
-    assert slurm.resource_flags(r) == ["--cpus-per-task=4", "--mem=4096M", "--time=0-01:30:00",
-                                       "--partition=gpu", "--account=lab", "--qos=long", "--gpus=1"]
-
-
-def test_sge_flags_memory_is_per_slot():
-    r = Resources.from_mapping(dict(cpus=4, memory="4GB", walltime=90, partition="all.q"))
-    assert sge.resource_flags(r) == ["-pe", "smp", "4", "-l", "h_vmem=1024M,h_rt=0:01:30", "-q", "all.q"]
-
-
-def test_sge_rejects_qos():
-    with pytest.raises(UnsupportedResourceError, match="QOS"):
-        sge.resource_flags(Resources(qos="long"))
-
-
-def test_state_mapping():
-    from poolparty.queues.base import JobState
-    assert slurm.slurm_state("PENDING", "JobHeldAdmin") is JobState.HELD
-    assert slurm.slurm_state("FAILED", "JobLaunchFailure") is JobState.LAUNCH_FAILED
-    assert slurm.slurm_state("CANCELLED by 0", "None") is JobState.CANCELLED
-    assert sge.sge_state("Eqw") is JobState.ERROR
-    assert sge.sge_state("hqw") is JobState.HELD
-    assert sge.sge_state("Rq") is JobState.REQUEUED
-    assert sge.sge_state("r") is JobState.RUNNING

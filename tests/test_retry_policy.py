@@ -1,7 +1,7 @@
 """Failure class -> action, without any scheduler."""
 import pytest
 
-from poolparty.queues.base import JobState
+from poolparty.queues.states import JobState
 from poolparty.resources import Resources
 from poolparty.retry import ActionKind, FailureClass, RetryPolicy, classify
 

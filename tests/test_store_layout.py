@@ -67,7 +67,8 @@ class RecordingCLI:
 @pytest.mark.parametrize("kind,placeholders", [("slurm", ["%A_%a", "%j"]), ("sge", ["$JOB_ID.$TASK_ID", "$JOB_ID"])],
                          ids=["percent-placeholders", "dollar-placeholders"])  # no scheduler needed: not -k slurm
 def test_schedulers_render_their_log_pattern_from_the_one_name(tmp_path, kind, placeholders):
-    from poolparty.queues.base import ArrayPart, ArrayRequest
+    from poolparty.queues.base import ArrayRequest
+    from poolparty.queues.arrays import ArrayPart
     from poolparty.queues.sge import SgeQueue
     from poolparty.queues.slurm import SlurmQueue
 

@@ -7,8 +7,9 @@ engine polls the scheduler once per round for the whole pool), Ctrl-C becomes
 cancellation are the core's. See docs/snakemake.md.
 
 Snakemake's registry finds ``ExecutorSettings``, ``Executor`` and ``common_settings`` here. It imports
-every installed plugin at every start: these modules import nothing but the plugin interface and the
-standard library; poolparty itself is imported when the executor is created.
+every installed plugin at every start: these modules import nothing but the plugin interface, the
+standard library and poolparty's registry of queue names (no adapter); the engine is imported when the
+executor is created.
 
 Modules: ``settings`` (flags and common settings), ``executor`` (the three verbs), ``submission``
 (jobs through the core's batching window), ``status`` (what a check reports), ``commands`` (what a

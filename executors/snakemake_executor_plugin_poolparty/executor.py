@@ -15,6 +15,7 @@ from snakemake_interface_executor_plugins.jobs import JobExecutorInterface
 
 from snakemake_executor_plugin_poolparty.commands import job_command
 from snakemake_executor_plugin_poolparty.logs import LOG_DIR, SnakemakeLogBridge, remove_old_logs, write_job_log
+from poolparty.queues import queue_class
 from snakemake_executor_plugin_poolparty.settings import QUEUES, WORK_DIR, ExecutorSettings, parse_bool
 from snakemake_executor_plugin_poolparty.status import WAIT_FOR_LOG, failure_message, hold_back, read_outcome
 from snakemake_executor_plugin_poolparty.submission import RoundSubmission
@@ -48,9 +49,9 @@ class Executor(RemoteExecutor):
         if not isinstance(s, ExecutorSettings):
             s = ExecutorSettings()
         self.settings = s
-        self._burst = s.queue != "local"
         if s.queue not in QUEUES:
             raise WorkflowError(f"--poolparty-queue {s.queue!r}: choose one of {', '.join(QUEUES)}")
+        self._burst = not queue_class(s.queue).runs_on_this_host
         if self.workflow.remote_execution_settings.immediate_submit:
             raise WorkflowError("poolparty does not support --immediate-submit: the engine in this Snakemake "
                                 "process submits, watches and resubmits the jobs, so it has to keep running")
@@ -82,7 +83,7 @@ class Executor(RemoteExecutor):
     def _max_running(self, s: ExecutorSettings) -> Optional[int]:
         if s.max_running:
             return s.max_running
-        if s.queue == "local":
+        if queue_class(s.queue).runs_on_this_host:
             return None  # the core's default: one per CPU
         nodes = getattr(self.workflow.resource_settings, "nodes", None)
         if isinstance(nodes, int) and 0 < nodes < 1_000_000:
@@ -121,7 +122,7 @@ class Executor(RemoteExecutor):
             values["mem_mb"] = floor
             values.pop("mem_mib", None)
         translated = resources_from_workflow(values, self.settings.queue, self._engine.options.resources)
-        for name in translated.ignored if self.settings.queue != "local" else ():
+        for name in translated.ignored if not queue_class(self.settings.queue).runs_on_this_host else ():
             key = (self._job_label(job), name)
             if key not in self._warned:
                 self._warned.add(key)

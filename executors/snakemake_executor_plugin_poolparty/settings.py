@@ -7,7 +7,9 @@ from typing import Any, Optional
 
 from snakemake_interface_executor_plugins.settings import CommonSettings, ExecutorSettingsBase
 
-QUEUES = ("local", "slurm", "sge")
+from poolparty.queues import QUEUE_NAMES  # the registry only: no adapter is imported here
+
+QUEUES = QUEUE_NAMES
 #: default parent of poolparty's run directories, under the workflow's working directory
 WORK_DIR = Path(".snakemake") / "poolparty"
 

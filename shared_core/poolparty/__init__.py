@@ -20,7 +20,7 @@ _EXPORTS = {
     "FailureClass": ("poolparty.retry", "FailureClass"),
     "Call": ("poolparty.payload", "Call"),
     "ShellCommand": ("poolparty.payload", "ShellCommand"),
-    "JobState": ("poolparty.queues.base", "JobState"),
+    "JobState": ("poolparty.queues.states", "JobState"),
 }
 _ERRORS = ("PoolPartyError", "ConfigurationError", "UnknownResourceError", "UnsupportedResourceError",
            "UnsafeWorkDirError", "WorkDirInUseError", "WorkDirMismatchError", "SchedulerCommandError",

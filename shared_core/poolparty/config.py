@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from poolparty.errors import ConfigurationError
+from poolparty.queues import DEFAULT_QUEUE, QUEUE_NAMES
 
 ENV_PREFIX = "POOLPARTY_"
 PROJECT_FILE = "poolparty.toml"
@@ -69,7 +70,8 @@ class Setting:
 
 
 SETTINGS: dict[str, Setting] = {s.name: s for s in (
-    Setting("queue", str, (str,), "local", "where jobs run: local, slurm or sge"),
+    Setting("queue", str, (str,), DEFAULT_QUEUE,
+            f"where jobs run: {', '.join(QUEUE_NAMES[:-1])} or {QUEUE_NAMES[-1]}"),
     Setting("max_running", _positive_int, (int,), "local: CPU count; cluster: 100",
             "jobs (array elements) running at once"),
     Setting("work_root", str, (str,), "local: $TMPDIR/poolparty-$UID; cluster: ./.poolparty",

@@ -5,7 +5,7 @@ import dataclasses
 import enum
 from dataclasses import dataclass
 
-from poolparty.queues.base import JobState
+from poolparty.queues.states import JobState
 from poolparty.resources import Resources
 
 

@@ -32,22 +32,12 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import shlex
 from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from poolparty.errors import ConfigurationError
+from poolparty.queues import QUEUE_NAMES, queue_class
 from poolparty.resources import Resources
-
-#: options poolparty sets itself: a raw flag repeating them would break the submission
-RESERVED_FLAGS = {
-    "slurm": ("--job-name", "-J", "--array", "-a", "--output", "-o", "--error", "-e", "--chdir", "-D",
-              "--parsable", "--export", "--wrap", "--open-mode"),
-    "sge": ("-N", "-t", "-tc", "-o", "-e", "-wd", "-cwd", "-terse", "-j", "-S", "-V", "-sync", "-b"),
-}
-SLURM_ONLY = ("slurm_partition", "slurm_account", "qos", "constraint", "gres", "slurm_extra")
-SGE_ONLY = ("sge_queue", "sge_pe", "sge_project", "sge_extra")
-CLUSTER_ONLY = SLURM_ONLY + SGE_ONLY
 
 
 @dataclass(frozen=True)
@@ -72,33 +62,14 @@ def _given(values: Mapping[str, Any], name: str) -> bool:
     return v is not None and v != "" and not (isinstance(v, str) and v.lower() in ("none", "null"))
 
 
-def split_flags(name: str, value: Any, queue: str) -> list[str]:
-    """``slurm_extra="--exclusive --nice=10"`` -> one argv item per flag; refuses flags poolparty sets."""
-    if isinstance(value, (list, tuple)):
-        items = [str(v) for v in value]
-    else:
-        try:
-            items = shlex.split(str(value))
-        except ValueError as e:
-            raise ConfigurationError(f"resource {name}={value!r} is not valid shell syntax: {e}") from None
-    for item in items:
-        flag = item.split("=", 1)[0]
-        if flag in RESERVED_FLAGS.get(queue, ()):
-            raise ConfigurationError(
-                f"resource {name}={value!r}: {flag} is set by poolparty itself and cannot be given here")
-    return items
+def scheduler_only_names() -> list[str]:
+    """Every workflow resource name that only some scheduler understands, in registry order."""
+    return list(dict.fromkeys(name for q in QUEUE_NAMES for name in queue_class(q).workflow_names))
 
 
-def resources_from_workflow(values: Mapping[str, Any], queue: str,
-                            base: Resources | None = None) -> WorkflowResources:
-    """Translate Snakemake-style resource names for ``queue`` (local, slurm or sge) over ``base``."""
-    if queue not in ("local", "slurm", "sge"):
-        raise ConfigurationError(f"queue={queue!r} is unknown; choose local, slurm or sge")
-    base = base or Resources()
+def portable_fields(values: Mapping[str, Any]) -> dict[str, Any]:
+    """The names every queue understands -> Resources fields (cpus, memory, walltime, gpus)."""
     out: dict[str, Any] = {}
-    extra: list[str] = list(base.extra)
-    ignored: list[str] = []
-
     if _given(values, "cpus_per_task"):
         n = _int("cpus_per_task", values["cpus_per_task"])
         if n > 0:
@@ -119,43 +90,16 @@ def resources_from_workflow(values: Mapping[str, Any], queue: str,
         if _given(values, name):
             out["gpus"] = _int(name, values[name])
             break
+    return out
 
-    if queue == "slurm":
-        if _given(values, "slurm_partition"):
-            out["partition"] = str(values["slurm_partition"])
-        if _given(values, "slurm_account"):
-            out["account"] = str(values["slurm_account"])
-        if _given(values, "qos"):
-            out["qos"] = str(values["qos"])
-        if _given(values, "constraint"):
-            extra.append(f"--constraint={values['constraint']}")
-        if _given(values, "gres"):
-            extra.append(f"--gres={values['gres']}")
-        if _given(values, "slurm_extra"):
-            extra += split_flags("slurm_extra", values["slurm_extra"], "slurm")
-        ignored += [n for n in SGE_ONLY if _given(values, n)]
-    elif queue == "sge":
-        if _given(values, "sge_queue"):
-            out["partition"] = str(values["sge_queue"])
-        if _given(values, "sge_pe"):
-            # the adapter would ask for "-pe smp N": ask for the named PE instead; h_vmem is per slot,
-            # so the memory becomes per slot here (the adapter then divides by one slot)
-            slots = out.pop("cpus", None) or base.cpus or 1
-            extra += ["-pe", str(values["sge_pe"]), str(slots)]
-            if "memory" in out:
-                out["memory"] = max(1, math.ceil(out["memory"] / slots))
-            out["cpus"] = None
-        if _given(values, "sge_project"):
-            extra += ["-P", str(values["sge_project"])]
-        if _given(values, "sge_extra"):
-            extra += split_flags("sge_extra", values["sge_extra"], "sge")
-        ignored += [n for n in SLURM_ONLY if _given(values, n)]
-    else:
-        ignored += [n for n in CLUSTER_ONLY if _given(values, n)]
-        out.update(partition=None, account=None, qos=None)
-        extra = []
 
-    if "gpus" in out and queue == "sge" and not out["gpus"]:
-        del out["gpus"]
-    resources = dataclasses.replace(base, **out, extra=tuple(extra))
-    return WorkflowResources(resources, tuple(ignored))
+def resources_from_workflow(values: Mapping[str, Any], queue: str,
+                            base: Resources | None = None) -> WorkflowResources:
+    """Translate Snakemake-style resource names for ``queue`` over ``base``: the portable names here, the
+    scheduler's own ones by its adapter (``QueueAdapter.translate_workflow``)."""
+    adapter = queue_class(queue)
+    base = base or Resources()
+    given = {name: values[name] for name in adapter.workflow_names if _given(values, name)}
+    fields, extra = adapter.translate_workflow(given, portable_fields(values), base)
+    ignored = [name for name in scheduler_only_names() if name not in adapter.workflow_names and _given(values, name)]
+    return WorkflowResources(dataclasses.replace(base, **fields, extra=extra), tuple(ignored))

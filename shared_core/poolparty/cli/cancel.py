@@ -12,6 +12,7 @@ import click
 from poolparty.store.layout import job_name
 from poolparty.store.run_info import read_run_info
 from poolparty.store.run_lock import holder as driver_of
+from poolparty.queues import QUEUE_NAMES
 from poolparty.cli.common import WORK_DIR, live, open_queue, query_jobs, queue_kind, run_dir_argument, shown_path
 
 
@@ -42,7 +43,7 @@ def terminate_driver(run: Path, holder: str, wait: float) -> None:
 
 @click.command()
 @click.argument("work_dir", type=WORK_DIR)
-@click.option("--queue", type=click.Choice(["local", "slurm", "sge"]),
+@click.option("--queue", type=click.Choice(QUEUE_NAMES),
               help="The run's queue (default: from its run.json).")
 @click.option("--stop-driver", is_flag=True,
               help="Also stop the live driver (SIGTERM, same host only); else it would resubmit.")

@@ -9,6 +9,7 @@ from pathlib import Path
 import click
 
 from poolparty.errors import ConfigurationError, PoolPartyError
+from poolparty.queues import QUEUE_NAMES
 from poolparty.resources import parse_duration
 from poolparty.store.inspect import last_activity
 from poolparty.store.layout import job_name
@@ -32,7 +33,7 @@ def jobs_left(run: Path) -> tuple[list[str], str | None]:
     """The run's jobs the scheduler still lists, or why that could not be learnt (then: keep the run)."""
     info = read_run_info(run)
     name = info.get("job_name") or job_name(run)
-    kinds = [info["queue"]] if info.get("queue") else ["local", "slurm", "sge"]
+    kinds = [info["queue"]] if info.get("queue") else list(QUEUE_NAMES)
     left: list[str] = []
     for kind in kinds:
         try:

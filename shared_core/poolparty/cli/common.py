@@ -8,11 +8,12 @@ from typing import Any
 
 import click
 
-from poolparty.queues import make_queue
-from poolparty.queues.base import JobState, JobStatus, QueueAdapter
+from poolparty.queues import QUEUE_NAMES, make_queue, queue_class
+from poolparty.queues.base import QueueAdapter
+from poolparty.queues.cli import SchedulerCLI
+from poolparty.queues.states import JobStatus
 from poolparty.store.inspect import NotARunError, is_run_dir
 from poolparty.store.run_info import read_run_info
-from poolparty.queues.cli import SchedulerCLI
 
 WORK_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 
@@ -40,31 +41,26 @@ def queue_kind(run: Path, given: str | None) -> str:
     kind = given or read_run_info(run).get("queue")
     if not kind:
         raise click.UsageError(f"{run} has no run.json (made by an older poolparty): say which queue "
-                               "it used with --queue local|slurm|sge")
+                               f"it used with --queue {'|'.join(QUEUE_NAMES)}")
     return kind
+
+
+def scheduler_cli(timeout: float = 30.0) -> SchedulerCLI:
+    """A few retries: a command-line user would rather hear that the scheduler does not answer."""
+    return SchedulerCLI(timeout=timeout, attempts=3, backoff_base=0.5)
 
 
 def open_queue(kind: str, run: Path | None = None, timeout: float = 30.0) -> QueueAdapter:
     """The adapter of ``kind``; the local queue is attached to ``run`` to adopt its running workers."""
-    queue = make_queue(kind, SchedulerCLI(timeout=timeout, attempts=3, backoff_base=0.5))
+    queue = make_queue(kind, scheduler_cli(timeout))
     if run is not None:
         queue.attach(run)
     return queue
 
 
 def query_jobs(run: Path, kind: str, name: str) -> dict[str, JobStatus]:
-    """The run's jobs still known to the scheduler (one query by job name). For the local queue:
-    the workers recorded in ``local_queue.json`` that are still alive (read only, never rewritten)."""
-    if kind == "local":
-        from poolparty.queues.local import recorded_workers
-
-        return {element: JobStatus(JobState.RUNNING, f"pid {pid}")
-                for element, pid in recorded_workers(run, name).items()}
-    queue = open_queue(kind)
-    try:
-        return queue.query(name)
-    finally:
-        queue.close()
+    """The run's jobs still known to its queue, asked without its driver (see ``QueueAdapter.query_run``)."""
+    return queue_class(kind).query_run(run, name, scheduler_cli())
 
 
 def live(states: dict[str, JobStatus]) -> dict[str, JobStatus]:

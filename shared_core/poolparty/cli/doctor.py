@@ -16,6 +16,7 @@ from poolparty.errors import PoolPartyError
 from poolparty.cli.node_probe import ProbeResult, probe_nodes
 from poolparty.payload import default_python
 from poolparty.resources import Resources
+from poolparty.queues import DEFAULT_QUEUE, QUEUE_NAMES
 from poolparty.queues.limits import SchedulerReport, as_json, report
 from poolparty.cli.common import echo_json, open_queue
 
@@ -26,29 +27,14 @@ def _scheduler_lines(r: SchedulerReport) -> tuple[str, list[str]]:
     if not r.reachable:
         return "skip" if "not on PATH" in (r.problem or "") else "fail", [f"{r.kind}: {r.problem}"]
     limits = ", ".join(f"{k}={v}" for k, v in r.limits.items())
-    lines = [f"{r.kind} answers: {limits}"]
-    if r.kind == "slurm" and r.limits.get("MaxArraySize", "").isdigit():
-        lines.append(f"  arrays: indices 0..{int(r.limits['MaxArraySize']) - 1} (poolparty splits larger maps)")
+    lines = [f"{r.kind} answers: {limits}", *(f"  {note}" for note in r.notes())]
     for p in r.partitions:
-        lines.append("  " + ("partition " if r.kind == "slurm" else "queue ") +
-                     ", ".join(f"{k}={v}" for k, v in p.items()))
+        lines.append(f"  {r.partition_word} " + ", ".join(f"{k}={v}" for k, v in p.items()))
     for u in r.user_limits:
-        lines.append(f"  your limits: {_limit_text(u)}")
+        lines.append(f"  your limits: {r.limit_text(u)}")
     if r.user_limits_note:
         lines.append(f"  your limits: {r.user_limits_note}")
     return "ok", lines
-
-
-def _limit_text(row: dict[str, str]) -> str:
-    """One association, QOS or resource quota set: its name, then the limits it sets."""
-    row = dict(row)
-    kind = row.pop("kind")
-    name_keys = {"association": ("Account", "Partition"), "qos": ("Name",), "resource quota set": ("name",)}
-    names = [(f"{k.lower()}=" if kind == "association" else "") + row.pop(k)
-             for k in name_keys.get(kind, ()) if k in row]
-    row.pop("QOS", None)
-    limits = ", ".join(f"{k}={v}" for k, v in row.items()) or "no limit set"
-    return f"{kind} {' '.join(names)}: {limits}"
 
 
 def _probe_resources(configured: dict[str, Any]) -> Resources:
@@ -71,7 +57,7 @@ def run_probe(kind: str, work_root: Path | None, python: str, timeout: float) ->
 
 
 @click.command()
-@click.option("--queue", "queues", multiple=True, type=click.Choice(["local", "slurm", "sge"]),
+@click.option("--queue", "queues", multiple=True, type=click.Choice(QUEUE_NAMES),
               help="Run the node check on this queue (repeatable). Default: every scheduler that answers "
                    "(the local queue if none does).")
 @click.option("--work-root", type=click.Path(file_okay=False, path_type=Path),
@@ -93,8 +79,10 @@ def doctor(queues: tuple[str, ...], work_root: Path | None, python: str | None, 
         "ok", [f"poolparty {__version__} on Python {sys.version.split()[0]} ({sys.executable}); configuration "
                f"files: {', '.join(map(str, loaded.files)) or 'none'} (see: poolparty config)"])]
     reachable = []
-    for kind in ("slurm", "sge"):
+    for kind in QUEUE_NAMES:
         r = report(kind)
+        if r is None:  # no scheduler to ask (the local queue)
+            continue
         out["schedulers"][kind] = as_json(r)
         verdict, text = _scheduler_lines(r)
         if kind in queues and verdict != "ok":
@@ -107,7 +95,7 @@ def doctor(queues: tuple[str, ...], work_root: Path | None, python: str | None, 
         lines.append(("fail", [f"python_path={python!r} must be an absolute path to the interpreter on the nodes"]))
         verdicts.append("fail")
     elif not no_job:
-        for kind in queues or tuple(reachable) or ("local",):
+        for kind in queues or tuple(reachable) or (DEFAULT_QUEUE,):
             if not as_json_out:
                 click.echo(f"... running a probe job on {kind} (up to {timeout:g} s)", err=True)
             result = run_probe(kind, work_root, python, timeout)

@@ -16,7 +16,8 @@ from typing import Any
 
 from poolparty import __version__
 from poolparty.errors import PoolPartyError
-from poolparty.queues.base import ArrayPart, ArrayRequest, QueueAdapter
+from poolparty.queues.arrays import ArrayPart
+from poolparty.queues.base import ArrayRequest, QueueAdapter
 from poolparty.resources import Resources
 from poolparty.store.atomic import atomic_write
 from poolparty.store.layout import JOB_SCRIPT_FILE

@@ -30,6 +30,7 @@ from poolparty.store.inspect import batch_dirs
 from poolparty.store.journal import replay
 from poolparty.store.run_info import read_run_info
 from poolparty.store.trust import check_private
+from poolparty.queues import QUEUE_NAMES
 from poolparty.cli.common import WORK_DIR, queue_kind, run_dir_argument, shown_path
 
 RESUMABLE = ("map", "calls")  # Snakemake and Prefect batches are resumed by rerunning the workflow
@@ -118,7 +119,7 @@ def write_output(path: Path, fmt: str, results: dict[int, list[tuple[bool, Any]]
               help="Save the results to this file (instead of printing them).")
 @click.option("--format", "fmt", type=click.Choice(["pickle", "json"]),
               help="Format of --output (default: json for *.json, else pickle).")
-@click.option("--queue", type=click.Choice(["local", "slurm", "sge"]), help="Default: the run's (run.json).")
+@click.option("--queue", type=click.Choice(QUEUE_NAMES), help="Default: the run's (run.json).")
 @click.option("--max-running", type=click.IntRange(min=1), help="Default: the run's.")
 @click.option("--python", "python", help="Interpreter on the nodes (absolute path). Default: the run's.")
 @click.option("--batch", "only", type=int, help="Resume only this batch.")

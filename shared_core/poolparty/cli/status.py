@@ -11,6 +11,7 @@ import click
 
 from poolparty.errors import PoolPartyError
 from poolparty.phases import ChunkPhase
+from poolparty.queues import QUEUE_NAMES, queue_class
 from poolparty.store.inspect import BatchState, RunState, read_run
 from poolparty.store.layout import LOGS_FILE, run_of_batch
 from poolparty.cli.common import WORK_DIR, echo_json, live, query_jobs, run_dir_argument, shown_path, when
@@ -77,7 +78,8 @@ def status(work_dir: Path, as_json: bool, no_query: bool, all_failures: bool) ->
     if not state.batches:
         click.echo("no batch: nothing was submitted, or every finished batch was removed")
     # a live local driver keeps its not-yet-started workers in memory only: they are pending, not lost
-    unseen = "pending" if state.queue == "local" and state.driver else "not in the queue"
+    on_this_host = state.queue in QUEUE_NAMES and queue_class(state.queue).runs_on_this_host
+    unseen = "pending" if on_this_host and state.driver else "not in the queue"
     for b in state.batches:
         _echo_batch(b, scheduler, all_failures, unseen)
     c = counts["chunks"]

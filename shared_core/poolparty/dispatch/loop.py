@@ -23,7 +23,8 @@ from poolparty.dispatch.submitter import Submitter
 from poolparty.engine.batch_state import Batch, Submission
 from poolparty.engine.handle import BatchSink
 from poolparty.phases import ChunkPhase
-from poolparty.queues.base import JobState, QueueAdapter
+from poolparty.queues.base import QueueAdapter
+from poolparty.queues.states import JobState
 
 log = logging.getLogger("poolparty")
 

@@ -11,7 +11,7 @@ from poolparty.dispatch.recovery import Recovery
 from poolparty.dispatch.watcher import Action, GraceSettings, judge
 from poolparty.engine.batch_state import Batch, ChunkRun
 from poolparty.phases import ChunkPhase
-from poolparty.queues.base import JobStatus
+from poolparty.queues.states import JobStatus
 
 log = logging.getLogger("poolparty")
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Sequence
 
 from poolparty.engine.batch_state import Submission
-from poolparty.queues.base import JobStatus, QueueAdapter
+from poolparty.queues.base import QueueAdapter
+from poolparty.queues.states import JobStatus
 
 
 class PoolJobs:

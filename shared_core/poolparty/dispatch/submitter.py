@@ -15,7 +15,8 @@ from poolparty.dispatch.pool_jobs import PoolJobs
 from poolparty.dispatch.settings import DispatchSettings
 from poolparty.engine.batch_state import Batch, ChunkRun, Submission
 from poolparty.phases import ChunkPhase
-from poolparty.queues.base import ArrayPart, ArrayRequest, compress_indices, layout_array
+from poolparty.queues.base import ArrayRequest
+from poolparty.queues.arrays import ArrayPart, compress_indices, layout_array
 from poolparty.resources import Resources
 
 log = logging.getLogger("poolparty")

@@ -12,7 +12,8 @@ import dataclasses
 import enum
 from dataclasses import dataclass
 
-from poolparty.queues.base import SELF_ENDED, JobState, JobStatus, QueueAdapter
+from poolparty.queues.base import QueueAdapter
+from poolparty.queues.states import SELF_ENDED, JobState, JobStatus
 from poolparty.retry import FailureClass, classify
 
 

@@ -17,9 +17,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 from poolparty.node.capture import OutputCapture
+from poolparty.queues.arrays import parse_indices
 from poolparty.payload import ExceptionInfo, run_payload
 from poolparty.store import records
-from poolparty.store.claims import claim, is_claimed, parse_indices
+from poolparty.store.claims import claim, is_claimed
 from poolparty.store.incoming import publish, published, recorded_tasks
 from poolparty.store.inputs import BatchFiles
 from poolparty.store.journal import StoredChunks

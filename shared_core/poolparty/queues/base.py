@@ -1,109 +1,23 @@
-"""The adapter interface: submit arrays, query the pool's jobs in one call, cancel. Raw scheduler
-states are mapped onto one :class:`JobState` enum; nothing outside an adapter sees raw states."""
+"""The adapter interface: submit arrays, query the pool's jobs in one call, cancel, and the scheduler
+facts the rest of poolparty asks about (defaults, workflow resource names, limits). Raw scheduler states
+are translated into :class:`~poolparty.queues.states.JobState` inside each adapter."""
 from __future__ import annotations
 
 import abc
-import enum
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+from poolparty.errors import ConfigurationError
+from poolparty.queues.arrays import ArrayPart
+from poolparty.queues.states import JobStatus
 from poolparty.resources import Resources
 from poolparty.store.layout import job_log_name
 
-
-class JobState(enum.Enum):
-    PENDING = "pending"
-    HELD = "held"  # by a user or an admin: waited on, never an error
-    RUNNING = "running"
-    SUSPENDED = "suspended"
-    REQUEUED = "requeued"  # the scheduler itself will run it again
-    COMPLETED = "completed"
-    FAILED = "failed"  # non-zero exit of the job script
-    CANCELLED = "cancelled"
-    TIMEOUT = "timeout"
-    OUT_OF_MEMORY = "out_of_memory"
-    NODE_FAIL = "node_fail"
-    PREEMPTED = "preempted"
-    BOOT_FAIL = "boot_fail"
-    LAUNCH_FAILED = "launch_failed"  # never started (bad output path, SLURM JobLaunchFailure)
-    ERROR = "error"  # parked in an error state that needs deleting (SGE Eqw)
-
-    @property
-    def active(self) -> bool:
-        """Still in the queue and expected to make progress by itself."""
-        return self in _ACTIVE
-
-
-_ACTIVE = {JobState.PENDING, JobState.HELD, JobState.RUNNING, JobState.SUSPENDED, JobState.REQUEUED}
-#: ended by the job itself: a missing result may still be on its way through the filesystem
-SELF_ENDED = frozenset({JobState.COMPLETED, JobState.FAILED})
-
-
-@dataclass(frozen=True)
-class JobStatus:
-    state: JobState
-    reason: str = ""  # the scheduler's own words, for messages
-
-
-@dataclass(frozen=True)
-class ArrayPart:
-    """One scheduler submission's worth of chunks: chunk = offset + index."""
-
-    offset: int
-    indices: tuple[int, ...]
-
-    @property
-    def chunks(self) -> list[int]:
-        return [self.offset + i for i in self.indices]
-
-
-def layout_array(chunks: Sequence[int], *, first_index: int, max_index: int | None,
-                 contiguous: bool = False) -> list[ArrayPart]:
-    """Split chunk ids into submissions whose array indices fit ``first_index..max_index``.
-
-    Chunks are grouped in windows of the allowed index width (``offset`` = window start shifted by
-    ``first_index``), so a resubmission of scattered chunks needs no extra file per submission.
-    ``contiguous`` splits further into runs of consecutive indices (SGE ``-t`` takes only ranges).
-    """
-    if not chunks:
-        return []
-    width = None if max_index is None else max_index - first_index + 1
-    groups: dict[int, list[int]] = {}
-    for c in sorted(set(chunks)):
-        window = 0 if width is None else c // width
-        groups.setdefault(window, []).append(c)
-    parts: list[ArrayPart] = []
-    for window, members in sorted(groups.items()):
-        offset = (0 if width is None else window * width) - first_index
-        indices = [c - offset for c in members]
-        if not contiguous:
-            parts.append(ArrayPart(offset, tuple(indices)))
-            continue
-        run = [indices[0]]
-        for i in indices[1:]:
-            if i == run[-1] + 1:
-                run.append(i)
-            else:
-                parts.append(ArrayPart(offset, tuple(run)))
-                run = [i]
-        parts.append(ArrayPart(offset, tuple(run)))
-    return parts
-
-
-def compress_indices(indices: Sequence[int]) -> str:
-    """``[0,1,2,5,7,8]`` -> ``"0-2,5,7-8"`` (SLURM ``--array`` syntax)."""
-    out: list[str] = []
-    items = sorted(indices)
-    start = prev = items[0]
-    for i in items[1:] + [None]:  # type: ignore[list-item]
-        if i is not None and i == prev + 1:
-            prev = i
-            continue
-        out.append(str(start) if start == prev else f"{start}-{prev}")
-        if i is not None:
-            start = prev = i
-    return ",".join(out)
+if TYPE_CHECKING:
+    from poolparty.queues.cli import SchedulerCLI
+    from poolparty.queues.limits import SchedulerReport
 
 
 @dataclass(frozen=True)
@@ -156,6 +70,62 @@ class QueueAdapter(abc.ABC):
     batching_window: float = 0.5
     #: jobs run as processes of this machine (no shared filesystem, no scheduler between us and them)
     runs_on_this_host: bool = False
+    #: the scheduler commands the adapter runs: each must be on PATH
+    commands: tuple[str, ...] = ()
+    #: options poolparty sets on the submit command itself: a raw flag repeating one breaks the submission
+    reserved_flags: tuple[str, ...] = ()
+    #: workflow resource names (Snakemake's) only this scheduler understands; other queues ignore them
+    workflow_names: tuple[str, ...] = ()
+
+    @classmethod
+    def from_cli(cls, cli: "SchedulerCLI") -> "QueueAdapter":
+        """The adapter, running its scheduler commands through ``cli``."""
+        return cls(cli)  # type: ignore[call-arg]
+
+    @classmethod
+    def require_commands(cls, cli: "SchedulerCLI") -> None:
+        """Raise ConfigurationError, saying what to do, if a command of the scheduler is not on PATH."""
+        for program in cls.commands:
+            cli.require(program, cls.name)
+
+    @classmethod
+    def query_run(cls, run_dir: Path, name: str, cli: "SchedulerCLI") -> dict[str, JobStatus]:
+        """The run's jobs, asked from a process that is not its driver (``poolparty status|cancel|clean``):
+        one scheduler query by the run's job name."""
+        queue = cls.from_cli(cli)
+        try:
+            return queue.query(name)
+        finally:
+            queue.close()
+
+    @classmethod
+    def limits_report(cls, timeout: float = 15.0) -> "SchedulerReport | None":
+        """What the scheduler allows, for ``poolparty doctor``; None where there is no scheduler to ask."""
+        return None
+
+    @classmethod
+    def translate_workflow(cls, given: Mapping[str, Any], fields: dict[str, Any],
+                           base: Resources) -> tuple[dict[str, Any], tuple[str, ...]]:
+        """This scheduler's own workflow resource names (``given``: those of :attr:`workflow_names` that
+        are set) over the portable ``fields``; returns the fields and the whole list of extra flags."""
+        return fields, base.extra
+
+    @classmethod
+    def raw_flags(cls, name: str, value: Any) -> list[str]:
+        """``slurm_extra="--exclusive --nice=10"`` -> one argv item per flag; refuses flags poolparty sets."""
+        if isinstance(value, (list, tuple)):
+            items = [str(v) for v in value]
+        else:
+            try:
+                items = shlex.split(str(value))
+            except ValueError as e:
+                raise ConfigurationError(f"resource {name}={value!r} is not valid shell syntax: {e}") from None
+        for item in items:
+            flag = item.split("=", 1)[0]
+            if flag in cls.reserved_flags:
+                raise ConfigurationError(
+                    f"resource {name}={value!r}: {flag} is set by poolparty itself and cannot be given here")
+        return items
 
     def default_max_running(self) -> int:
         """Elements running at once when the user sets no ``max_running``."""

@@ -1,16 +1,15 @@
-"""What a scheduler allows, read from its own commands: array and job-count limits, partitions/queues
-and the per-user limits where the user may read them. Used by ``poolparty doctor``."""
+"""What a scheduler allows, as ``poolparty doctor`` shows it: the report's shape and the parsing both
+adapters share. Each adapter reads its own limits (``QueueAdapter.limits_report``)."""
 from __future__ import annotations
 
-import getpass
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
 from poolparty.errors import ConfigurationError, SchedulerCommandError
 from poolparty.queues.cli import SchedulerCLI
 
-SLURM_COMMANDS = ("sbatch", "squeue", "scancel", "scontrol")
-SGE_COMMANDS = ("qsub", "qstat", "qdel", "qconf")
+if TYPE_CHECKING:
+    from poolparty.queues.base import QueueAdapter
 
 
 @dataclass
@@ -22,13 +21,36 @@ class SchedulerReport:
     partitions: list[dict[str, str]] = field(default_factory=list)  # SLURM partitions, SGE queues
     user_limits: list[dict[str, str]] = field(default_factory=list)
     user_limits_note: str | None = None  # why they could not be read, or that there are none
+    #: what the scheduler calls the rows of :attr:`partitions`
+    partition_word: ClassVar[str] = "queue"
+    #: per kind of :attr:`user_limits` row, the columns that name it; the other columns are its limits
+    name_columns: ClassVar[Mapping[str, tuple[str, ...]]] = {}
+    #: kinds whose names are shown as ``column=value`` (an association is an account AND a partition)
+    labelled_kinds: ClassVar[tuple[str, ...]] = ()
+    #: columns of a row that are not limits
+    hidden_columns: ClassVar[tuple[str, ...]] = ()
+
+    def notes(self) -> list[str]:
+        """Lines the scheduler's limits imply for poolparty (how it splits arrays, ...)."""
+        return []
+
+    def limit_text(self, row: Mapping[str, str]) -> str:
+        """One :attr:`user_limits` row as doctor shows it: its kind and name, then the limits it sets."""
+        row = dict(row)
+        kind = row.pop("kind")
+        names = [(f"{k.lower()}=" if kind in self.labelled_kinds else "") + row.pop(k)
+                 for k in self.name_columns.get(kind, ()) if k in row]
+        limits = ", ".join(f"{k}={v}" for k, v in row.items() if k not in self.hidden_columns) or "no limit set"
+        return f"{kind} {' '.join(names)}: {limits}"
 
 
-def _cli(timeout: float) -> SchedulerCLI:
+def doctor_cli(timeout: float) -> SchedulerCLI:
+    """Few, quick retries: doctor reports a scheduler that does not answer rather than waiting for it."""
     return SchedulerCLI(timeout=timeout, attempts=2, backoff_base=0.3)
 
 
-def _key_values(text: str, sep: str) -> dict[str, str]:
+def key_values(text: str, sep: str) -> dict[str, str]:
+    """``key = value`` lines (``sep="="``, scontrol) or ``key   value`` lines (``sep=" "``, qconf)."""
     out = {}
     for line in text.splitlines():
         if sep == "=" and "=" in line:
@@ -41,93 +63,33 @@ def _key_values(text: str, sep: str) -> dict[str, str]:
     return out
 
 
-def _first_line(e: Exception) -> str:
-    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-
-
-def slurm_report(timeout: float = 15.0) -> SchedulerReport:
-    """MaxArraySize, MaxJobCount, partitions, and association/QOS limits of the current user."""
-    cli = _cli(timeout)
-    try:
-        for program in SLURM_COMMANDS:
-            cli.require(program, "slurm")
-        config = _key_values(cli.run(["scontrol", "show", "config"]).stdout, "=")
-    except (ConfigurationError, SchedulerCommandError) as e:
-        return SchedulerReport("slurm", False, _first_line(e))
-    report = SchedulerReport("slurm", True)
-    for key in ("SLURM_VERSION", "ClusterName", "MaxArraySize", "MaxJobCount", "MinJobAge"):
-        if key in config:
-            report.limits[key] = config[key]
-    try:
-        for line in cli.run(["scontrol", "show", "partition", "-o"]).stdout.splitlines():
-            fields = dict(w.split("=", 1) for w in line.split() if "=" in w)
-            report.partitions.append({k: fields.get(k, "?") for k in (
-                "PartitionName", "State", "MaxTime", "MaxNodes", "MaxCPUsPerNode", "MaxMemPerNode", "TotalCPUs")})
-    except SchedulerCommandError as e:
-        report.partitions.append({"error": _first_line(e)})
-    user = getpass.getuser()
-    try:
-        cli.require("sacctmgr", "slurm")
-        assoc = cli.run(["sacctmgr", "-n", "-P", "show", "assoc", f"user={user}",
-                         "format=Account,Partition,MaxJobs,MaxSubmit,MaxTRES,MaxWall,GrpJobs,GrpSubmit,QOS"]).stdout
-        names = ("Account", "Partition", "MaxJobs", "MaxSubmit", "MaxTRES", "MaxWall", "GrpJobs", "GrpSubmit", "QOS")
-        for line in assoc.splitlines():
-            if line.strip():
-                report.user_limits.append({"kind": "association", **_row(names, line)})
-        qos = cli.run(["sacctmgr", "-n", "-P", "show", "qos",
-                       "format=Name,MaxJobsPU,MaxSubmitPU,MaxTRESPU,MaxWall"]).stdout
-        for line in qos.splitlines():
-            if line.strip():
-                report.user_limits.append({"kind": "qos", **_row(("Name", "MaxJobsPU", "MaxSubmitPU", "MaxTRESPU",
-                                                                  "MaxWall"), line)})
-        if not report.user_limits:
-            report.user_limits_note = f"no association for user {user} (accounting may be off)"
-    except (ConfigurationError, SchedulerCommandError) as e:
-        report.user_limits_note = f"not readable: {_first_line(e)}"
-    return report
-
-
-def _row(names: tuple[str, ...], line: str) -> dict[str, str]:
+def table_row(names: tuple[str, ...], line: str) -> dict[str, str]:
+    """One ``|``-separated line (``sacctmgr -P``) -> {column: value} for the non-empty columns."""
     return {n: v for n, v in zip(names, line.split("|")) if v}
 
 
-def sge_report(timeout: float = 15.0) -> SchedulerReport:
-    """max_aj_tasks, max_aj_instances, max_u_jobs, max_jobs, queues, and resource quota sets."""
-    cli = _cli(timeout)
+def scheduler_config(adapter: "type[QueueAdapter]", report: SchedulerReport, argv: Sequence[str], sep: str,
+                     cli: SchedulerCLI) -> dict[str, str] | None:
+    """The scheduler's configuration (``scontrol show config``, ``qconf -sconf``); None, with ``report``
+    marked unreachable and why, when a command is missing or the scheduler does not answer."""
     try:
-        for program in SGE_COMMANDS:
-            cli.require(program, "sge")
-        config = _key_values(cli.run(["qconf", "-sconf"]).stdout, " ")
+        adapter.require_commands(cli)
+        return key_values(cli.run(argv).stdout, sep)
     except (ConfigurationError, SchedulerCommandError) as e:
-        return SchedulerReport("sge", False, _first_line(e))
-    report = SchedulerReport("sge", True)
-    for key in ("max_aj_tasks", "max_aj_instances", "max_u_jobs", "max_jobs"):
-        if key in config:
-            report.limits[key] = config[key] + (" (unlimited)" if config[key] == "0" else "")
-    try:
-        for name in cli.run(["qconf", "-sql"]).stdout.split()[:20]:
-            q = _key_values(cli.run(["qconf", "-sq", name]).stdout, " ")
-            report.partitions.append({k: q.get(k, "?") for k in ("qname", "slots", "h_rt", "h_vmem", "pe_list")})
-    except SchedulerCommandError as e:
-        report.partitions.append({"error": _first_line(e)})
-    try:
-        proc = cli.run(["qconf", "-srqsl"], ok_codes=(0, 1))
-        names = proc.stdout.split() if proc.returncode == 0 else []
-        for name in names[:20]:
-            text = cli.run(["qconf", "-srqs", name]).stdout
-            rules = [ln.strip() for ln in text.splitlines() if ln.strip().startswith("limit")]
-            report.user_limits.append({"kind": "resource quota set", "name": name, "rules": "; ".join(rules)})
-        if not names:
-            report.user_limits_note = (proc.stderr or proc.stdout).strip() or "no resource quota set"
-    except SchedulerCommandError as e:
-        report.user_limits_note = f"not readable: {_first_line(e)}"
-    return report
+        report.reachable, report.problem = False, first_line(e)
+        return None
 
 
-def report(kind: str, timeout: float = 15.0) -> SchedulerReport:
-    return slurm_report(timeout) if kind == "slurm" else sge_report(timeout)
+def first_line(e: Exception) -> str:
+    return str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+
+
+def report(kind: str, timeout: float = 15.0) -> SchedulerReport | None:
+    """The limits report of the queue named ``kind``; None for a queue without a scheduler."""
+    from poolparty.queues import queue_class
+
+    return queue_class(kind).limits_report(timeout)
 
 
 def as_json(r: SchedulerReport) -> dict[str, Any]:
     return asdict(r)
-

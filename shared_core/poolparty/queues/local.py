@@ -12,11 +12,16 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+from poolparty.queues.base import ArrayRequest, QueueAdapter, Submitted
+from poolparty.queues.states import JobState, JobStatus
+from poolparty.resources import Resources
 from poolparty.store.atomic import atomic_write
 from poolparty.store.layout import local_queue_state
-from poolparty.queues.base import ArrayRequest, JobState, JobStatus, QueueAdapter, Submitted
+
+if TYPE_CHECKING:
+    from poolparty.queues.cli import SchedulerCLI
 
 INDEX_ENV = "POOLPARTY_ARRAY_INDEX"
 KEEP_FINISHED = 300.0  # like SLURM's MinJobAge
@@ -61,6 +66,20 @@ def _rss_bytes(pid: int) -> int:
         return 0
 
 
+def element_argv(request: ArrayRequest, index: int, *, array: bool) -> list[str]:
+    """The command of one element: the job script with the worker's arguments, as sbatch would run it."""
+    if array:
+        args = [*request.worker_argv, "--offset", str(request.part.offset), "--index-env", INDEX_ENV]
+    else:
+        args = [*request.worker_argv, "--chunk", str(request.part.offset + index)]
+    return ["/bin/sh", str(request.script), *args]
+
+
+def ended_state(returncode: int, killed_as: JobState | None) -> JobState:
+    """How an element that exited is reported: as what it was killed for, else by its exit code."""
+    return killed_as or (JobState.COMPLETED if returncode == 0 else JobState.FAILED)
+
+
 class LocalQueue(QueueAdapter):
     name = "local"
     index_env = INDEX_ENV
@@ -78,6 +97,23 @@ class LocalQueue(QueueAdapter):
 
     def default_work_root(self) -> Path:
         return Path(tempfile.gettempdir()) / f"poolparty-{os.getuid()}"
+
+    @classmethod
+    def from_cli(cls, cli: "SchedulerCLI") -> "LocalQueue":
+        return cls()  # no scheduler commands: the queue is this process
+
+    @classmethod
+    def query_run(cls, run_dir: Path, name: str, cli: "SchedulerCLI") -> dict[str, JobStatus]:
+        """The run's workers recorded in ``local_queue.json`` that are still alive (read only, never
+        rewritten; the ones not yet started live in the driver's memory only)."""
+        return {element: JobStatus(JobState.RUNNING, f"pid {pid}")
+                for element, pid in recorded_workers(run_dir, name).items()}
+
+    @classmethod
+    def translate_workflow(cls, given: Mapping[str, Any], fields: dict[str, Any],
+                           base: Resources) -> tuple[dict[str, Any], tuple[str, ...]]:
+        """Only cpus, memory, walltime and gpus mean something here: no partition, account, qos or flags."""
+        return {**fields, "partition": None, "account": None, "qos": None}, ()
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -117,19 +153,14 @@ class LocalQueue(QueueAdapter):
                 self._throttle[array_id] = request.throttle if array else 1
                 for index in indices:
                     element = f"{array_id}_{index}"
-                    chunk = request.part.offset + index
-                    if array:
-                        argv = [*request.worker_argv, "--offset", str(request.part.offset), "--index-env", INDEX_ENV]
-                    else:
-                        argv = [*request.worker_argv, "--chunk", str(chunk)]
                     env = dict(os.environ)
                     env[INDEX_ENV] = str(index)
                     env["POOLPARTY_JOB_ID"] = element
                     self._elements[element] = _Element(
-                        element, array_id, request.name, ["/bin/sh", str(request.script), *argv], env,
+                        element, array_id, request.name, element_argv(request, index, array=array), env,
                         str(request.workdir), self.log_path(request.log_dir, element),
                         request.resources.walltime, request.resources.memory)
-                    sub.elements[chunk] = element
+                    sub.elements[request.part.offset + index] = element
                 out.append(sub)
             self._save()
         self._wake.set()
@@ -214,7 +245,7 @@ class LocalQueue(QueueAdapter):
                 continue
             rc = e.proc.poll()
             if rc is not None:
-                e.state = e.kill_state or (JobState.COMPLETED if rc == 0 else JobState.FAILED)
+                e.state = ended_state(rc, e.kill_state)
                 e.ended = now
                 e.proc = None
                 changed = True

@@ -1,34 +1,39 @@
-"""Sun Grid Engine: ``qsub -t``, one ``qstat -xml`` per poll, ``qdel``, ``qconf``."""
+"""Sun Grid Engine: ``qsub -t``, one ``qstat -xml`` per poll, ``qdel``, ``qconf``; what SGE reports to
+``poolparty doctor``; the SGE-only workflow resource names. The argv rendering and the parsing of SGE's
+output are pure functions of this module."""
 from __future__ import annotations
 
 import math
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Sequence
+from typing import Any, ClassVar, Mapping, Sequence
 
-from poolparty.errors import SubmissionError, UnsupportedResourceError
-from poolparty.queues.resource_check import ResourceVerifier
-from poolparty.resources import Resources, format_hms
+from poolparty.errors import SchedulerCommandError, SubmissionError, UnsupportedResourceError
+from poolparty.queues.base import ArrayRequest, QueueAdapter, Submitted
 from poolparty.store.layout import job_log_name
 from poolparty.queues.cli import SchedulerCLI
-from poolparty.queues.base import ArrayRequest, JobState, JobStatus, QueueAdapter, Submitted
+from poolparty.queues.limits import SchedulerReport, doctor_cli, first_line, key_values, scheduler_config
+from poolparty.queues.resource_check import ResourceVerifier
+from poolparty.queues.states import JobState, JobStatus
+from poolparty.resources import Resources, format_hms
+
+#: SGE state letters, most telling first: a code is read by the first row whose letters it all holds
+#: (``Eqw`` needs a qdel; ``hqw``/``hr`` are holds, never errors; ``Rq`` waits for its rerun, ``Rr`` runs)
+TRANSLATE_TABLE = (
+    ("E", JobState.ERROR), ("d", JobState.CANCELLED), ("h", JobState.HELD), ("Rq", JobState.REQUEUED),
+    ("R", JobState.RUNNING), ("s", JobState.SUSPENDED), ("S", JobState.SUSPENDED), ("T", JobState.SUSPENDED),
+    ("r", JobState.RUNNING), ("t", JobState.RUNNING),
+)
+INDEX_ENV = "SGE_TASK_ID"
+QSTAT = ["qstat", "-xml", "-g", "d"]  # -g d: one entry per pending task, where SGE lets it
 
 
-def sge_state(code: str) -> JobState:
-    """SGE state letters -> JobState. ``E`` (Eqw) needs a qdel; ``h`` is a hold, never an error."""
-    if "E" in code:
-        return JobState.ERROR
-    if "d" in code:
-        return JobState.CANCELLED
-    if "h" in code:
-        return JobState.HELD
-    if "R" in code:
-        return JobState.REQUEUED if "q" in code else JobState.RUNNING
-    if "s" in code or "S" in code or "T" in code:
-        return JobState.SUSPENDED
-    if "r" in code or "t" in code:
-        return JobState.RUNNING
+def translate_state(code: str) -> JobState:
+    """SGE state letters (``qw``, ``r``, ``Eqw``, ``hqw``, ``Rq``, ``dr`` ...) -> JobState."""
+    for letters, state in TRANSLATE_TABLE:
+        if all(letter in code for letter in letters):
+            return state
     return JobState.PENDING
 
 
@@ -56,71 +61,118 @@ def resource_flags(r: Resources) -> list[str]:
     return flags
 
 
+def qsub_argv(request: ArrayRequest, chunk: int | None = None) -> list[str]:
+    """The ``qsub`` command of the request's array, or (``chunk`` given) of one plain job running it."""
+    # -V: the driver's environment reaches the job through the scheduler, never through a file
+    base = ["qsub", "-terse", "-N", request.name, "-V", "-wd", str(request.workdir), "-j", "y",
+            "-r", "y", "-S", "/bin/sh", *resource_flags(request.resources)]
+    # the user's extra flags come after ours: qsub keeps the last value
+    if chunk is not None:
+        return [*base, "-o", f"{request.log_dir}/{job_log_name('$JOB_ID')}", *request.resources.extra, str(request.script),
+                *request.worker_argv, "--chunk", str(chunk)]
+    part = request.part
+    lo, hi = min(part.indices), max(part.indices)
+    if hi - lo + 1 != len(part.indices):
+        raise ValueError("SGE arrays must be contiguous (internal error)")
+    return [*base, "-t", f"{lo}-{hi}", "-tc", str(request.throttle),
+            "-o", f"{request.log_dir}/{job_log_name('$JOB_ID.$TASK_ID')}", *request.resources.extra, str(request.script),
+            *request.worker_argv, "--offset", str(part.offset), "--index-env", INDEX_ENV]
+
+
+def dry_run_argv(resources: Resources, script: Path, workdir: Path) -> list[str]:
+    """``qsub -w v``: the qmaster checks the request against an empty cluster and queues nothing."""
+    return ["qsub", "-w", "v", "-wd", str(workdir), "-S", "/bin/sh", "-o", "/dev/null", "-j", "y",
+            *resource_flags(resources), *resources.extra, str(script)]
+
+
+def parse_qsub(out: str, argv: Sequence[str]) -> str:
+    """``qsub -terse`` prints ``10`` for a job and ``19.1-8:1`` for an array."""
+    job = out.strip().split(".")[0]
+    if not job.isdigit():
+        raise SubmissionError(list(argv), 0, f"unexpected qsub output {out.strip()!r}", 1)
+    return job
+
+
+def parse_qstat(xml: str, name: str) -> dict[str, JobStatus]:
+    """``qstat -xml -g d`` -> {element id: status} of the jobs named ``name``. An element is ``job``
+    (plain) or ``job.task``; running jobs sit under ``<queue_info>``, pending ones (``Eqw`` too) under the
+    inner ``<job_info>``."""
+    states: dict[str, JobStatus] = {}
+    for job in ET.fromstring(xml).iter("job_list"):
+        if job.findtext("JB_name") != name:
+            continue
+        code = job.findtext("state", "")
+        for element in task_elements(job.findtext("JB_job_number", ""), job.findtext("tasks")):
+            states[element] = JobStatus(translate_state(code), code)
+    return states
+
+
+def task_elements(number: str, tasks: str | None) -> list[str]:
+    """``<tasks>`` is absent (plain job), one id, or a range ``3-8:1`` (collapsed pending tasks)."""
+    if not tasks:
+        return [number]
+    out = []
+    for item in tasks.split(","):
+        m = re.fullmatch(r"(\d+)(?:-(\d+)(?::(\d+))?)?", item.strip())
+        if not m:
+            continue
+        lo = int(m.group(1))
+        hi = int(m.group(2) or lo)
+        step = int(m.group(3) or 1)
+        out.extend(f"{number}.{i}" for i in range(lo, hi + 1, step))
+    return out
+
+
+def parse_max_aj_tasks(config: str) -> int:
+    """``qconf -sconf`` -> the highest array task id allowed (``max_aj_tasks``; 0 means SGE's 75000)."""
+    m = re.search(r"^max_aj_tasks\s+(\d+)", config, re.MULTILINE)
+    return int(m.group(1)) if m and int(m.group(1)) > 0 else 75000
+
+
+class SgeReport(SchedulerReport):
+    partition_word: ClassVar[str] = "queue"
+    name_columns: ClassVar[Mapping[str, tuple[str, ...]]] = {"resource quota set": ("name",)}
+
+
 class SgeQueue(QueueAdapter):
     name = "sge"
-    index_env = "SGE_TASK_ID"
+    index_env = INDEX_ENV
     first_index = 1
     contiguous_arrays = True
     result_grace = 15.0
     vanish_grace = 30.0
     min_poll_interval = 2.0
+    commands = ("qsub", "qstat", "qdel", "qconf")
+    reserved_flags = ("-N", "-t", "-tc", "-o", "-e", "-wd", "-cwd", "-terse", "-j", "-S", "-V", "-sync", "-b")
+    workflow_names = ("sge_queue", "sge_pe", "sge_project", "sge_extra")
 
     def __init__(self, cli: SchedulerCLI):
-        for program in ("qsub", "qstat", "qdel", "qconf"):
-            cli.require(program, "sge")
+        self.require_commands(cli)
         self.cli = cli
         self._max_index: int | None | bool = False
         self._verifier = ResourceVerifier(cli, self.name)
 
     def max_array_index(self) -> int | None:
         if self._max_index is False:
-            out = self.cli.run(["qconf", "-sconf"]).stdout
-            m = re.search(r"^max_aj_tasks\s+(\d+)", out, re.MULTILINE)
-            self._max_index = int(m.group(1)) if m and int(m.group(1)) > 0 else 75000
+            self._max_index = parse_max_aj_tasks(self.cli.run(["qconf", "-sconf"]).stdout)
         return self._max_index  # type: ignore[return-value]
 
     def submit(self, request: ArrayRequest, *, array: bool = True) -> list[Submitted]:
-        # -V: the driver's environment reaches the job through the scheduler, never through a file
-        base = ["qsub", "-terse", "-N", request.name, "-V", "-wd", str(request.workdir), "-j", "y",
-                "-r", "y", "-S", "/bin/sh", *resource_flags(request.resources)]
         part = request.part
         if not array:
             out = []
             for chunk in part.chunks:
-                argv = [*base, "-o", f"{request.log_dir}/{job_log_name('$JOB_ID')}", *request.resources.extra,
-                        str(request.script), *request.worker_argv, "--chunk", str(chunk)]
-                job = self._qsub(argv)
+                job = self._qsub(qsub_argv(request, chunk))
                 out.append(Submitted(job, {chunk: job}))
             return out
-        lo, hi = min(part.indices), max(part.indices)
-        if hi - lo + 1 != len(part.indices):
-            raise ValueError("SGE arrays must be contiguous (internal error)")
-        argv = [*base, "-t", f"{lo}-{hi}", "-tc", str(request.throttle),
-                "-o", f"{request.log_dir}/{job_log_name('$JOB_ID.$TASK_ID')}", *request.resources.extra,
-                str(request.script), *request.worker_argv,
-                "--offset", str(part.offset), "--index-env", self.index_env]
-        job = self._qsub(argv)
+        job = self._qsub(qsub_argv(request))
         return [Submitted(job, {part.offset + i: f"{job}.{i}" for i in part.indices})]
 
     def _qsub(self, argv: list[str]) -> str:
-        out = self.cli.run(argv, submission=True).stdout.strip()
-        job = out.split(".")[0]
-        if not job.isdigit():
-            raise SubmissionError(argv, 0, f"unexpected qsub output {out!r}", 1)
-        return job
+        return parse_qsub(self.cli.run(argv, submission=True).stdout, argv)
 
     def query(self, name: str) -> dict[str, JobStatus]:
-        out = self.cli.run(["qstat", "-xml", "-g", "d"]).stdout
-        states: dict[str, JobStatus] = {}
-        for job in ET.fromstring(out).iter("job_list"):
-            if job.findtext("JB_name") != name:
-                continue
-            number = job.findtext("JB_job_number", "")
-            code = job.findtext("state", "")
-            tasks = job.findtext("tasks")
-            for element in _elements(number, tasks):
-                states[element] = JobStatus(sge_state(code), code)
-        return states
+        return parse_qstat(self.cli.run(QSTAT).stdout, name)
 
     def cancel(self, job_ids: Sequence[str], name: str | None = None) -> None:
         targets = [name] if name is not None else list(job_ids)
@@ -131,14 +183,9 @@ class SgeQueue(QueueAdapter):
         self.cli.run(["qalter", "-tc", str(throttle), job_id], ok_codes=(0, 1))
         return True
 
-    def log_path(self, log_dir: Path, element: str) -> Path:
-        return log_dir / job_log_name(element)
-
     def check_resources(self, resources: Resources, script: Path, workdir: Path) -> None:
-        # -w v: the qmaster checks the request against an empty cluster and queues nothing
-        argv = ["qsub", "-w", "v", "-wd", str(workdir), "-S", "/bin/sh", "-o", "/dev/null", "-j", "y",
-                *resource_flags(resources), *resources.extra, str(script)]
-        self._verifier.check(resources, argv, lambda: self._queue_limits(resources))
+        self._verifier.check(resources, dry_run_argv(resources, script, workdir),
+                             lambda: self._queue_limits(resources))
 
     def _queue_limits(self, resources: Resources) -> str:
         """Slots, h_rt and h_vmem of the queue, and the slots of the smp parallel environment."""
@@ -153,18 +200,55 @@ class SgeQueue(QueueAdapter):
                 text += f"; parallel environment smp: {m.group(1)} slots"
         return text
 
+    @classmethod
+    def translate_workflow(cls, given: Mapping[str, Any], fields: dict[str, Any],
+                           base: Resources) -> tuple[dict[str, Any], tuple[str, ...]]:
+        fields = dict(fields)
+        extra = list(base.extra)
+        if "sge_queue" in given:
+            fields["partition"] = str(given["sge_queue"])
+        if "sge_pe" in given:
+            # the adapter would ask for "-pe smp N": ask for the named PE instead; h_vmem is per slot,
+            # so the memory becomes per slot here (resource_flags then divides by one slot)
+            slots = fields.pop("cpus", None) or base.cpus or 1
+            extra += ["-pe", str(given["sge_pe"]), str(slots)]
+            if "memory" in fields:
+                fields["memory"] = max(1, math.ceil(fields["memory"] / slots))
+            fields["cpus"] = None
+        if "sge_project" in given:
+            extra += ["-P", str(given["sge_project"])]
+        if "sge_extra" in given:
+            extra += cls.raw_flags("sge_extra", given["sge_extra"])
+        if "gpus" in fields and not fields["gpus"]:
+            del fields["gpus"]
+        return fields, tuple(extra)
 
-def _elements(number: str, tasks: str | None) -> list[str]:
-    """``<tasks>`` is absent (plain job), one id, or a range ``3-8:1`` (collapsed pending tasks)."""
-    if not tasks:
-        return [number]
-    out = []
-    for item in tasks.split(","):
-        m = re.fullmatch(r"(\d+)(?:-(\d+)(?::(\d+))?)?", item.strip())
-        if not m:
-            continue
-        lo = int(m.group(1))
-        hi = int(m.group(2) or lo)
-        step = int(m.group(3) or 1)
-        out.extend(f"{number}.{i}" for i in range(lo, hi + 1, step))
-    return out
+    @classmethod
+    def limits_report(cls, timeout: float = 15.0) -> SgeReport:
+        """max_aj_tasks, max_aj_instances, max_u_jobs, max_jobs, queues, and resource quota sets."""
+        cli = doctor_cli(timeout)
+        report = SgeReport(cls.name, True)
+        config = scheduler_config(cls, report, ["qconf", "-sconf"], " ", cli)
+        if config is None:
+            return report
+        for key in ("max_aj_tasks", "max_aj_instances", "max_u_jobs", "max_jobs"):
+            if key in config:
+                report.limits[key] = config[key] + (" (unlimited)" if config[key] == "0" else "")
+        try:
+            for name in cli.run(["qconf", "-sql"]).stdout.split()[:20]:
+                q = key_values(cli.run(["qconf", "-sq", name]).stdout, " ")
+                report.partitions.append({k: q.get(k, "?") for k in ("qname", "slots", "h_rt", "h_vmem", "pe_list")})
+        except SchedulerCommandError as e:
+            report.partitions.append({"error": first_line(e)})
+        try:
+            proc = cli.run(["qconf", "-srqsl"], ok_codes=(0, 1))
+            names = proc.stdout.split() if proc.returncode == 0 else []
+            for name in names[:20]:
+                text = cli.run(["qconf", "-srqs", name]).stdout
+                rules = [ln.strip() for ln in text.splitlines() if ln.strip().startswith("limit")]
+                report.user_limits.append({"kind": "resource quota set", "name": name, "rules": "; ".join(rules)})
+            if not names:
+                report.user_limits_note = (proc.stderr or proc.stdout).strip() or "no resource quota set"
+        except SchedulerCommandError as e:
+            report.user_limits_note = f"not readable: {first_line(e)}"
+        return report

@@ -60,11 +60,3 @@ def is_claimed(incoming: Path, chunk: int, sub: int) -> bool:
     """Whether someone (an element, or the driver blocking the name) holds this chunk's part name."""
     return part_path(incoming, chunk, sub).exists()
 
-
-def parse_indices(spec: str) -> list[int]:
-    """``"0-2,5,7-8"`` -> ``[0, 1, 2, 5, 7, 8]`` (the array's index list, as submitted)."""
-    out: list[int] = []
-    for item in filter(None, spec.split(",")):
-        lo, _, hi = item.partition("-")
-        out.extend(range(int(lo), int(hi or lo) + 1))
-    return out
