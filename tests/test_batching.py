@@ -171,6 +171,18 @@ def test_a_refused_batch_is_reported_for_each_of_its_items():
     assert sink.of("submitted") == []
 
 
+def test_a_ctrl_c_during_submission_reaches_every_item_and_then_the_caller():
+    """Snakemake flushes a round in its own thread: a KeyboardInterrupt must stop Snakemake, not be
+    swallowed as a refusal of its jobs."""
+    stop = KeyboardInterrupt()
+    sink = RecordingSink()
+    window = BatchingWindow(RecordingEngine(refuse=stop), sink, window=None, kind="calls")
+    window.add("a", call(1), SMALL)
+    with pytest.raises(KeyboardInterrupt):
+        window.flush()
+    assert sink.of("refused") == [("a", stop)]
+
+
 @pytest.mark.parametrize("fail_given_up", [True, False])
 def test_a_given_up_chunk_fails_its_items_at_once_only_when_asked(fail_given_up):
     engine, sink = RecordingEngine(), RecordingSink()

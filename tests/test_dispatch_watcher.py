@@ -25,12 +25,14 @@ def test_a_job_that_left_the_queue_after_it_ended_is_classified_by_its_last_stat
 
 
 def test_completed_without_a_result_waits_result_grace():
-    first = judge(ChunkWatch(), JobStatus(JobState.COMPLETED, "None"), 100.0, GRACE, 0)
+    first = judge(ChunkWatch(), JobStatus(JobState.COMPLETED, ""), 100.0, GRACE, 0)
     assert first == Verdict(Action.WAIT, ChunkWatch(ended_since=100.0, ended_state=JobState.COMPLETED))
     assert judge(first.watch, JobStatus(JobState.COMPLETED), 109.9, GRACE, 0).action is Action.WAIT
-    lost = judge(first.watch, JobStatus(JobState.COMPLETED, "None"), 110.0, GRACE, 0)
-    # the scheduler's "None" reason says nothing and is left out of the message
+    lost = judge(first.watch, JobStatus(JobState.COMPLETED, ""), 110.0, GRACE, 0)
+    # no reason (the SLURM adapter turns squeue's "None" into ""): none in the message
     assert (lost.action, lost.failure, lost.detail) == (Action.FAILED, FailureClass.WORKER_CRASH, "completed")
+    said = judge(first.watch, JobStatus(JobState.COMPLETED, "NonZeroExitCode"), 110.0, GRACE, 0)
+    assert said.detail == "completed (NonZeroExitCode)"
 
 
 def test_a_killed_job_waits_only_killed_result_grace():

@@ -125,7 +125,7 @@ def test_parse_squeue_collapsed_array_range():
 
 def test_parse_squeue_skips_lines_that_are_not_records():
     assert parse_squeue("slurm_load_jobs error: Invalid job id specified\n\n14|0|RUNNING|None\n") == {
-        "14_0": JobStatus(JobState.RUNNING, "None")}
+        "14_0": JobStatus(JobState.RUNNING, "")}  # squeue's "None": no reason
     assert parse_squeue("") == {}
 
 
@@ -211,7 +211,7 @@ def test_submit_maps_chunks_to_elements_and_query_reads_squeue():
     [sub] = queue.submit(request((0, 1), offset=500, throttle=1))
     assert (sub.job_id, sub.elements) == ("4242", {500: "4242_0", 501: "4242_1"})
     assert cli.argvs[0] == sbatch_argv(request((0, 1), offset=500, throttle=1))
-    assert queue.query("pp-r1") == {"4242_0": JobStatus(JobState.RUNNING, "None"),
+    assert queue.query("pp-r1") == {"4242_0": JobStatus(JobState.RUNNING, ""),
                                     "4242_1": JobStatus(JobState.PENDING, "JobArrayTaskLimit")}
     assert cli.argvs[1] == ["squeue", "--noheader", "--array", "--states=all", "--name=pp-r1",
                             "--format=%F|%K|%T|%r"]

@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 from snakemake_interface_executor_plugins.settings import CommonSettings, ExecutorSettingsBase
 
-from poolparty.queues import QUEUE_NAMES  # the registry only: no adapter is imported here
+from poolparty.queues import DEFAULT_QUEUE, QUEUE_NAMES  # the registry only: no adapter is imported here
 
 QUEUES = QUEUE_NAMES
 #: default parent of poolparty's run directories, under the workflow's working directory
@@ -33,7 +33,7 @@ def _setting(default: Any, help: str, **meta: Any) -> Any:
 @dataclass
 class ExecutorSettings(ExecutorSettingsBase):
     queue: str = _setting(
-        "local", "Where jobs run: 'local' (processes on this machine), 'slurm' or 'sge'.",
+        DEFAULT_QUEUE, "Where jobs run: 'local' (processes on this machine), 'slurm' or 'sge'.",
         choices=list(QUEUES))
     max_running: Optional[int] = _setting(
         None, "Most jobs of this workflow queued or running in the scheduler at once. Default: the "

@@ -138,6 +138,8 @@ class BatchingWindow(Generic[Item]):
         except BaseException as e:
             for item, _ in members:
                 self.sink.refused(item, e)
+            if not isinstance(e, Exception):  # Ctrl-C or an exit: every item knows, and the caller stops
+                raise
             return
         placed = [(members[i][0], Placement(handle, i, c)) for c, indices in enumerate(layout) for i in indices]
         self._link(handle, placed)

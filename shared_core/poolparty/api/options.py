@@ -8,6 +8,7 @@ from typing import Any, Mapping
 from poolparty import config
 from poolparty.engine.engine import EngineOptions
 from poolparty.errors import ConfigurationError, UnknownResourceError
+from poolparty.queues import DEFAULT_QUEUE
 from poolparty.resources import Resources, parse_memory
 from poolparty.retry import RetryPolicy
 
@@ -37,7 +38,7 @@ def build_engine_options(max_running: int | None, options: Mapping[str, Any]) ->
     if "max_resubmissions" in options:
         retry = RetryPolicy(**{**_policy_fields(retry), "max_resubmissions": options.pop("max_resubmissions")})
     if options.get("queue") is None:
-        options["queue"] = os.environ.get("POOLPARTY_QUEUE", "local")
+        options["queue"] = os.environ.get("POOLPARTY_QUEUE", DEFAULT_QUEUE)
     if options.get("max_result_size") is not None:
         options["max_result_size"] = _size_option(options["max_result_size"])
     return EngineOptions(max_running=options.pop("max_running", None) or max_running, retry=retry,

@@ -98,7 +98,7 @@ def judge(watch: ChunkWatch, status: JobStatus | None, now: float, grace: GraceS
         watch = dataclasses.replace(watch, ended_since=since)
         if now - since < grace.result_grace_after(status.state):
             return Verdict(Action.WAIT, watch)
-    reason = f" ({status.reason})" if status.reason and status.reason != "None" else ""
+    reason = f" ({status.reason})" if status.reason else ""
     return Verdict(Action.FAILED, watch, cancel=error, failure=classify(status.state),
                    detail=f"{status.state.value}{reason}")
 

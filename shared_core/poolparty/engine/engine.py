@@ -19,7 +19,7 @@ from poolparty.dispatch.loop import DispatchSettings, Dispatcher
 from poolparty.errors import ConfigurationError, PoolClosedError
 from poolparty.store.journal import Journal
 from poolparty.payload import SharedFunction, default_python
-from poolparty.queues import make_queue
+from poolparty.queues import DEFAULT_QUEUE, make_queue
 from poolparty.queues.base import QueueAdapter
 from poolparty.resources import Resources
 from poolparty.store.results import ResultStore
@@ -34,7 +34,7 @@ log = logging.getLogger("poolparty")
 
 @dataclass
 class EngineOptions:
-    queue: str | QueueAdapter = "local"
+    queue: str | QueueAdapter = DEFAULT_QUEUE
     max_running: int | None = None
     work_dir: str | os.PathLike[str] | None = None  # exact directory: resumable
     work_root: str | os.PathLike[str] | None = None  # parent of a fresh unique directory

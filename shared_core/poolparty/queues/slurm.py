@@ -113,7 +113,8 @@ def parse_squeue(out: str) -> dict[str, JobStatus]:
         if len(parts) != 4:
             continue
         array_id, index, raw, reason = parts
-        status = JobStatus(translate_state(raw, reason), reason)
+        # squeue says "None" when it has no reason: at this door it becomes no reason at all
+        status = JobStatus(translate_state(raw, reason), "" if reason == "None" else reason)
         if index in ("N/A", ""):
             states[array_id] = status
             continue
