@@ -23,6 +23,9 @@ from poolparty.store.atomic import atomic_write
 from poolparty.store.layout import JOB_SCRIPT_FILE
 from poolparty.store.run_dir import JOB_SCRIPT, new_run_dir
 
+#: what the probe job writes (a JSON report) in its run directory
+PROBE_REPORT = "probe.json"
+
 PROBE = r"""
 import json, os, socket, sys
 out = {"host": socket.gethostname(), "python": sys.executable, "version": sys.version.split()[0]}
@@ -64,49 +67,21 @@ def probe_nodes(queue: QueueAdapter, work_root: Path, python: str, resources: Re
     work_root = work_root.absolute()
     created_root = not work_root.exists()
     run = new_run_dir(work_root, prefix="doctor")
-    script = run / JOB_SCRIPT_FILE
-    atomic_write(script, JOB_SCRIPT.encode(), mode=0o700)
-    atomic_write(run / "probe.py", PROBE.encode())  # a file, like the worker's inputs: it must be shared too
-    marker = run / "probe.json"
-    name = f"pp-doctor-{uuid.uuid4().hex[:8]}"
+    request = _probe_request(run, python, resources or Resources())
     base = ProbeResult(queue.name, str(work_root), python, "fail", "")
-    request = ArrayRequest(name=name, part=ArrayPart(0, (0,)), throttle=1, resources=resources or Resources(),
-                           script=script, worker_argv=(python, str(run / "probe.py"), str(marker)), workdir=run, log_dir=run)
     finished = False
     try:
         submitted = queue.submit(request, array=False)[0]
-        element = submitted.elements[0]
-        base.job = element
-        log = queue.log_path(run, element)
-        deadline = time.monotonic() + timeout
-        ended_at: float | None = None
-        last_state = "submitted"
-        while True:
-            if marker.exists():
-                finished = True
-                return _reported(base, json.loads(marker.read_text()))
-            now = time.monotonic()
-            status = queue.query(name).get(element)
-            if status is None or not status.state.active:
-                ended_at = ended_at or now
-                if now - ended_at >= grace:
-                    finished = True
-                    return _silent(base, run, log, status.state.value if status else "gone from the queue")
-            else:
-                last_state = status.state.value + (f" ({status.reason})" if status.reason else "")
-            if now > deadline:
-                base.verdict = "warn"
-                base.message = (f"the probe job {element} was still {last_state} after {timeout:g} s: cannot tell "
-                                "whether the nodes share the work_root; try again with a longer --timeout")
-                return base
-            time.sleep(poll)
+        base.job = submitted.elements[0]
+        result, finished = _watch_probe(queue, request.name, run, base, timeout, grace, poll)
+        return result
     except PoolPartyError as e:
         base.message = f"could not submit the probe job: {str(e).splitlines()[0]}"
         return base
     finally:
         if not finished and base.job is not None:
             try:
-                queue.cancel([], name=name)
+                queue.cancel([], name=request.name)
             except PoolPartyError:
                 pass
         shutil.rmtree(run, ignore_errors=True)
@@ -115,6 +90,46 @@ def probe_nodes(queue: QueueAdapter, work_root: Path, python: str, resources: Re
                 work_root.rmdir()
             except OSError:
                 pass
+
+
+def _probe_request(run: Path, python: str, resources: Resources) -> ArrayRequest:
+    """The probe's files (the job script and the probe, files like the worker's inputs: they must be
+    shared too) and its one-job request."""
+    script = run / JOB_SCRIPT_FILE
+    atomic_write(script, JOB_SCRIPT.encode(), mode=0o700)
+    atomic_write(run / "probe.py", PROBE.encode())
+    return ArrayRequest(name=f"pp-doctor-{uuid.uuid4().hex[:8]}", part=ArrayPart(0, (0,)), throttle=1,
+                        resources=resources, script=script,
+                        worker_argv=(python, str(run / "probe.py"), str(run / PROBE_REPORT)), workdir=run,
+                        log_dir=run)
+
+
+def _watch_probe(queue: QueueAdapter, name: str, run: Path, base: ProbeResult, timeout: float, grace: float,
+                 poll: float) -> tuple[ProbeResult, bool]:
+    """Wait for the probe's report, or its job's end (then ``grace`` for its files), or ``timeout``;
+    the flag says whether the job is over (else it is still queued and must be cancelled)."""
+    element = str(base.job)
+    marker, log = run / PROBE_REPORT, queue.log_path(run, element)
+    deadline = time.monotonic() + timeout
+    ended_at: float | None = None
+    last_state = "submitted"
+    while True:
+        if marker.exists():
+            return _reported(base, json.loads(marker.read_text())), True
+        now = time.monotonic()
+        status = queue.query(name).get(element)
+        if status is None or not status.state.active:
+            ended_at = ended_at or now
+            if now - ended_at >= grace:
+                return _silent(base, run, log, status.state.value if status else "gone from the queue"), True
+        else:
+            last_state = status.state.value + (f" ({status.reason})" if status.reason else "")
+        if now > deadline:
+            base.verdict = "warn"
+            base.message = (f"the probe job {element} was still {last_state} after {timeout:g} s: cannot tell "
+                            "whether the nodes share the work_root; try again with a longer --timeout")
+            return base, False
+        time.sleep(poll)
 
 
 def _reported(r: ProbeResult, node: dict[str, Any]) -> ProbeResult:
