@@ -52,9 +52,10 @@ def encode_result(ok: bool, value: object, limit: int | None = None) -> tuple[bo
         if not ok:
             pickle.loads(data)  # e.g. a custom __init__ that unpickling cannot call
         return ok, data
-    except Exception as e:  # an unpicklable result or exception is reported, not lost silently
+    except BaseException as e:  # an unpicklable result or exception is reported, not lost silently
         if ok:
-            err = TypeError(f"the task's return value of type {type(value).__name__} cannot be pickled: {e}")
+            err: BaseException = e if not isinstance(e, Exception) else TypeError(  # sys.exit() in __reduce__
+                f"the task's return value of type {type(value).__name__} cannot be pickled: {e}")
             return False, dumps(ExceptionInfo.capture(err))
         info = value  # an ExceptionInfo whose exception object does not pickle
         assert isinstance(info, ExceptionInfo)
@@ -107,7 +108,7 @@ class ChunkRunner:
             else:
                 try:
                     ok, data = encode_result(True, run_payload(item, self.shared), self.limit)
-                except Exception as e:
+                except BaseException as e:  # sys.exit(3), KeyboardInterrupt: the task's outcome, not our death
                     ok, data = encode_result(False, ExceptionInfo.capture(e))
             sys.stdout.flush()
             sys.stderr.flush()
