@@ -187,6 +187,15 @@ def test_python_path_must_be_absolute(tmp_path, factory):
     assert list(tmp_path.iterdir()) == []
 
 
+@pytest.mark.parametrize("factory", [poolparty.Pool, poolparty.Executor])
+def test_a_missing_interpreter_is_refused_before_the_local_queue_starts_a_job(tmp_path, factory):
+    """It used to be found only when every job failed to start."""
+    with pytest.raises(poolparty.ConfigurationError, match="not an executable file") as info:
+        factory(queue="local", work_root=tmp_path, python_path=str(tmp_path / "no-such-python"))
+    assert "no-such-python" in str(info.value) and "sys.executable" in str(info.value)
+    assert [p.name for p in tmp_path.iterdir()] == []
+
+
 def test_good_values_are_accepted(tmp_path):
     with poolparty.Pool(1, queue="local", work_root=tmp_path, memory="1GB", walltime="0:05:00",
                         cpus=1) as pool:

@@ -68,6 +68,11 @@ class Engine:
             raise ConfigurationError(f"python_path={python!r} must be an absolute path to the interpreter "
                                      "on the compute nodes")
         self.queue = make_queue(options.queue, SchedulerCLI(timeout=options.scheduler_timeout))
+        try:
+            self.queue.check_interpreter(python)
+        except BaseException:
+            self.queue.close()
+            raise
         self.max_running = options.max_running or self.queue.default_max_running()
         self.explicit_dir = options.work_dir is not None
         self.run = self._open_run_dir()

@@ -159,6 +159,11 @@ class QueueAdapter(abc.ABC):
         """Change an array's running limit; False where the scheduler cannot."""
         return False
 
+    def check_interpreter(self, python: str) -> None:
+        """Raise :class:`~poolparty.errors.ConfigurationError` if jobs could not start ``python``, where
+        that can be known before submitting. On a cluster only the node can tell: a missing interpreter
+        there ends the job at once, and the failure says so."""
+
     def check_resources(self, resources: Resources, script: Path, workdir: Path) -> None:
         """Raise :class:`~poolparty.errors.ImpossibleResourceError` if the scheduler says a job with
         these resources could never start. Asks without submitting anything; nothing to ask by default."""

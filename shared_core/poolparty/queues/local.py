@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
+from poolparty.errors import ConfigurationError
 from poolparty.queues.base import ArrayRequest, QueueAdapter, Submitted
 from poolparty.queues.states import JobState, JobStatus
 from poolparty.resources import Resources
@@ -97,6 +98,13 @@ class LocalQueue(QueueAdapter):
 
     def default_work_root(self) -> Path:
         return Path(tempfile.gettempdir()) / f"poolparty-{os.getuid()}"
+
+    def check_interpreter(self, python: str) -> None:
+        if not (os.path.isfile(python) and os.access(python, os.X_OK)):
+            raise ConfigurationError(
+                f"python_path={python!r} is not an executable file on this machine, where the local queue runs "
+                "its jobs: give the path of an installed interpreter (by default poolparty uses the driver's "
+                "own, sys.executable)")
 
     @classmethod
     def from_cli(cls, cli: "SchedulerCLI") -> "LocalQueue":
