@@ -414,3 +414,25 @@ def test_executor_map_has_a_progress_bar_too(tmp_path):
     assert proc.returncode == 0 and "RESULT 28" in proc.stdout, proc.stderr
     assert re.search(r"poolparty pp-\w+ .*8/8 tasks \| running 0 pending 0 failed 0 resubmitted 0 \|", proc.stderr), \
         proc.stderr
+
+
+def square(x):
+    return x * x
+
+
+@pytest.mark.parametrize("damage", [b"{not json", b"[1, 2]", b'{"chunk_tasks": 5}'])
+def test_a_damaged_meta_json_is_a_clear_error_in_status_resume_and_a_rerun(tmp_path, damage):
+    """It used to end status and resume in a raw JSONDecodeError (or KeyError) traceback."""
+    wd = tmp_path / "wd"
+    with poolparty.Pool(2, queue="local", work_dir=wd, keep_work_dir=True) as pool:
+        assert pool.map(square, range(6)) == [x * x for x in range(6)]
+    meta = next(wd.glob("batches/*/meta.json"))
+    meta.write_bytes(damage)
+    for command in ("status", "resume"):
+        result = CliRunner().invoke(main, [command, str(wd)])
+        assert result.exit_code == 1, result.output
+        assert f"{meta} is damaged" in result.output and "fresh work_dir" in result.output
+        assert "Traceback" not in result.output
+    with poolparty.Pool(2, queue="local", work_dir=wd) as pool:
+        with pytest.raises(poolparty.CorruptWorkDirError, match="is damaged"):
+            pool.map(square, range(6))

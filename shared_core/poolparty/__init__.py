@@ -23,7 +23,7 @@ _EXPORTS = {
     "JobState": ("poolparty.queues.states", "JobState"),
 }
 _ERRORS = ("PoolPartyError", "ConfigurationError", "UnknownResourceError", "UnsupportedResourceError",
-           "UnsafeWorkDirError", "WorkDirInUseError", "WorkDirMismatchError", "SchedulerCommandError",
+           "UnsafeWorkDirError", "WorkDirInUseError", "WorkDirMismatchError", "CorruptWorkDirError", "SchedulerCommandError",
            "SubmissionError", "RetryLimitExceeded", "RemoteTraceback", "RemoteError", "CommandFailed",
            "PoolClosedError")
 _EXPORTS.update({name: ("poolparty.errors", name) for name in _ERRORS})

@@ -34,6 +34,10 @@ class WorkDirMismatchError(PoolPartyError):
     """An existing work_dir holds a different map than the one being resumed."""
 
 
+class CorruptWorkDirError(PoolPartyError):
+    """A file poolparty wrote in a work_dir is damaged (a disk or filesystem fault, or a hand edit)."""
+
+
 class SchedulerCommandError(PoolPartyError):
     """A scheduler command failed for good (after retries for transient errors)."""
 

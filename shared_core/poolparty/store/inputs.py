@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
-from poolparty.errors import ConfigurationError, WorkDirMismatchError
+from poolparty.errors import ConfigurationError, CorruptWorkDirError, WorkDirMismatchError
 from poolparty.payload import Call, SharedFunction
 from poolparty.store import records
 from poolparty.store.atomic import read_json, write_json
@@ -112,7 +112,17 @@ class BatchFiles(BatchPaths):
 
     def read_meta(self) -> dict[str, Any]:
         """``meta.json``: the batch's kind, task and chunk counts, fingerprint and each chunk's tasks."""
-        return read_json(self.meta)
+        try:
+            meta = read_json(self.meta)
+        except ValueError as e:  # not JSON (a torn or edited file)
+            meta = e
+        if not isinstance(meta, dict) or not isinstance(meta.get("chunk_tasks", []), list):
+            why = f"not JSON: {meta}" if isinstance(meta, ValueError) else "not a batch description"
+            raise CorruptWorkDirError(
+                f"{self.meta} is damaged ({why}), so which map batch {self.path.name} holds cannot be told. Its "
+                f"stored results stay in {self.results.name}; run the map again with a fresh work_dir, or "
+                f"delete {self.path} to drop this batch from the run.")
+        return meta
 
     def check_matches(self, batch: EncodedBatch) -> dict[str, Any]:
         meta = self.read_meta()
