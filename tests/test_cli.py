@@ -10,6 +10,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -436,3 +437,25 @@ def test_a_damaged_meta_json_is_a_clear_error_in_status_resume_and_a_rerun(tmp_p
     with poolparty.Pool(2, queue="local", work_dir=wd) as pool:
         with pytest.raises(poolparty.CorruptWorkDirError, match="is damaged"):
             pool.map(square, range(6))
+
+
+def square_slowly_while_flagged(x, flag):
+    while os.path.exists(flag):
+        time.sleep(0.05)
+    return x * x
+
+
+def test_a_rerun_makes_a_deleted_incoming_directory_again(tmp_path):
+    """A rerun with the same work_dir used to submit jobs whose output directory was gone."""
+    wd, flag = tmp_path / "wd", tmp_path / "flag"
+    flag.touch()
+    args = [(x, str(flag)) for x in range(4)]
+    pool = poolparty.Pool(2, queue="local", work_dir=wd)
+    pool.starmap_async(square_slowly_while_flagged, args)
+    wait_until(lambda: list(wd.glob("batches/*/incoming/*.part")), 60, "a running task")
+    pool.terminate()  # interrupted: the work_dir stays for a rerun
+    flag.unlink()
+    [incoming] = wd.glob("batches/*/incoming")
+    shutil.rmtree(incoming)
+    with poolparty.Pool(2, queue="local", work_dir=wd) as pool:
+        assert pool.starmap(square_slowly_while_flagged, args) == [0, 1, 4, 9]

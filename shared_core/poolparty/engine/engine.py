@@ -156,7 +156,7 @@ class Engine:
                 self._batch_count = max(self._batch_count, number)
         files = BatchFiles(self.run.batch_dir(number))
         if files.exists():
-            files.check_matches(encoded)
+            files.reopen(encoded)
         else:
             files.write(encoded, kind)
         handle = BatchHandle(encoded.n_tasks, f"batch {number} of pool {self.name}")

@@ -80,6 +80,12 @@ class BatchFiles(BatchPaths):
     def exists(self) -> bool:
         return self.meta.exists()
 
+    def reopen(self, batch: EncodedBatch) -> None:
+        """Take an existing batch up again (a rerun with the same work_dir): it must hold this very map,
+        and its ``incoming/``, where the jobs write, is made again if it went missing."""
+        self.check_matches(batch)
+        make_private_dir(self.incoming)
+
     def write(self, batch: EncodedBatch, kind: str) -> None:
         make_private_dir(self.path)
         make_private_dir(self.incoming)
