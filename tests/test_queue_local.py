@@ -137,3 +137,32 @@ def test_query_run_sees_the_recorded_live_workers_only(tmp_path):
     finally:
         driver.close()
     assert LocalQueue.query_run(tmp_path / "no-such-run", "pp-local", SchedulerCLI()) == {}
+
+
+def _nap(x):
+    time.sleep(3)  # left running by the failed cancel: it ends by itself
+    return x
+
+
+def test_a_failed_cancel_names_the_queues_own_way_to_cancel_by_hand(tmp_path, monkeypatch, caplog):
+    """After a disk-full error the local queue used to be told to 'scancel' its jobs."""
+    import poolparty
+
+    def cancel_fails(self, job_ids, name=None):
+        raise OSError(28, "No space left on device")
+
+    pool = poolparty.Pool(1, queue="local", work_root=tmp_path)
+    pool.map_async(_nap, [1])
+    monkeypatch.setattr(LocalQueue, "cancel", cancel_fails)
+    with caplog.at_level("ERROR", logger="poolparty"):
+        pool.terminate()
+    monkeypatch.undo()
+    said = [r.getMessage() for r in caplog.records if "could not cancel" in r.getMessage()]
+    assert said and "No space left on device" in said[0]
+    assert "poolparty cancel <work_dir>" in said[0] and "scancel" not in said[0]
+
+
+@pytest.mark.parametrize("kind,expected", [("slurm", "scancel --name=pp-x"), ("sge", "qdel pp-x")])
+def test_each_scheduler_says_how_to_cancel_a_pool_by_hand(kind, expected):
+    queue = queue_class(kind).__new__(queue_class(kind))  # no scheduler needed to say it
+    assert queue.manual_cancel("pp-x") == expected

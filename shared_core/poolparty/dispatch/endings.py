@@ -90,8 +90,8 @@ class Endings:
             if queued:
                 log.warning("poolparty: cancelled %d queued job(s) of pool %s (%s)", len(queued), name, reason)
         except Exception as e:
-            log.error("poolparty: could not cancel the jobs of pool %s: %s; cancel them by hand "
-                      "(e.g. scancel --name=%s)", name, e, name)
+            log.error("poolparty: could not cancel the jobs of pool %s: %s; cancel them by hand: %s", name, e,
+                      self.jobs.queue.manual_cancel(name))
         self.jobs.submissions.clear()
 
 

@@ -159,6 +159,10 @@ class QueueAdapter(abc.ABC):
         """Change an array's running limit; False where the scheduler cannot."""
         return False
 
+    def manual_cancel(self, name: str) -> str:
+        """How a person cancels every job of the pool named ``name`` when poolparty could not."""
+        return f"poolparty cancel <work_dir> (every job named {name})"
+
     def check_interpreter(self, python: str) -> None:
         """Raise :class:`~poolparty.errors.ConfigurationError` if jobs could not start ``python``, where
         that can be known before submitting. On a cluster only the node can tell: a missing interpreter

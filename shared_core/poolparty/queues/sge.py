@@ -152,6 +152,9 @@ class SgeQueue(QueueAdapter):
         self._max_index: int | None | bool = False
         self._verifier = ResourceVerifier(cli, self.name)
 
+    def manual_cancel(self, name: str) -> str:
+        return f"qdel {name}"
+
     def max_array_index(self) -> int | None:
         if self._max_index is False:
             self._max_index = parse_max_aj_tasks(self.cli.run(["qconf", "-sconf"]).stdout)

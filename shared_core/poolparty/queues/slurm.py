@@ -159,6 +159,9 @@ class SlurmQueue(QueueAdapter):
         self._max_index: int | None | bool = False
         self._verifier = ResourceVerifier(cli, self.name)
 
+    def manual_cancel(self, name: str) -> str:
+        return f"scancel --name={name}"
+
     def max_array_index(self) -> int | None:
         if self._max_index is False:
             self._max_index = parse_max_array_index(self.cli.run(["scontrol", "show", "config"]).stdout)
