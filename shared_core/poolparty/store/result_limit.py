@@ -7,6 +7,7 @@ The driver records the limit in the run's ``run.json``; the worker reads it from
 from __future__ import annotations
 
 from poolparty.errors import PoolPartyError
+from poolparty.units import format_size
 
 
 class ResultTooLargeError(PoolPartyError):
@@ -23,13 +24,3 @@ class ResultTooLargeError(PoolPartyError):
 
     def __reduce__(self):
         return (ResultTooLargeError, (self.size, self.limit, self.type_name))
-
-
-def format_size(n: int) -> str:
-    """``1536`` -> ``'1.5 KiB'``."""
-    value = float(n)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{n} B"
