@@ -99,10 +99,12 @@ def read_run(path: str | os.PathLike[str], *, load_errors: bool = True) -> RunSt
     return RunState(str(p), info.get("job_name") or job_name(p), info.get("queue"), info, holder(p), batches)
 
 
-def stored_results(files: BatchFiles) -> dict[int, tuple[bool, int, int]]:
-    """task -> (ok, chunk, offset in results.rec), first record wins (as the result store)."""
+def stored_results(files: BatchFiles, skipped: list[tuple[int, int]] | None = None
+                   ) -> dict[int, tuple[bool, int, int]]:
+    """task -> (ok, chunk, offset in results.rec), first record wins (as the result store); damaged
+    regions are skipped (and appended to ``skipped`` as (offset, length)), as the result store does."""
     out: dict[int, tuple[bool, int, int]] = {}
-    for rec in records.read_records(files.results):
+    for rec in records.read_records(files.results, resync=True, skipped=skipped):
         out.setdefault(rec.key["task"], (rec.key["ok"], rec.key.get("chunk", -1), rec.offset))
     return out
 
