@@ -159,3 +159,14 @@ def test_the_latest_stored_or_reopened_event_holds_for_workers_and_replay(tmp_pa
     journal.record_stored([1])
     assert 1 in stored and replay(path).stored == {1, 2}
     journal.close()
+
+
+def test_resume_names_the_damaged_input_record(make_queue_under_test, tmp_path):
+    q = make_queue_under_test("local")
+    wd, _, _ = first_run(q, tmp_path)
+    flip_chunk_record(wd, 7)
+    result = CliRunner().invoke(main, ["resume", str(wd)])
+    assert result.exit_code == 1, result.output
+    text = " ".join(result.output.split())
+    assert "chunks.rec is damaged at chunk 7 (task(s) [7])" in text and "fresh work_dir" in text
+    assert "Traceback" not in result.output
