@@ -70,7 +70,7 @@ def assert_reported(caplog, wd: Path) -> None:
     assert f"{wd}/batches/0001/results.rec" in warned[0] and "recomputed" in warned[0]
 
 
-@pytest.mark.parametrize("kind", ["local", "fake-slurm"])
+@pytest.mark.parametrize("kind", ["local", "fake-slurm", "fake-sge"])
 def test_a_flipped_byte_in_results_is_recomputed_on_a_rerun(kind, make_queue_under_test, tmp_path, caplog):
     q = make_queue_under_test(kind)
     wd, markers, hit = first_run(q, tmp_path)
@@ -78,8 +78,11 @@ def test_a_flipped_byte_in_results_is_recomputed_on_a_rerun(kind, make_queue_und
     assert run_map(q, wd, markers) == [x * x for x in range(N)]
     assert runs(markers) == {x: 2 if x in hit else 1 for x in range(N)}
     assert_reported(caplog, wd)
+    assert any(f"chunk(s) {sorted(hit)} were stored" in r.getMessage() for r in caplog.records)
+    caplog.clear()
     assert run_map(q, wd, markers) == [x * x for x in range(N)]  # a third run finds everything stored
     assert runs(markers) == {x: 2 if x in hit else 1 for x in range(N)}
+    assert any("recomputed by an earlier run" in r.getMessage() for r in caplog.records)
 
 
 def test_a_flipped_byte_in_results_is_recomputed_by_resume(make_queue_under_test, tmp_path, caplog):
