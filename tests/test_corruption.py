@@ -89,6 +89,9 @@ def test_a_flipped_byte_in_results_is_recomputed_by_resume(make_queue_under_test
     q = make_queue_under_test("local")
     wd, markers, hit = first_run(q, tmp_path)
     caplog.set_level(logging.INFO, logger="poolparty")
+    text = CliRunner().invoke(main, ["status", str(wd)]).output
+    assert "results.rec: 1 damaged region(s)" in text and f"{N - len(hit)} done" in text, text
+    assert f"{len(hit)} waiting" in text and "finish it with: poolparty resume" in text, text
     out = tmp_path / "out.json"
     result = CliRunner().invoke(main, ["resume", str(wd), "-o", str(out)])
     assert result.exit_code == 0, result.output
