@@ -21,7 +21,7 @@ from poolparty import config
 from poolparty.store.inputs import BatchFiles, encode_batch
 from poolparty.engine.handle import BatchHandle
 from poolparty.engine.engine import Engine, EngineOptions
-from poolparty.errors import WorkDirMismatchError
+from poolparty.errors import CorruptWorkDirError, WorkDirMismatchError
 from poolparty.payload import SharedFunction
 from poolparty.api.progress import ProgressBar, wanted as progress_wanted
 from poolparty.resources import Resources
@@ -48,6 +48,8 @@ def load_batch(number: int, files: BatchFiles) -> tuple[dict[str, Any], SharedFu
         shared = files.read_shared()
         chunks = [list(zip(rec.key["tasks"], cloudpickle.loads(rec.payload)))
                   for rec in files.chunk_records()]
+    except CorruptWorkDirError:  # a damaged input record: the error names the chunk, its tasks and the fix
+        raise
     except Exception as e:
         raise click.ClickException(
             f"cannot load the function or inputs of batch {number} ({type(e).__name__}: {e}): run poolparty "

@@ -13,7 +13,7 @@ from poolparty.errors import PoolPartyError
 from poolparty.phases import ChunkPhase
 from poolparty.queues import QUEUE_NAMES, queue_class
 from poolparty.store.inspect import BatchState, RunState, read_run
-from poolparty.store.layout import LOGS_FILE, run_of_batch
+from poolparty.store.layout import LOGS_FILE, RESULTS_FILE, run_of_batch
 from poolparty.cli.common import WORK_DIR, echo_json, live, query_jobs, run_dir_argument, shown_path, when
 
 
@@ -100,6 +100,9 @@ def _echo_batch(b: BatchState, scheduler: dict[str, Any], all_failures: bool, un
         ranked = sorted(where.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0]))
         line += " (queued: " + ", ".join(f"{n} {s}" for s, n in ranked) + ")"
     click.echo(line)
+    if b.damaged:
+        click.echo(f"  {RESULTS_FILE}: {len(b.damaged)} damaged region(s) ({sum(n for _, n in b.damaged)} bytes) "
+                   "skipped (a task whose only result was there is recomputed by a rerun or poolparty resume)")
     attempts = sum(c.attempts for c in b.chunks)
     resubmitted = [c for c in b.chunks if c.attempts > 1]
     click.echo(f"  attempts: {attempts} job(s) submitted, {len(resubmitted)} chunk(s) resubmitted")

@@ -2,7 +2,9 @@
 
 Chunks the journal says are queued are adopted with their element and submission (the next poll tells
 whether they live); given-up chunks start afresh; chunks whose results are stored although the journal
-does not say so (a driver killed between the two) are reported, to be recorded before any file goes.
+does not say so (a driver killed between the two) are reported, to be recorded before any file goes;
+chunks the journal says are stored but whose results the store lacks (damaged records skipped) are
+reopened: the store, not the journal, is the truth, and they are submitted afresh.
 """
 from __future__ import annotations
 
@@ -36,6 +38,7 @@ class AdoptionPlan:
     next_sub: int  # submission numbers already used start after this
     unrecorded_stored: list[int]  # stored chunks the journal does not record as stored
     done_jobs: dict[int, tuple[int | None, str | None]]  # stored chunk -> (sub, element) of its last job
+    reopened: list[int] = field(default_factory=list)  # recorded as stored, results not in the store
     restored: list[ChunkRestore] = field(default_factory=list)
     submissions: list[AdoptedSubmission] = field(default_factory=list)  # first seen first
 
@@ -56,7 +59,13 @@ def plan_adoption(state: JournalState, chunks: Sequence[ChunkRun], batch: int) -
     subs: dict[int, AdoptedSubmission] = {}
     for c in chunks:
         h = state.chunks.get(c.chunk)
-        if h is None or c.phase is ChunkPhase.DONE:
+        if c.phase is ChunkPhase.DONE:
+            continue
+        if c.chunk in state.stored:  # its job ended long ago: not adopted, submitted again afresh
+            plan.reopened.append(c.chunk)
+            plan.restored.append(ChunkRestore(c.chunk, h.resources if h else None, 0))
+            continue
+        if h is None:
             continue
         plan.restored.append(ChunkRestore(c.chunk, h.resources, 0 if h.gave_up else h.resubmissions))
         if h.gave_up or h.element is None or h.sub is None:

@@ -160,6 +160,10 @@ class Dispatcher:
         b.next_sub = max(b.next_sub, plan.next_sub)
         if self.s.claims:  # a driver killed between storing results and saying so: say it before any file goes
             b.journal.record_stored(plan.unrecorded_stored)
+        if plan.reopened:  # before they are submitted: the workers must run them again
+            b.journal.record_reopened(plan.reopened)
+            log.warning("poolparty: %s: chunk(s) %s were stored, but results.rec no longer holds all their "
+                        "results (damaged): they are recomputed", b.handle.label, plan.reopened)
         for chunk, (sub, element) in plan.done_jobs.items():
             b.chunks[chunk].ran_as(sub, element)
         for r in plan.restored:

@@ -163,6 +163,9 @@ class Engine:
         handle.work_dir = str(self.run.path)
         handle.batch_dir = str(files.path)
         store = ResultStore(files)
+        damage = store.damage_report(encoded.n_tasks)
+        if damage is not None:
+            log.warning("poolparty: %s: %s", handle.label, damage)
         runs = [ChunkRun(i, indices, resources) for i, (indices, _) in enumerate(encoded.chunks)]
         if store.stored:
             handle.deliver([(t, *store.read(t)) for t in sorted(store.stored)])

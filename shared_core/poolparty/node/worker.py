@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
+from poolparty.errors import CorruptWorkDirError
 from poolparty.node.capture import OutputCapture
 from poolparty.queues.arrays import parse_indices
 from poolparty.payload import ExceptionInfo, run_payload
@@ -87,10 +88,15 @@ class ChunkRunner:
         if out is None:
             return None
         with out:
-            indices, payloads = self.files.read_chunk(chunk)
+            error = self.shared_error
+            try:
+                indices, payloads = self.files.read_chunk(chunk)
+            except CorruptWorkDirError as e:  # a damaged input: each of its tasks fails with the error
+                indices, error = self.files.chunk_tasks(chunk), ExceptionInfo.capture(e)
+                payloads = [None] * len(indices)
             done = recorded_tasks(self.files.incoming, chunk)
             with OutputCapture(capture) as captured:
-                all_ok = self._run_tasks(out, indices, payloads, done)
+                all_ok = self._run_tasks(out, indices, payloads, done, error)
             if captured.data or (capture and not all_ok):
                 out.append({"log": True, "runner": self.own}, captured.data)
             out.sync()
@@ -98,13 +104,14 @@ class ChunkRunner:
         return all_ok
 
     def _run_tasks(self, out: records.RecordWriter, indices: list[int], payloads: list[object],
-                   done: set[int]) -> bool:
-        all_ok = self.shared_error is None
+                   done: set[int], error: ExceptionInfo | None) -> bool:
+        """Run (or, given ``error``, fail with it) each task not ``done``; whether every one succeeded."""
+        all_ok = error is None
         for index, item in zip(indices, payloads):
             if index in done:
                 continue
-            if self.shared_error is not None:
-                ok, data = encode_result(False, self.shared_error)
+            if error is not None:
+                ok, data = encode_result(False, error)
             else:
                 try:
                     ok, data = encode_result(True, run_payload(item, self.shared), self.limit)

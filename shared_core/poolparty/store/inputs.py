@@ -154,15 +154,34 @@ class BatchFiles(BatchPaths):
         return self._index_record
 
     def read_chunk(self, chunk: int) -> tuple[list[int], list[Any]]:
-        index = self._index()
-        raw = index.payload[chunk * 8:chunk * 8 + 8]
-        if chunk < 0 or len(raw) != 8:
-            raise IndexError(f"chunk {chunk} is not in {self.chunks}")
-        rec = records.read_at(self.chunks, int.from_bytes(raw, "little"))
+        """(task indices, payloads) of one chunk; CorruptWorkDirError naming the chunk and its tasks when
+        its record (or the index that locates it) is damaged."""
+        try:
+            index = self._index()
+            raw = index.payload[chunk * 8:chunk * 8 + 8]
+            if chunk < 0 or len(raw) != 8:
+                raise IndexError(f"chunk {chunk} is not in {self.chunks}")
+            rec = records.read_at(self.chunks, int.from_bytes(raw, "little"))
+        except ValueError as e:  # the record's CRC or frame does not check out
+            raise self.damaged(chunk, str(e)) from None
         if rec.key.get("chunk") != chunk:
-            raise ValueError(f"index of {self.chunks} is corrupt at chunk {chunk}")
+            raise self.damaged(chunk, f"its index points at the record of chunk {rec.key.get('chunk')}")
         # pickle imports cloudpickle by itself when the stream needs it (functions sent by value)
         return rec.key["tasks"], pickle.loads(rec.payload)
+
+    def chunk_tasks(self, chunk: int) -> list[int]:
+        """The chunk's task indices as ``meta.json`` lists them (readable when its input record is not)."""
+        try:
+            return list(self.read_meta()["chunk_tasks"][chunk])
+        except (CorruptWorkDirError, LookupError, TypeError):
+            return []
+
+    def damaged(self, chunk: int, why: str) -> CorruptWorkDirError:
+        """The error of a chunk whose input record cannot be read: which file, chunk and tasks, the fix."""
+        return CorruptWorkDirError(
+            f"{self.chunks} is damaged at chunk {chunk} (task(s) {self.chunk_tasks(chunk)}): {why}. The inputs "
+            f"of these tasks cannot be read, so they cannot run (a disk or filesystem fault, or an edit); run "
+            f"the map again with a fresh work_dir, or delete {self.path} and rerun it, to write them anew.")
 
     def read_shared(self) -> SharedFunction | None:
         """The batch's shared function: the record right after the index, when the index says there is one."""
@@ -172,5 +191,13 @@ class BatchFiles(BatchPaths):
         return pickle.loads(records.read_at(self.chunks, index.end).payload)
 
     def chunk_records(self) -> list[records.Record]:
-        """Every chunk record, in chunk order (the resume command's inputs)."""
-        return [r for r in records.read_records(self.chunks) if "chunk" in r.key]
+        """Every chunk record, in chunk order (the resume command's inputs); CorruptWorkDirError naming
+        the first chunk whose record is damaged."""
+        found = [r for r in records.read_records(self.chunks, resync=True) if "chunk" in r.key]
+        for chunk, rec in enumerate(found):
+            if rec.key["chunk"] != chunk:
+                raise self.damaged(chunk, "its record does not check out")
+        n = self.read_meta().get("n_chunks", len(found))
+        if len(found) < n:
+            raise self.damaged(len(found), "its record does not check out")
+        return found

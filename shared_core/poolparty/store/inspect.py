@@ -64,6 +64,7 @@ class BatchState:
     n_tasks: int
     chunks: list[ChunkState]
     failures: list[TaskFailure]
+    damaged: list[tuple[int, int]] = field(default_factory=list)  # skipped regions of results.rec
 
     def count(self, phase: ChunkPhase) -> int:
         return sum(1 for c in self.chunks if c.state == phase.value)
@@ -99,10 +100,12 @@ def read_run(path: str | os.PathLike[str], *, load_errors: bool = True) -> RunSt
     return RunState(str(p), info.get("job_name") or job_name(p), info.get("queue"), info, holder(p), batches)
 
 
-def stored_results(files: BatchFiles) -> dict[int, tuple[bool, int, int]]:
-    """task -> (ok, chunk, offset in results.rec), first record wins (as the result store)."""
+def stored_results(files: BatchFiles, skipped: list[tuple[int, int]] | None = None
+                   ) -> dict[int, tuple[bool, int, int]]:
+    """task -> (ok, chunk, offset in results.rec), first record wins (as the result store); damaged
+    regions are skipped (and appended to ``skipped`` as (offset, length)), as the result store does."""
     out: dict[int, tuple[bool, int, int]] = {}
-    for rec in records.read_records(files.results):
+    for rec in records.read_records(files.results, resync=True, skipped=skipped):
         out.setdefault(rec.key["task"], (rec.key["ok"], rec.key.get("chunk", -1), rec.offset))
     return out
 
@@ -118,8 +121,10 @@ def chunk_phase(pending: bool, gave_up: bool, submitted: bool) -> ChunkPhase:
 
 def _read_batch(number: int, files: BatchFiles, load_errors: bool) -> BatchState:
     meta = files.read_meta()
-    journal = replay(files.journal).chunks
-    stored = stored_results(files)
+    replayed = replay(files.journal)
+    journal = replayed.chunks
+    damaged: list[tuple[int, int]] = []
+    stored = stored_results(files, damaged)
     rel = relative_batch_dir(number)
     chunks: list[ChunkState] = []
     failures: list[TaskFailure] = []
@@ -131,7 +136,8 @@ def _read_batch(number: int, files: BatchFiles, load_errors: bool) -> BatchState
         pending = [t for t in tasks if t not in done]
         extra = recorded_tasks(files.incoming, chunk) & set(pending) if pending and tried else set()
         errors = [t for t in done if not stored[t][0]]
-        phase = chunk_phase(bool(pending), gave_up is not None, bool(tried))
+        # recorded as stored but its results are not all in the store (damaged): waiting to be recomputed
+        phase = chunk_phase(bool(pending), gave_up is not None, bool(tried) and chunk not in replayed.stored)
         c = ChunkState(chunk, list(tasks), phase.value, len(tried), [a.element for a in tried],
                        [a.job for a in tried], len(done) + len(extra), len(errors), gave_up)
         if phase is ChunkPhase.QUEUED:
@@ -142,7 +148,7 @@ def _read_batch(number: int, files: BatchFiles, load_errors: bool) -> BatchState
             text = _error_text(files, stored[t][2]) if load_errors else "(not loaded: the work_dir is not private)"
             failures.append(TaskFailure(number, t, chunk, text, f"{rel}/{LOGS_FILE} chunk {chunk}"))
     return BatchState(number, str(files.path), meta.get("kind", "?"), meta.get("created", 0.0),
-                      meta.get("n_tasks", 0), chunks, failures)
+                      meta.get("n_tasks", 0), chunks, failures, damaged)
 
 
 def _error_text(files: BatchFiles, offset: int) -> str:

@@ -1,5 +1,5 @@
 """A batch's journal (``journal.rec``): each chunk's submissions, attempts and job ids, its give-up and
-which chunks the driver has stored, appended as records and parsed here only. The driver replays it on
+which chunks the driver has stored (or reopened: their stored results were found damaged), appended as records and parsed here only. The driver replays it on
 resume (running jobs are adopted, finished results reused, only what is missing is submitted again),
 ``poolparty status`` reads every attempt from it, and a worker learns from it which chunks are stored."""
 from __future__ import annotations
@@ -13,8 +13,9 @@ from poolparty.store import records
 if TYPE_CHECKING:  # the worker reads the journal (StoredChunks) and imports little
     from poolparty.resources import Resources
 
-#: the journal's events: a submission, a chunk given up, chunks whose results are stored
-SUBMITTED, GAVE_UP, STORED = "sub", "giveup", "stored"
+#: the journal's events: a submission, a chunk given up, chunks whose results are stored, chunks stored
+#: once whose results the store no longer holds (damaged): the latest of STORED/REOPENED per chunk holds
+SUBMITTED, GAVE_UP, STORED, REOPENED = "sub", "giveup", "stored", "reopened"
 
 
 @dataclass(frozen=True)
@@ -72,12 +73,15 @@ def replay(path: Path) -> JournalState:
             state.chunks.setdefault(k["chunk"], ChunkHistory()).gave_up = k["why"]
         elif ev == STORED:
             state.stored.update(k["chunks"])
+        elif ev == REOPENED:
+            state.stored.difference_update(k["chunks"])
     return state
 
 
 class StoredChunks:
     """The chunks the driver has stored, from the batch's journal, read on from where the last look
-    stopped: an element checks every chunk it might claim, and the journal grows through the map."""
+    stopped: an element checks every chunk it might claim, and the journal grows through the map. The
+    latest event per chunk holds: a chunk reopened after it was stored (its results damaged) runs again."""
 
     def __init__(self, journal: Path):
         self.journal = journal
@@ -85,11 +89,12 @@ class StoredChunks:
         self._chunks: set[int] = set()
 
     def __contains__(self, chunk: int) -> bool:
-        if chunk not in self._chunks:
-            for ev, k, end in events(self.journal, self._offset):
-                self._offset = end
-                if ev == STORED:
-                    self._chunks.update(k.get("chunks", ()))
+        for ev, k, end in events(self.journal, self._offset):
+            self._offset = end
+            if ev == STORED:
+                self._chunks.update(k.get("chunks", ()))
+            elif ev == REOPENED:
+                self._chunks.difference_update(k.get("chunks", ()))
         return chunk in self._chunks
 
 
@@ -118,6 +123,13 @@ class Journal:
         """Chunks whose results are in the store (fsynced): elements that start late skip them."""
         if chunks:
             self._w().append({"ev": STORED, "chunks": chunks})
+            self._w().sync()
+
+    def record_reopened(self, chunks: list[int]) -> None:
+        """Chunks recorded as stored whose results the store does not hold (fsynced before they are
+        submitted again): workers run them again instead of taking the old STORED for the truth."""
+        if chunks:
+            self._w().append({"ev": REOPENED, "chunks": chunks})
             self._w().sync()
 
     def record_give_up(self, chunk: int, why: str) -> None:

@@ -22,10 +22,21 @@ class ResultStore:
     def __init__(self, files: BatchFiles):
         self.files = files
         self.stored: dict[int, tuple[bool, int]] = {}  # task -> (ok, offset in results.rec)
-        for rec in records.read_records(files.results):
+        self.skipped: list[tuple[int, int]] = []  # damaged regions of results.rec: (offset, length)
+        for rec in records.read_records(files.results, resync=True, skipped=self.skipped):
             self.stored.setdefault(rec.key["task"], (rec.key["ok"], rec.offset))
         self._results = records.RecordWriter(files.results)
         self._logs: records.RecordWriter | None = None
+
+    def damage_report(self, n_tasks: int) -> str | None:
+        """What the reader skipped of ``results.rec`` (a flipped bit, a lost block), or None when nothing."""
+        if not self.skipped:
+            return None
+        what = (f"{len(self.skipped)} damaged region(s) ({sum(n for _, n in self.skipped)} bytes) of "
+                f"{self.files.results} were skipped")
+        if len(self.stored) >= n_tasks:
+            return f"{what}; every task has a sound record after them (recomputed by an earlier run)"
+        return f"{what}; the tasks whose results were there are recomputed"
 
     def chunk_files(self, chunk: int, listing: list[str] | None = None) -> list[Path]:
         """This chunk's worker files, finished ones first (from ``listing`` of incoming/ if given)."""
