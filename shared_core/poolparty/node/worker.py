@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 from poolparty.node.capture import OutputCapture
 from poolparty.queues.arrays import parse_indices
+from poolparty.queues.local_procs import DEADLINE_ENV, JOB_ENV
 from poolparty.payload import ExceptionInfo, run_payload
 from poolparty.store import records
 from poolparty.store.claims import claim, is_claimed
@@ -236,8 +237,36 @@ def parse_args(argv: list[str]) -> WorkerArgs:
     return args
 
 
+def watch_deadline() -> None:
+    """On the local queue (which sets DEADLINE_ENV): end this job at its deadline even if no driver is left
+    to (an orphan of a killed driver); a thread, so a task blocked in C cannot hold it off."""
+    try:
+        deadline = float(os.environ.get(DEADLINE_ENV, ""))
+    except ValueError:
+        return
+    import threading
+
+    threading.Thread(target=end_job_at, args=(deadline,), name="poolparty-deadline", daemon=True).start()
+
+
+def end_job_at(deadline: float) -> None:
+    """Sleep until ``deadline``, then SIGKILL the job: its escaped descendants, then its process group
+    (ours only if this worker leads it, as the local queue starts it), else this process alone."""
+    while (left := deadline - time.time()) > 0:
+        time.sleep(min(left, 60.0))
+    import signal
+
+    from poolparty.queues.local_procs import end_jobs
+
+    end_jobs([os.environ.get(JOB_ENV, "")])
+    if os.getpgrp() == os.getpid():
+        os.killpg(os.getpid(), signal.SIGKILL)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    watch_deadline()
     files = BatchFiles(args.batch.resolve())
     check_batch(files.path, files.incoming)  # pickles are code: only from directories nobody else can write
     if args.chunk is not None:  # a plain job: its one chunk
