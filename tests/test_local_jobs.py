@@ -2,19 +2,27 @@
 leaves no worker past its walltime: neither an orphan with no driver nor one a rerun adopts and waits for."""
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
+import pytest
+
 import poolparty
+from poolparty.queues.local import LocalQueue
+from poolparty.queues.states import JobState
+from poolparty.store.layout import local_queue_state
 
 from conftest import wait_until
 
 DRIVER = Path(__file__).parent / "drivers" / "hang_driver.py"
 WALLTIME = 4
+JOB_ENV = "POOLPARTY_LOCAL_JOB"  # what ties a local job's processes to it (poolparty.queues.local_procs)
 
 
 def start_ticks(pid: int) -> int | None:
@@ -117,3 +125,30 @@ def test_a_rerun_after_a_crash_does_not_wait_for_ever_on_the_orphan(tmp_path):
             Watched(tmp_path / "worker.pid").cleanup()
     assert "RETRY_LIMIT" in out or "RESULT" in out, err[-2000:]
     assert not worker.alive()
+
+
+@pytest.mark.parametrize("limit, state", [("walltime", JobState.TIMEOUT), ("memory", JobState.OUT_OF_MEMORY)])
+def test_an_adopted_element_keeps_its_limits(tmp_path, limit, state):
+    """The limits recorded with an element in local_queue.json are enforced by the driver that adopts it,
+    the escapee of its job included (a driver started after a crash; the worker's own deadline aside)."""
+    pid_file = tmp_path / "child.pid"
+    marker = f"L1_0@{uuid.uuid4().hex}"  # unique, as each driver makes its own
+    worker = subprocess.Popen(
+        [sys.executable, "-c", f"import test_local_jobs as t; t.spawn_escapee({str(pid_file)!r}, 300)"],
+        start_new_session=True, env={**os.environ, JOB_ENV: marker, "PYTHONPATH": os.pathsep.join(sys.path)})
+    child = Watched(pid_file)
+    try:
+        deadline, memory = (time.time() - 1, None) if limit == "walltime" else (time.time() + 300, 1)
+        record = [worker.pid, start_ticks(worker.pid), "job", deadline, memory, marker]
+        local_queue_state(tmp_path).write_text(json.dumps({"next_id": 2, "running": {"L1_0": record}}))
+        queue = LocalQueue()
+        try:
+            queue.attach(tmp_path)
+            wait_until(lambda: queue.query("job")["L1_0"].state is state, 15, f"the adopted element's {state}")
+        finally:
+            queue.close()
+        wait_until(lambda: worker.poll() is not None and not child.alive(), 10, "the adopted job to end whole")
+    finally:
+        worker.kill()
+        worker.wait()
+        child.cleanup()

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from poolparty.errors import ConfigurationError
 from poolparty.queues.base import ArrayRequest, QueueAdapter, Submitted
-from poolparty.queues.local_procs import DEADLINE_ENV, JOB_ENV, end_jobs, start_ticks
+from poolparty.queues.local_procs import JOB_ENV, end_jobs, start_ticks
 from poolparty.queues.states import JobState, JobStatus
 from poolparty.resources import Resources
 from poolparty.store.atomic import atomic_write
@@ -29,7 +29,8 @@ if TYPE_CHECKING:
 INDEX_ENV = "POOLPARTY_ARRAY_INDEX"
 KEEP_FINISHED = 300.0  # like SLURM's MinJobAge
 KILL_WAIT = 2.0
-#: past its walltime, a worker no driver ended ends its own job this much later (the driver's kill comes first)
+#: past its walltime, a worker no driver ended ends its own job (--deadline) this much later: the driver's
+#: kill, which reports TIMEOUT, comes first
 ORPHAN_GRACE = KILL_WAIT + 1.0
 
 
@@ -228,6 +229,8 @@ class LocalQueue(QueueAdapter):
                     except subprocess.TimeoutExpired:
                         _signal_group(e.proc.pid, signal.SIGKILL)
                         e.proc.wait()
+            # the jobs this driver started end whole, also those the stopped launcher did not reap
+            end_jobs([e.marker for e in self._elements.values() if e.argv and e.pid is not None])
 
     # -- the embedded scheduler ----------------------------------------------------------------
     def _kill(self, e: _Element, state: JobState) -> None:
@@ -287,14 +290,15 @@ class LocalQueue(QueueAdapter):
         for e in self._elements.values():
             if e.state is not JobState.PENDING:
                 continue
+            argv = e.argv
             if running.get(e.array, 0) >= self._throttle.get(e.array, 1):
                 continue
             if e.walltime is not None:
                 e.deadline = time.time() + e.walltime
-                e.env[DEADLINE_ENV] = repr(e.deadline + ORPHAN_GRACE)  # the worker's own limit, for orphans
+                argv = [*e.argv, "--deadline", repr(e.deadline + ORPHAN_GRACE)]  # the worker's own, for orphans
             try:
                 with open(e.log, "ab") as logf:
-                    e.proc = subprocess.Popen(e.argv, stdin=subprocess.DEVNULL, stdout=logf,
+                    e.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf,
                                               stderr=subprocess.STDOUT, cwd=e.cwd, env=e.env,
                                               start_new_session=True)
             except OSError as err:

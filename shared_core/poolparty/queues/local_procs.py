@@ -9,8 +9,6 @@ from typing import Iterable
 
 #: the environment variable every process of a local job inherits: ``<element>@<token>``, unique per run
 JOB_ENV = "POOLPARTY_LOCAL_JOB"
-#: the wall-clock time (seconds since the epoch) at which a local job's worker ends its job itself
-DEADLINE_ENV = "POOLPARTY_DEADLINE"
 
 
 def start_ticks(pid: int) -> int | None:
