@@ -73,8 +73,6 @@ class _Element:
         return self.deadline is not None and time.time() > self.deadline
 
 
-_proc_start_ticks = start_ticks
-
 
 def _rss_bytes(pid: int) -> int:
     try:
@@ -162,7 +160,7 @@ class LocalQueue(QueueAdapter):
             self._next_id = saved.get("next_id", 1)
             for element, record in saved.get("running", {}).items():
                 e = _Element.adopted(element, record)
-                if e.pid is not None and _proc_start_ticks(e.pid) == e.ticks:  # same process, not a recycled pid
+                if e.pid is not None and start_ticks(e.pid) == e.ticks:  # same process, not a recycled pid
                     self._elements[element] = e
 
     def max_array_index(self) -> int | None:
@@ -239,7 +237,7 @@ class LocalQueue(QueueAdapter):
             return
         if e.pid is not None and e.kill_state is None:
             e.kill_state = state
-            if e.ticks is None or _proc_start_ticks(e.pid) != e.ticks:
+            if e.ticks is None or start_ticks(e.pid) != e.ticks:
                 return  # already gone: the next reap ends what is left of the job
             _signal_group(e.pid, signal.SIGTERM)
             end_jobs([e.marker], [e.pid], signal.SIGTERM)  # escapees in their own session too
@@ -266,7 +264,7 @@ class LocalQueue(QueueAdapter):
             if e.state is not JobState.RUNNING:
                 continue
             rc = e.proc.poll() if e.proc is not None else (
-                None if _proc_start_ticks(e.pid or 0) == e.ticks else -1)
+                None if start_ticks(e.pid or 0) == e.ticks else -1)
             if rc is not None:
                 if e.proc is None and e.kill_state is None:
                     del self._elements[e.element]
@@ -310,7 +308,7 @@ class LocalQueue(QueueAdapter):
                     pass
                 continue
             e.pid, e.started, e.state = e.proc.pid, time.monotonic(), JobState.RUNNING
-            e.ticks = _proc_start_ticks(e.pid)
+            e.ticks = start_ticks(e.pid)
             running[e.array] = running.get(e.array, 0) + 1
             started = True
         return started
@@ -336,19 +334,19 @@ def recorded_workers(run_dir: Path, name: str) -> dict[str, int]:
     except (OSError, ValueError):
         return {}
     return {element: pid for element, (pid, ticks, job, *_) in saved.get("running", {}).items()
-            if job == name and ticks is not None and _proc_start_ticks(pid) == ticks}
+            if job == name and ticks is not None and start_ticks(pid) == ticks}
 
 
 def _kill_if_same(pid: int, ticks: int | None) -> None:
     """SIGKILL a job's group only if the pid still names the same process (pids are recycled)."""
-    if ticks is not None and _proc_start_ticks(pid) == ticks:
+    if ticks is not None and start_ticks(pid) == ticks:
         _signal_group(pid, signal.SIGKILL)
 
 
 def _end_job(pid: int, ticks: int | None, marker: str) -> None:
     """SIGKILL what is left of a job: its group (if its worker still lives) and all its descendants."""
     _kill_if_same(pid, ticks)
-    end_jobs([marker] if marker else [], [pid] if _proc_start_ticks(pid) == ticks else [])
+    end_jobs([marker] if marker else [], [pid] if start_ticks(pid) == ticks else [])
 
 
 def _signal_group(pid: int, sig: int) -> None:
