@@ -124,7 +124,7 @@ def test_query_run_sees_the_recorded_live_workers_only(tmp_path):
         driver.submit(request(tmp_path, (0,), script="sleep 30"))
         wait_for(driver, "pp-local", lambda s: s["L1_0"].state is JobState.RUNNING)
         saved = json.loads((run / "local_queue.json").read_text())
-        pid, ticks, name = saved["running"]["L1_0"]
+        pid, ticks, name, *_limits = saved["running"]["L1_0"]  # then deadline, memory, marker
         assert LocalQueue.query_run(run, "pp-local", SchedulerCLI()) == {
             "L1_0": JobStatus(JobState.RUNNING, f"pid {pid}")}
         assert LocalQueue.query_run(run, "other-pool", SchedulerCLI()) == {}

@@ -198,13 +198,15 @@ def chunk_from_environment(offset: int, index_env: str) -> int:
 
 
 USAGE = ("usage: python -m poolparty.node.worker BATCH_DIR --sub N (--chunk C | --offset O --index-env VAR)\n"
-         "                                 [--claim INDICES] [--walltime SECONDS]\n"
+         "                                 [--claim INDICES] [--walltime SECONDS] [--deadline EPOCH]\n"
          "  --sub: submission number (names the part file); --chunk: the chunk (plain jobs);\n"
          "  --offset/--index-env: chunk = offset + the array index in that variable (array jobs);\n"
          "  --claim: the submission's array indices (e.g. 0-63): after its own chunk, the element runs those\n"
-         "  whose own element has not started; --walltime: the job's limit, so it stops claiming in time")
+         "  whose own element has not started; --walltime: the job's limit, so it stops claiming in time;\n"
+         "  --deadline: when this job ends itself, its process group included (the local queue's jobs, whose\n"
+         "  driver may be gone)")
 
-OPTIONS = ("--sub", "--chunk", "--offset", "--index-env", "--claim", "--walltime")
+OPTIONS = ("--sub", "--chunk", "--offset", "--index-env", "--claim", "--walltime", "--deadline")
 
 
 class WorkerArgs(NamedTuple):
@@ -215,6 +217,7 @@ class WorkerArgs(NamedTuple):
     index_env: str
     claim: list[int]  # the submission's array indices an element may claim (see run_element)
     walltime: float | None
+    deadline: float | None = None  # seconds since the epoch (see end_job_at)
 
 
 def parse_args(argv: list[str]) -> WorkerArgs:
@@ -233,7 +236,8 @@ def parse_args(argv: list[str]) -> WorkerArgs:
             Path(argv[0]), int(opts.get("--sub", "0")),
             int(opts["--chunk"]) if "--chunk" in opts else None, int(opts.get("--offset", "0")),
             opts.get("--index-env", ""), parse_indices(opts.get("--claim", "")),
-            float(opts["--walltime"]) if "--walltime" in opts else None)
+            float(opts["--walltime"]) if "--walltime" in opts else None,
+            float(opts["--deadline"]) if "--deadline" in opts else None)
     except ValueError:
         raise SystemExit(f"poolparty.node.worker: bad arguments {argv!r}\n{USAGE}") from None
     if "--sub" not in opts:
@@ -243,8 +247,33 @@ def parse_args(argv: list[str]) -> WorkerArgs:
     return args
 
 
+def watch_deadline(deadline: float) -> None:
+    """End this job at ``deadline`` even if no driver is left to (an orphan of a killed driver on the local
+    queue); a thread, so a task blocked in C cannot hold it off."""
+    import threading
+
+    threading.Thread(target=end_job_at, args=(deadline,), name="poolparty-deadline", daemon=True).start()
+
+
+def end_job_at(deadline: float) -> None:
+    """Sleep until ``deadline``, then SIGKILL the job: its escaped descendants, then its process group
+    (ours only if this worker leads it, as the local queue starts it), else this process alone."""
+    while (left := deadline - time.time()) > 0:
+        time.sleep(min(left, 60.0))
+    import signal
+
+    from poolparty.queues.local_procs import JOB_ENV, end_jobs
+
+    end_jobs([os.environ.get(JOB_ENV, "")])
+    if os.getpgrp() == os.getpid():
+        os.killpg(os.getpid(), signal.SIGKILL)
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    if args.deadline is not None:
+        watch_deadline(args.deadline)
     files = BatchFiles(args.batch.resolve())
     check_batch(files.path, files.incoming)  # pickles are code: only from directories nobody else can write
     if args.chunk is not None:  # a plain job: its one chunk

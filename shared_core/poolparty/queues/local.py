@@ -10,12 +10,14 @@ import subprocess
 import tempfile
 import threading
 import time
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from poolparty.errors import ConfigurationError
 from poolparty.queues.base import ArrayRequest, QueueAdapter, Submitted
+from poolparty.queues.local_procs import JOB_ENV, end_jobs, start_ticks
 from poolparty.queues.states import JobState, JobStatus
 from poolparty.resources import Resources
 from poolparty.store.atomic import atomic_write
@@ -27,6 +29,9 @@ if TYPE_CHECKING:
 INDEX_ENV = "POOLPARTY_ARRAY_INDEX"
 KEEP_FINISHED = 300.0  # like SLURM's MinJobAge
 KILL_WAIT = 2.0
+#: past its walltime, a worker no driver ended ends its own job (--deadline) this much later: the driver's
+#: kill, which reports TIMEOUT, comes first
+ORPHAN_GRACE = KILL_WAIT + 1.0
 
 
 @dataclass
@@ -40,23 +45,33 @@ class _Element:
     log: Path
     walltime: int | None
     memory: int | None
+    marker: str = ""  # JOB_ENV's value: what ties an escaped descendant to this job
     state: JobState = JobState.PENDING
-    proc: subprocess.Popen[bytes] | None = None
+    proc: subprocess.Popen[bytes] | None = None  # None for an element adopted from a killed driver
     pid: int | None = None
+    ticks: int | None = None  # the worker's start time, telling it from a recycled pid
+    deadline: float | None = None  # absolute wall-clock end of its walltime
     started: float = 0.0
     ended: float = 0.0
     kill_state: JobState | None = None
 
+    def record(self) -> list[Any]:
+        """What ``local_queue.json`` keeps of a running element, for a driver that adopts it."""
+        return [self.pid, self.ticks, self.name, self.deadline, self.memory, self.marker]
 
-def _proc_start_ticks(pid: int) -> int | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            fields = f.read().rsplit(b")", 1)[1].split()
-        if fields[0] in (b"Z", b"X"):  # exited, not yet reaped (e.g. an orphan of a killed driver)
-            return None
-        return int(fields[19])  # starttime, field 22 of stat
-    except (OSError, IndexError, ValueError):
-        return None
+    @classmethod
+    def adopted(cls, element: str, saved: list[Any]) -> "_Element":
+        """A running element recorded by an earlier driver (3 fields in files written before deadlines)."""
+        pid, ticks, name, deadline, memory, marker = (list(saved) + [None, None, ""])[:6]
+        return cls(element, element.split("_")[0], name, [], {}, "", Path(os.devnull), None, memory,
+                   marker or "", JobState.RUNNING, pid=pid, ticks=ticks, deadline=deadline)
+
+    def overdue(self, now: float) -> bool:
+        """Past its walltime: by the monotonic clock if this driver started it, else by its deadline."""
+        if self.proc is not None:
+            return self.walltime is not None and now - self.started > self.walltime
+        return self.deadline is not None and time.time() > self.deadline
+
 
 
 def _rss_bytes(pid: int) -> int:
@@ -127,7 +142,7 @@ class LocalQueue(QueueAdapter):
         self._lock = threading.Lock()
         self._elements: dict[str, _Element] = {}
         self._throttle: dict[str, int] = {}
-        self._adopted: dict[str, tuple[int, int, str]] = {}  # element -> (pid, start ticks, name)
+        self._token = uuid.uuid4().hex[:12]  # makes the job markers of this driver unique
         self._next_id = 1
         self._state_file: Path | None = None
         self._stop = threading.Event()
@@ -143,9 +158,10 @@ class LocalQueue(QueueAdapter):
             saved = {}
         with self._lock:
             self._next_id = saved.get("next_id", 1)
-            for element, (pid, ticks, name) in saved.get("running", {}).items():
-                if _proc_start_ticks(pid) == ticks:  # same process, not a recycled pid
-                    self._adopted[element] = (pid, ticks, name)
+            for element, record in saved.get("running", {}).items():
+                e = _Element.adopted(element, record)
+                if e.pid is not None and start_ticks(e.pid) == e.ticks:  # same process, not a recycled pid
+                    self._elements[element] = e
 
     def max_array_index(self) -> int | None:
         return None
@@ -164,10 +180,11 @@ class LocalQueue(QueueAdapter):
                     env = dict(os.environ)
                     env[INDEX_ENV] = str(index)
                     env["POOLPARTY_JOB_ID"] = element
+                    env[JOB_ENV] = marker = f"{element}@{self._token}"
                     self._elements[element] = _Element(
                         element, array_id, request.name, element_argv(request, index, array=array), env,
                         str(request.workdir), self.log_path(request.log_dir, element),
-                        request.resources.walltime, request.resources.memory)
+                        request.resources.walltime, request.resources.memory, marker)
                     sub.elements[request.part.offset + index] = element
                 out.append(sub)
             self._save()
@@ -180,14 +197,8 @@ class LocalQueue(QueueAdapter):
             for key in [k for k, e in self._elements.items()
                         if not e.state.active and now - e.ended > KEEP_FINISHED]:
                 del self._elements[key]
-            out = {k: JobStatus(e.state) for k, e in self._elements.items() if e.name == name}
-            for element, (pid, ticks, n) in list(self._adopted.items()):
-                if _proc_start_ticks(pid) == ticks:
-                    out[element] = JobStatus(JobState.RUNNING, "adopted")
-                else:
-                    del self._adopted[element]
-                    self._save()
-            return out
+            return {k: JobStatus(e.state, "adopted" if e.proc is None and e.state.active else "")
+                    for k, e in self._elements.items() if e.name == name}
 
     def cancel(self, job_ids: Sequence[str], name: str | None = None) -> None:
         ids = set(job_ids)
@@ -195,10 +206,6 @@ class LocalQueue(QueueAdapter):
             for e in self._elements.values():
                 if (e.element in ids or e.array in ids or (name is not None and e.name == name)) and e.state.active:
                     self._kill(e, JobState.CANCELLED)
-            for element, (pid, ticks, n) in list(self._adopted.items()):
-                if element in ids or element.split("_")[0] in ids or n == name:
-                    _kill_if_same(pid, ticks)
-                    del self._adopted[element]
             self._save()
 
     def set_throttle(self, job_id: str, throttle: int) -> bool:
@@ -220,6 +227,8 @@ class LocalQueue(QueueAdapter):
                     except subprocess.TimeoutExpired:
                         _signal_group(e.proc.pid, signal.SIGKILL)
                         e.proc.wait()
+            # the jobs this driver started end whole, also those the stopped launcher did not reap
+            end_jobs([e.marker for e in self._elements.values() if e.argv and e.pid is not None])
 
     # -- the embedded scheduler ----------------------------------------------------------------
     def _kill(self, e: _Element, state: JobState) -> None:
@@ -228,9 +237,11 @@ class LocalQueue(QueueAdapter):
             return
         if e.pid is not None and e.kill_state is None:
             e.kill_state = state
-            ticks = _proc_start_ticks(e.pid)
+            if e.ticks is None or start_ticks(e.pid) != e.ticks:
+                return  # already gone: the next reap ends what is left of the job
             _signal_group(e.pid, signal.SIGTERM)
-            timer = threading.Timer(KILL_WAIT, _kill_if_same, (e.pid, ticks))
+            end_jobs([e.marker], [e.pid], signal.SIGTERM)  # escapees in their own session too
+            timer = threading.Timer(KILL_WAIT, _end_job, (e.pid, e.ticks, e.marker))
             timer.daemon = True
             timer.start()
 
@@ -246,23 +257,27 @@ class LocalQueue(QueueAdapter):
             self._wake.clear()
 
     def _reap_and_enforce(self) -> bool:
-        changed = False
-        now = time.monotonic()
-        for e in self._elements.values():
-            if e.state is not JobState.RUNNING or e.proc is None:
+        """Note the ended elements and end what they left behind; enforce walltime and memory, also on
+        adopted elements (an adopted one that ended by itself vanishes: its results tell how it went)."""
+        now, ended = time.monotonic(), []
+        for e in list(self._elements.values()):
+            if e.state is not JobState.RUNNING:
                 continue
-            rc = e.proc.poll()
+            rc = e.proc.poll() if e.proc is not None else (
+                None if start_ticks(e.pid or 0) == e.ticks else -1)
             if rc is not None:
-                e.state = ended_state(rc, e.kill_state)
-                e.ended = now
-                e.proc = None
-                changed = True
+                if e.proc is None and e.kill_state is None:
+                    del self._elements[e.element]
+                e.state, e.ended, e.proc = ended_state(rc, e.kill_state), now, None
+                ended.append(e.marker)
             elif e.kill_state is None:
-                if e.walltime is not None and now - e.started > e.walltime:
+                if e.overdue(now):
                     self._kill(e, JobState.TIMEOUT)
                 elif e.memory is not None and _rss_bytes(e.pid or 0) > e.memory:
                     self._kill(e, JobState.OUT_OF_MEMORY)
-        return changed
+        if ended:
+            end_jobs(ended)  # a job ends whole: its descendants that left its process group too
+        return bool(ended)
 
     def _start_pending(self) -> bool:
         running: dict[str, int] = {}
@@ -273,11 +288,15 @@ class LocalQueue(QueueAdapter):
         for e in self._elements.values():
             if e.state is not JobState.PENDING:
                 continue
+            argv = e.argv
             if running.get(e.array, 0) >= self._throttle.get(e.array, 1):
                 continue
+            if e.walltime is not None:
+                e.deadline = time.time() + e.walltime
+                argv = [*e.argv, "--deadline", repr(e.deadline + ORPHAN_GRACE)]  # the worker's own, for orphans
             try:
                 with open(e.log, "ab") as logf:
-                    e.proc = subprocess.Popen(e.argv, stdin=subprocess.DEVNULL, stdout=logf,
+                    e.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=logf,
                                               stderr=subprocess.STDOUT, cwd=e.cwd, env=e.env,
                                               start_new_session=True)
             except OSError as err:
@@ -289,6 +308,7 @@ class LocalQueue(QueueAdapter):
                     pass
                 continue
             e.pid, e.started, e.state = e.proc.pid, time.monotonic(), JobState.RUNNING
+            e.ticks = start_ticks(e.pid)
             running[e.array] = running.get(e.array, 0) + 1
             started = True
         return started
@@ -297,10 +317,8 @@ class LocalQueue(QueueAdapter):
         """Persist running pids so that a driver started after a SIGKILL can adopt them."""
         if self._state_file is None:
             return
-        running = {e.element: (e.pid, _proc_start_ticks(e.pid), e.name) for e in self._elements.values()
-                   if e.state is JobState.RUNNING and e.pid is not None}
-        running.update(self._adopted)
-        running = {k: v for k, v in running.items() if v[1] is not None}
+        running = {e.element: e.record() for e in self._elements.values()
+                   if e.state is JobState.RUNNING and e.pid is not None and e.ticks is not None}
         data = json.dumps({"next_id": self._next_id, "running": running}).encode()
         try:
             atomic_write(self._state_file, data, sync=False)
@@ -315,14 +333,20 @@ def recorded_workers(run_dir: Path, name: str) -> dict[str, int]:
         saved = json.loads(local_queue_state(run_dir).read_text())
     except (OSError, ValueError):
         return {}
-    return {element: pid for element, (pid, ticks, job) in saved.get("running", {}).items()
-            if job == name and ticks is not None and _proc_start_ticks(pid) == ticks}
+    return {element: pid for element, (pid, ticks, job, *_) in saved.get("running", {}).items()
+            if job == name and ticks is not None and start_ticks(pid) == ticks}
 
 
 def _kill_if_same(pid: int, ticks: int | None) -> None:
     """SIGKILL a job's group only if the pid still names the same process (pids are recycled)."""
-    if ticks is not None and _proc_start_ticks(pid) == ticks:
+    if ticks is not None and start_ticks(pid) == ticks:
         _signal_group(pid, signal.SIGKILL)
+
+
+def _end_job(pid: int, ticks: int | None, marker: str) -> None:
+    """SIGKILL what is left of a job: its group (if its worker still lives) and all its descendants."""
+    _kill_if_same(pid, ticks)
+    end_jobs([marker] if marker else [], [pid] if start_ticks(pid) == ticks else [])
 
 
 def _signal_group(pid: int, sig: int) -> None:
