@@ -92,3 +92,87 @@ def test_work_roots_are_made_0700_whatever_the_umask(sticky_tmp: Path, tmp_path:
     for d in (sticky_tmp / f"poolparty-{os.getuid()}", tmp_path / "a", tmp_path / "a" / "b", run,
               run / "batches"):
         assert stat.S_IMODE(os.lstat(d).st_mode) == 0o700, d
+
+
+# -- 2. resume / status / logs on a foreign run directory -------------------------------------------------
+class _Planted:
+    """A chunk input whose unpickling creates a file: stands for any code a crafted pickle runs."""
+
+    def __init__(self, marker: str):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def _crafted_run(where: Path, marker: Path) -> Path:
+    """A complete, resumable run directory whose one chunk runs code when unpickled."""
+    from poolparty.payload import SharedFunction
+    from poolparty.store.inputs import BatchFiles, encode_batch
+    from poolparty.store.run_dir import RunDir
+    from poolparty.store.run_info import write_run_info
+
+    run = RunDir(where)
+    write_run_info(run.path, job_name="pp-crafted", queue="local", python="/usr/bin/python3", max_running=1,
+                   array=True, max_resubmissions=0, resources={}, max_result_size=None)
+    BatchFiles(run.batch_dir(0)).write(encode_batch(SharedFunction(abs), [[(0, _Planted(str(marker)))]]), "map")
+    return run.path
+
+
+def _give_away(paths: list[Path], uid: int) -> None:
+    for p in paths:
+        os.chown(p, uid, uid, follow_symlinks=False)
+        if p.is_dir():
+            p.chmod(0o777)
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    import sys
+
+    return subprocess.run([sys.executable, "-m", "poolparty.cli", *args], capture_output=True, text=True,
+                          cwd=cwd, timeout=120)
+
+
+def test_resume_refuses_a_foreign_run_before_unpickling(tmp_path: Path, other_uid: int) -> None:
+    marker = tmp_path / "marker"
+    run = _crafted_run(tmp_path / "hers", marker)
+    _give_away([p for p in [run, *run.rglob("*")]], other_uid)
+    r = _cli("resume", str(run), cwd=tmp_path)
+    assert r.returncode != 0 and f"belongs to uid {other_uid}" in r.stderr and str(run) in r.stderr, r.stderr
+    assert not marker.exists()
+
+
+def test_resume_refuses_a_foreign_batch_inside_our_own_run(tmp_path: Path, other_uid: int) -> None:
+    marker = tmp_path / "marker"
+    run = _crafted_run(tmp_path / "ours", marker)
+    batch = run / "batches" / "0000"
+    _give_away([batch, *batch.rglob("*")], other_uid)  # run/ is ours and 0700: only her batch is planted
+    r = _cli("resume", str(run), cwd=tmp_path)
+    assert not marker.exists()  # her pickle never ran
+    assert r.returncode != 0 and str(batch) in r.stderr and "poolparty will not" in r.stderr, r.stderr
+
+
+def test_logs_refuses_and_status_shows_whose_a_foreign_run_is(tmp_path: Path, other_uid: int) -> None:
+    marker = tmp_path / "marker"
+    run = _crafted_run(tmp_path / "hers", marker)
+    _give_away([p for p in [run, *run.rglob("*")]], other_uid)
+    r = _cli("logs", str(run), cwd=tmp_path)
+    assert r.returncode != 0 and f"belongs to uid {other_uid}" in r.stderr, r.stderr
+    r = _cli("status", "--no-query", str(run), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "not a private run of yours" in r.stdout and f"uid {other_uid} ({OTHER})" in r.stdout, r.stdout
+    assert not marker.exists()
+
+
+def test_the_store_door_refuses_pickles_of_a_foreign_batch(tmp_path: Path, other_uid: int) -> None:
+    from poolparty.store.inputs import BatchFiles
+
+    marker = tmp_path / "marker"
+    run = _crafted_run(tmp_path / "ours", marker)
+    batch = run / "batches" / "0000"
+    _give_away([batch], other_uid)
+    with pytest.raises(poolparty.UnsafeWorkDirError, match=str(batch)):
+        BatchFiles(batch).chunk_records()
+    with pytest.raises(poolparty.UnsafeWorkDirError, match=str(batch)):
+        BatchFiles(batch).read_chunk(0)
+    assert not marker.exists()

@@ -16,7 +16,7 @@ from poolparty.payload import Call, SharedFunction
 from poolparty.store import records
 from poolparty.store.atomic import read_json, write_json
 from poolparty.store.layout import BatchPaths
-from poolparty.store.trust import make_private_dir
+from poolparty.store.trust import check_batch, make_private_dir
 
 FORMAT = 2  # 2: index and function inside chunks.rec (1 had chunks.idx and function.pkl)
 
@@ -146,6 +146,7 @@ class BatchFiles(BatchPaths):
     # -- worker side -------------------------------------------------------------------------
     def _index(self) -> records.Record:
         if self._index_record is None:
+            check_batch(self.path, self.incoming)  # the door: pickles are code, read only from our own dirs
             rec = records.read_at(self.chunks, 0)
             if "index" not in rec.key:
                 raise ValueError(f"{self.chunks} does not start with its index: written by another poolparty "
@@ -173,4 +174,5 @@ class BatchFiles(BatchPaths):
 
     def chunk_records(self) -> list[records.Record]:
         """Every chunk record, in chunk order (the resume command's inputs)."""
+        check_batch(self.path, self.incoming)  # the door: pickles are code, read only from our own dirs
         return [r for r in records.read_records(self.chunks) if "chunk" in r.key]
