@@ -6,7 +6,9 @@ import os
 import pwd
 import stat
 import subprocess
+import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -127,8 +129,6 @@ def _give_away(paths: list[Path], uid: int) -> None:
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    import sys
-
     return subprocess.run([sys.executable, "-m", "poolparty.cli", *args], capture_output=True, text=True,
                           cwd=cwd, timeout=120)
 
@@ -176,3 +176,91 @@ def test_the_store_door_refuses_pickles_of_a_foreign_batch(tmp_path: Path, other
     with pytest.raises(poolparty.UnsafeWorkDirError, match=str(batch)):
         BatchFiles(batch).read_chunk(0)
     assert not marker.exists()
+
+
+# -- 3. pid files are claims, not orders --------------------------------------------------------------------
+def _start_ticks(pid: int) -> int:
+    with open(f"/proc/{pid}/stat", "rb") as f:
+        return int(f.read().rsplit(b")", 1)[1].split()[19])  # field 22: starttime
+
+
+def _claim(run: Path, *procs: subprocess.Popen) -> None:
+    """A local_queue.json naming ``procs`` as the run's running workers, with their real start times."""
+    import json
+
+    running = {f"L{i}_0": [p.pid, _start_ticks(p.pid), "pp-crafted"] for i, p in enumerate(procs, 1)}
+    (run / "local_queue.json").write_text(json.dumps({"next_id": len(procs) + 1, "running": running}))
+
+
+#: a process whose command line names what follows it (a shell might exec its last command and lose it)
+NAP = ["/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable, "-c",
+       "import time; time.sleep(60)"]  # a system python: the other user may not enter the virtualenv
+
+
+@pytest.fixture
+def bystanders():
+    """Live processes that are no workers of the run: killing their group would be the bug."""
+    procs: list[subprocess.Popen] = []
+
+    def start(argv: list[str], **kw) -> subprocess.Popen:
+        procs.append(subprocess.Popen(argv, start_new_session=True, **kw))
+        return procs[-1]
+    yield start
+    for p in procs:
+        p.kill()
+        p.wait()
+
+
+def _alive(p: subprocess.Popen) -> bool:
+    time.sleep(0.3)
+    return p.poll() is None
+
+
+def test_cancel_and_adoption_leave_a_recorded_process_that_is_no_worker_alive(tmp_path: Path, bystanders) -> None:
+    from poolparty.queues.local import LocalQueue
+
+    run = _crafted_run(tmp_path / "ours", tmp_path / "marker")
+    sleeper = bystanders(["sleep", "60"])  # ours, with its real start time, but not a poolparty worker
+    _claim(run, sleeper)
+    r = _cli("cancel", str(run), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert _alive(sleeper)
+    queue = LocalQueue()  # what a rerun with work_dir=run does: attach, then cancel its jobs on the way out
+    try:
+        queue.attach(run)
+        assert queue.query("pp-crafted") == {}  # not adopted
+        queue.cancel([], name="pp-crafted")
+    finally:
+        queue.close()
+    assert _alive(sleeper)
+
+
+def test_a_worker_like_process_of_another_user_or_another_run_is_never_signalled(
+        tmp_path: Path, bystanders, other_uid: int) -> None:
+    from poolparty.queues.local import recorded_workers
+
+    run = _crafted_run(tmp_path / "ours", tmp_path / "marker")
+    batch = str(run / "batches" / "0000")
+
+    def as_other() -> None:
+        os.setgid(other_uid)
+        os.setuid(other_uid)
+    hers = bystanders([*NAP, "poolparty.node.worker", batch], preexec_fn=as_other)
+    other_run = bystanders([*NAP, "poolparty.node.worker", "/elsewhere/batches/0000"])
+    mine = bystanders([*NAP, "poolparty.node.worker", batch])  # the one true claim
+    _claim(run, hers, other_run, mine)
+    assert list(recorded_workers(run, "pp-crafted")) == ["L3_0"]
+    r = _cli("cancel", str(run), cwd=tmp_path)
+    assert r.returncode == 0 and "cancelled 1 job(s)" in r.stdout, r.stdout + r.stderr
+    assert _alive(hers) and _alive(other_run)
+    assert mine.wait(timeout=10) != 0  # the run's own worker is still cancelled
+
+
+def test_cancel_refuses_a_foreign_run_at_the_door(tmp_path: Path, bystanders, other_uid: int) -> None:
+    run = _crafted_run(tmp_path / "hers", tmp_path / "marker")
+    sleeper = bystanders([*NAP, "poolparty.node.worker", str(run / "batches" / "0000")])
+    _claim(run, sleeper)
+    _give_away([p for p in [run, *run.rglob("*")]], other_uid)
+    r = _cli("cancel", str(run), cwd=tmp_path)
+    assert r.returncode != 0 and f"belongs to uid {other_uid}" in r.stderr, r.stderr
+    assert _alive(sleeper)

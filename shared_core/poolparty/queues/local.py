@@ -19,7 +19,7 @@ from poolparty.queues.base import ArrayRequest, QueueAdapter, Submitted
 from poolparty.queues.states import JobState, JobStatus
 from poolparty.resources import Resources
 from poolparty.store.atomic import atomic_write
-from poolparty.store.layout import local_queue_state
+from poolparty.store.layout import BATCHES_DIR, local_queue_state
 
 if TYPE_CHECKING:
     from poolparty.queues.cli import SchedulerCLI
@@ -57,6 +57,27 @@ def _proc_start_ticks(pid: int) -> int | None:
         return int(fields[19])  # starttime, field 22 of stat
     except (OSError, IndexError, ValueError):
         return None
+
+
+WORKER_MODULES = (b"poolparty.node.worker", b"poolparty.worker")
+
+
+def is_our_worker(pid: int, ticks: int | None, run_dir: Path) -> bool:
+    """Whether a pid recorded in ``local_queue.json`` is a claim to honour: our uid, the recorded start
+    time, and the command line of a poolparty worker of this run (a pid file is a claim, not an order)."""
+    if type(pid) is not int or pid <= 0 or ticks is None or _proc_start_ticks(pid) != ticks:
+        return False
+    try:
+        if os.stat(f"/proc/{pid}").st_uid != os.getuid():
+            return False
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return False
+    batches = [os.fsencode(run_dir / BATCHES_DIR) + b"/", os.fsencode(os.path.realpath(run_dir / BATCHES_DIR)) + b"/"]
+    return any(a in WORKER_MODULES for a in argv) and any(
+        a.startswith(tuple(batches)) or (a.startswith(b"/") and os.path.realpath(a).startswith(batches[1]))
+        for a in argv)  # the run as the driver spelled it, or the same directory by another path
 
 
 def _rss_bytes(pid: int) -> int:
@@ -130,6 +151,7 @@ class LocalQueue(QueueAdapter):
         self._adopted: dict[str, tuple[int, int, str]] = {}  # element -> (pid, start ticks, name)
         self._next_id = 1
         self._state_file: Path | None = None
+        self._run_dir: Path | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._launcher, name="poolparty-local-queue", daemon=True)
@@ -137,6 +159,7 @@ class LocalQueue(QueueAdapter):
 
     def attach(self, run_dir: Path) -> None:
         self._state_file = local_queue_state(run_dir)
+        self._run_dir = run_dir
         try:
             saved = json.loads(self._state_file.read_text())
         except (FileNotFoundError, ValueError):
@@ -144,7 +167,7 @@ class LocalQueue(QueueAdapter):
         with self._lock:
             self._next_id = saved.get("next_id", 1)
             for element, (pid, ticks, name) in saved.get("running", {}).items():
-                if _proc_start_ticks(pid) == ticks:  # same process, not a recycled pid
+                if is_our_worker(pid, ticks, run_dir):  # ours, not a recycled pid nor a planted one
                     self._adopted[element] = (pid, ticks, name)
 
     def max_array_index(self) -> int | None:
@@ -197,7 +220,8 @@ class LocalQueue(QueueAdapter):
                     self._kill(e, JobState.CANCELLED)
             for element, (pid, ticks, n) in list(self._adopted.items()):
                 if element in ids or element.split("_")[0] in ids or n == name:
-                    _kill_if_same(pid, ticks)
+                    if self._run_dir is not None and is_our_worker(pid, ticks, self._run_dir):
+                        _kill_if_same(pid, ticks)
                     del self._adopted[element]
             self._save()
 
@@ -316,7 +340,7 @@ def recorded_workers(run_dir: Path, name: str) -> dict[str, int]:
     except (OSError, ValueError):
         return {}
     return {element: pid for element, (pid, ticks, job) in saved.get("running", {}).items()
-            if job == name and ticks is not None and _proc_start_ticks(pid) == ticks}
+            if job == name and is_our_worker(pid, ticks, run_dir)}
 
 
 def _kill_if_same(pid: int, ticks: int | None) -> None:
