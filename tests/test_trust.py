@@ -264,3 +264,25 @@ def test_cancel_refuses_a_foreign_run_at_the_door(tmp_path: Path, bystanders, ot
     r = _cli("cancel", str(run), cwd=tmp_path)
     assert r.returncode != 0 and f"belongs to uid {other_uid}" in r.stderr, r.stderr
     assert _alive(sleeper)
+
+
+# -- a run directory swapped mid-run --------------------------------------------------------------------
+def _slow(x: int) -> int:
+    time.sleep(2)
+    return x
+
+
+def test_a_run_directory_swapped_mid_run_stops_the_run_having_read_nothing(tmp_path: Path) -> None:
+    import shutil
+
+    pool = poolparty.Pool(1, queue="local", work_root=tmp_path / "root", keep_work_dir=True)
+    try:
+        pending = pool.map_async(_slow, [1])
+        run = pool.work_dir
+        time.sleep(0.5)  # the job runs; now someone renames the run away and puts a copy in its place
+        os.rename(run, tmp_path / "moved")
+        shutil.copytree(tmp_path / "moved", run, symlinks=True)
+        with pytest.raises(poolparty.UnsafeWorkDirError, match="was replaced while in use"):
+            pending.get(timeout=60)  # it used to read on from the copy: here it waited for ever
+    finally:
+        pool.terminate()

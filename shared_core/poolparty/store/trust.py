@@ -99,3 +99,24 @@ def foreign_owner(run: Path) -> str | None:
 def is_private(path: Path) -> bool:
     """Whether :func:`check_run` accepts the run ``path`` (readers that can do without the pickles)."""
     return foreign_owner(path) is None
+
+
+def identity(path: Path) -> tuple[int, int]:
+    """(device, inode) of ``path`` itself (never followed): what a directory is held by while in use."""
+    st = os.lstat(path)
+    return st.st_dev, st.st_ino
+
+
+def check_identity(pinned: dict[Path, tuple[int, int]]) -> None:
+    """Refuse to read on when a directory in use was replaced (renamed away, another put in its place);
+    one that is gone is left to the caller (nothing can be read from it)."""
+    for path, expected in pinned.items():
+        try:
+            st = os.lstat(path)
+        except FileNotFoundError:
+            continue
+        if (st.st_dev, st.st_ino) != expected:
+            raise UnsafeWorkDirError(
+                f"{path} was replaced while in use (now owner {owner_name(st.st_uid)}, mode "
+                f"{stat.S_IMODE(st.st_mode):o}, another directory than the one poolparty made): the run stops "
+                "without reading anything from it. Find out who moved it; rerun in a private work_dir")
