@@ -286,3 +286,17 @@ def test_a_run_directory_swapped_mid_run_stops_the_run_having_read_nothing(tmp_p
             pending.get(timeout=60)  # it used to read on from the copy: here it waited for ever
     finally:
         pool.terminate()
+
+
+def test_clean_keeps_a_foreign_run_untouched(tmp_path: Path, other_uid: int) -> None:
+    parent = tmp_path / "root"
+    parent.mkdir()
+    hers = _crafted_run(parent / "run-hers", tmp_path / "marker")
+    ours = _crafted_run(parent / "run-ours", tmp_path / "marker")
+    _give_away([p for p in [hers, *hers.rglob("*")]], other_uid)
+    before = sorted(p.name for p in hers.rglob("*"))
+    r = _cli("clean", "--older-than", "0", str(parent), cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "kept root/run-hers" in r.stdout and f"belongs to uid {other_uid}" in r.stdout, r.stdout
+    assert sorted(p.name for p in hers.rglob("*")) == before  # not even a lock file was made there
+    assert not ours.exists()
