@@ -121,7 +121,8 @@ def test_query_run_sees_the_recorded_live_workers_only(tmp_path):
     driver = LocalQueue()
     try:
         driver.attach(run)
-        driver.submit(request(tmp_path, (0,), script="sleep 30"))
+        worker = ("python", "-m", "poolparty.node.worker", str(run / "batches" / "0000"))  # a worker of this run
+        driver.submit(request(tmp_path, (0,), script="sleep 30; exit 0", worker_argv=worker))  # sh stays
         wait_for(driver, "pp-local", lambda s: s["L1_0"].state is JobState.RUNNING)
         saved = json.loads((run / "local_queue.json").read_text())
         pid, ticks, name, *_limits = saved["running"]["L1_0"]  # then deadline, memory, marker

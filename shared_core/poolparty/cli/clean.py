@@ -16,6 +16,7 @@ from poolparty.store.layout import job_name
 from poolparty.store.run_dir import is_run_dir, remove_run_dir
 from poolparty.store.run_info import read_run_info
 from poolparty.store.run_lock import try_lock
+from poolparty.store.trust import foreign_owner
 from poolparty.cli.common import live, query_jobs, shown_path
 
 
@@ -58,6 +59,11 @@ def clean(parent: Path, older_than: str, dry_run: bool) -> None:
     runs = [parent] if is_run_dir(parent) else sorted(c for c in parent.iterdir() if is_run_dir(c))
     removed = kept = 0
     for run in runs:
+        refused = foreign_owner(run)  # the door: nothing is read, locked or removed in a run not ours
+        if refused:
+            click.echo(f"kept {shown_path(run)}: {refused}")
+            kept += 1
+            continue
         active = last_activity(run)
         if active > limit:
             continue

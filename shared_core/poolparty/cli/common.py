@@ -14,18 +14,22 @@ from poolparty.queues.cli import SchedulerCLI
 from poolparty.queues.states import JobStatus
 from poolparty.store.inspect import NotARunError, is_run_dir
 from poolparty.store.run_info import read_run_info
+from poolparty.store.trust import check_run
 
 WORK_DIR = click.Path(exists=True, file_okay=False, path_type=Path)
 
 
-def run_dir_argument(path: Path) -> Path:
-    """A run directory given on the command line, made absolute; a clear error if it is not one."""
+def run_dir_argument(path: Path, *, trusted: bool = True) -> Path:
+    """A run directory given on the command line, made absolute; a clear error if it is not one, and
+    (``trusted``, every command but ``status``) UnsafeWorkDirError unless the door accepts it."""
     path = path.absolute()
     if not is_run_dir(path):
         hint = ""
         if (path / "batches").is_dir() or any(is_run_dir(c) for c in _children(path)):
             hint = " (it holds run directories: pass one of them, e.g. from `ls`)"
         raise NotARunError(f"{path} is not a poolparty work_dir{hint}")
+    if trusted:
+        check_run(path)  # before any file in it is read: pickles are code, pid files are orders
     return path
 
 

@@ -29,7 +29,6 @@ from poolparty.retry import RetryPolicy
 from poolparty.store.inspect import batch_dirs
 from poolparty.store.journal import replay
 from poolparty.store.run_info import read_run_info
-from poolparty.store.trust import check_private
 from poolparty.queues import QUEUE_NAMES
 from poolparty.cli.common import WORK_DIR, queue_kind, run_dir_argument, shown_path
 
@@ -135,7 +134,6 @@ def resume(work_dir: Path, output: Path | None, fmt: str | None, queue: str | No
     if not batches:
         raise click.ClickException(f"nothing to resume in {shown_path(run)}: no batch left "
                                    "(finished batches of a clean run are removed)")
-    check_private(run)  # the inputs are pickles, and pickles are code (the engine checks again)
     sys.path.insert(0, os.getcwd())  # as `python -m`: the program's own modules, for by-reference pickles
     loaded = [(n, f, *load_batch(n, f)) for n, f in batches]
     options = engine_options(run, kind, max_running, python, remove)

@@ -14,6 +14,7 @@ from poolparty.phases import ChunkPhase
 from poolparty.queues import QUEUE_NAMES, queue_class
 from poolparty.store.inspect import BatchState, RunState, read_run
 from poolparty.store.layout import LOGS_FILE, RESULTS_FILE, run_of_batch
+from poolparty.store.trust import foreign_owner
 from poolparty.cli.common import WORK_DIR, echo_json, live, query_jobs, run_dir_argument, shown_path, when
 
 
@@ -57,13 +58,17 @@ def summary(state: RunState, scheduler: dict[str, Any]) -> dict[str, Any]:
 @click.option("--all-failures", is_flag=True, help="List every failure (default: the first 10 per batch).")
 def status(work_dir: Path, as_json: bool, no_query: bool, all_failures: bool) -> None:
     """Chunks by state, attempts, job ids and failures of the run in WORK_DIR."""
-    run = run_dir_argument(work_dir)
+    run = run_dir_argument(work_dir, trusted=False)  # reads JSON only from a run that is not private
+    foreign = foreign_owner(run)
     state, scheduler = collect(run, not no_query)
     counts = summary(state, scheduler)
     if as_json:
-        echo_json({**state.to_json(), "summary": counts, "scheduler": scheduler})
+        echo_json({**state.to_json(), "summary": counts, "scheduler": scheduler, "not_private": foreign})
         return
     click.echo(f"run {shown_path(state.path)}: job name {state.job_name}, queue {state.queue or '?'}")
+    if foreign:
+        click.echo(f"warning: not a private run of yours, so no pickle was loaded from it (failure texts "
+                   f"not shown); resume, logs and cancel refuse it: {foreign}")
     states = {c.state for b in state.batches for c in b.chunks}
     if state.driver:
         click.echo(f"driver: alive ({state.driver})")

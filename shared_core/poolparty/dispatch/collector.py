@@ -38,6 +38,7 @@ class Collector:
         chunks that end together is absorbed at once), then their files are deleted. True: any stored."""
         changed = False
         for b in batches:
+            b.files.check_pinned()  # a run directory swapped mid-run: stop before reading what it holds
             try:
                 names = os.listdir(b.files.incoming)
             except FileNotFoundError:

@@ -21,7 +21,7 @@ from poolparty.queues.local_procs import JOB_ENV, end_jobs, start_ticks
 from poolparty.queues.states import JobState, JobStatus
 from poolparty.resources import Resources
 from poolparty.store.atomic import atomic_write
-from poolparty.store.layout import local_queue_state
+from poolparty.store.layout import BATCHES_DIR, local_queue_state
 
 if TYPE_CHECKING:
     from poolparty.queues.cli import SchedulerCLI
@@ -72,6 +72,27 @@ class _Element:
             return self.walltime is not None and now - self.started > self.walltime
         return self.deadline is not None and time.time() > self.deadline
 
+
+
+WORKER_MODULES = (b"poolparty.node.worker", b"poolparty.worker")
+
+
+def is_our_worker(pid: int, ticks: int | None, run_dir: Path) -> bool:
+    """Whether a pid recorded in ``local_queue.json`` is a claim to honour: our uid, the recorded start
+    time, and the command line of a poolparty worker of this run (a pid file is a claim, not an order)."""
+    if type(pid) is not int or pid <= 0 or ticks is None or start_ticks(pid) != ticks:
+        return False
+    try:
+        if os.stat(f"/proc/{pid}").st_uid != os.getuid():
+            return False
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return False
+    batches = [os.fsencode(run_dir / BATCHES_DIR) + b"/", os.fsencode(os.path.realpath(run_dir / BATCHES_DIR)) + b"/"]
+    return any(a in WORKER_MODULES for a in argv) and any(
+        a.startswith(tuple(batches)) or (a.startswith(b"/") and os.path.realpath(a).startswith(batches[1]))
+        for a in argv)  # the run as the driver spelled it, or the same directory by another path
 
 
 def _rss_bytes(pid: int) -> int:
@@ -145,6 +166,7 @@ class LocalQueue(QueueAdapter):
         self._token = uuid.uuid4().hex[:12]  # makes the job markers of this driver unique
         self._next_id = 1
         self._state_file: Path | None = None
+        self._run_dir: Path | None = None
         self._stop = threading.Event()
         self._wake = threading.Event()
         self._thread = threading.Thread(target=self._launcher, name="poolparty-local-queue", daemon=True)
@@ -152,6 +174,7 @@ class LocalQueue(QueueAdapter):
 
     def attach(self, run_dir: Path) -> None:
         self._state_file = local_queue_state(run_dir)
+        self._run_dir = run_dir
         try:
             saved = json.loads(self._state_file.read_text())
         except (FileNotFoundError, ValueError):
@@ -160,7 +183,7 @@ class LocalQueue(QueueAdapter):
             self._next_id = saved.get("next_id", 1)
             for element, record in saved.get("running", {}).items():
                 e = _Element.adopted(element, record)
-                if e.pid is not None and start_ticks(e.pid) == e.ticks:  # same process, not a recycled pid
+                if e.pid is not None and is_our_worker(e.pid, e.ticks, run_dir):  # ours: not recycled, not planted
                     self._elements[element] = e
 
     def max_array_index(self) -> int | None:
@@ -334,7 +357,7 @@ def recorded_workers(run_dir: Path, name: str) -> dict[str, int]:
     except (OSError, ValueError):
         return {}
     return {element: pid for element, (pid, ticks, job, *_) in saved.get("running", {}).items()
-            if job == name and ticks is not None and start_ticks(pid) == ticks}
+            if job == name and ticks is not None and is_our_worker(pid, ticks, run_dir)}
 
 
 def _kill_if_same(pid: int, ticks: int | None) -> None:

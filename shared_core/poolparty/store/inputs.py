@@ -15,8 +15,8 @@ from poolparty.errors import ConfigurationError, CorruptWorkDirError, WorkDirMis
 from poolparty.payload import Call, SharedFunction
 from poolparty.store import records
 from poolparty.store.atomic import read_json, write_json
-from poolparty.store.layout import BatchPaths
-from poolparty.store.trust import make_private_dir
+from poolparty.store.layout import BATCHES_DIR, BatchPaths
+from poolparty.store.trust import check_batch, check_identity, identity, make_private_dir
 
 FORMAT = 2  # 2: index and function inside chunks.rec (1 had chunks.idx and function.pkl)
 
@@ -75,6 +75,15 @@ class BatchFiles(BatchPaths):
     def __init__(self, path: Path):
         super().__init__(path)
         self._index_record: records.Record | None = None
+        self._pinned: dict[Path, tuple[int, int]] = {}
+
+    def pin(self) -> None:
+        """Hold the run, the batch and its incoming/ by identity from now on (see :meth:`check_pinned`)."""
+        self._pinned = {p: identity(p) for p in (self.run, self.run / BATCHES_DIR, self.path, self.incoming)}
+
+    def check_pinned(self) -> None:
+        """UnsafeWorkDirError if a directory held by :meth:`pin` was swapped for another (before any read)."""
+        check_identity(self._pinned)
 
     # -- driver side -------------------------------------------------------------------------
     def exists(self) -> bool:
@@ -85,10 +94,12 @@ class BatchFiles(BatchPaths):
         and its ``incoming/``, where the jobs write, is made again if it went missing."""
         self.check_matches(batch)
         make_private_dir(self.incoming)
+        self.pin()
 
     def write(self, batch: EncodedBatch, kind: str) -> None:
         make_private_dir(self.path)
         make_private_dir(self.incoming)
+        self.pin()
         entries: list[tuple[dict[str, Any], bytes]] = []
         if batch.shared is not None:
             entries.append(({"shared": True}, batch.shared))
@@ -146,6 +157,7 @@ class BatchFiles(BatchPaths):
     # -- worker side -------------------------------------------------------------------------
     def _index(self) -> records.Record:
         if self._index_record is None:
+            check_batch(self.path, self.incoming)  # the door: pickles are code, read only from our own dirs
             rec = records.read_at(self.chunks, 0)
             if "index" not in rec.key:
                 raise ValueError(f"{self.chunks} does not start with its index: written by another poolparty "
@@ -193,6 +205,7 @@ class BatchFiles(BatchPaths):
     def chunk_records(self) -> list[records.Record]:
         """Every chunk record, in chunk order (the resume command's inputs); CorruptWorkDirError naming
         the first chunk whose record is damaged."""
+        check_batch(self.path, self.incoming)  # the door: pickles are code, read only from our own dirs
         found = [r for r in records.read_records(self.chunks, resync=True) if "chunk" in r.key]
         for chunk, rec in enumerate(found):
             if rec.key["chunk"] != chunk:

@@ -12,7 +12,7 @@ from poolparty.store.atomic import atomic_write
 from poolparty.store.layout import (BATCHES_DIR, JOB_SCRIPT_FILE, LOCK_FILE, META_FILE, RUN_DIR_PREFIX,
                                     RUN_FILES, RUN_INFO_FILE, batch_dir, parse_batch_dir_name)
 from poolparty.store.run_lock import RunLock
-from poolparty.store.trust import make_private_dir
+from poolparty.store.trust import check_run, make_private_dir
 
 #: the fixed batch script every job runs: its arguments as given (argv, never a shell string)
 JOB_SCRIPT = '#!/bin/sh\n# poolparty batch script: runs its arguments as given (argv, never a shell string)\nexec "$@"\n'
@@ -20,7 +20,7 @@ JOB_SCRIPT = '#!/bin/sh\n# poolparty batch script: runs its arguments as given (
 
 def new_run_dir(root: Path, prefix: str = RUN_DIR_PREFIX) -> Path:
     """A fresh, unique, private run directory under ``root``: safe when many pools start at once."""
-    root.mkdir(parents=True, exist_ok=True)  # exist_ok: dask-jobqueue#692 raced right here
+    make_private_dir(root)  # 0700 whatever the umask; a planted, foreign or shared root is refused
     stamp = time.strftime("%Y%m%d-%H%M%S")
     import socket
     import tempfile
@@ -36,6 +36,7 @@ class RunDir:
         self.path = make_private_dir(path)
         self.job_script = self.path / JOB_SCRIPT_FILE
         self.batches = make_private_dir(self.path / BATCHES_DIR)
+        check_run(self.path)  # a run taken over: its batches are read back, so they pass the door too
         self._lock = RunLock(self.path)
 
     def lock(self) -> None:
