@@ -134,7 +134,9 @@ def test_an_adopted_element_keeps_its_limits(tmp_path, limit, state):
     pid_file = tmp_path / "child.pid"
     marker = f"L1_0@{uuid.uuid4().hex}"  # unique, as each driver makes its own
     worker = subprocess.Popen(
-        [sys.executable, "-c", f"import test_local_jobs as t; t.spawn_escapee({str(pid_file)!r}, 300)"],
+        # its command line names a worker of this run: only such a recorded pid is adopted (trust)
+        [sys.executable, "-c", f"import test_local_jobs as t; t.spawn_escapee({str(pid_file)!r}, 300)",
+         "poolparty.node.worker", str(tmp_path / "batches" / "0001")],
         start_new_session=True, env={**os.environ, JOB_ENV: marker, "PYTHONPATH": os.pathsep.join(sys.path)})
     child = Watched(pid_file)
     try:
