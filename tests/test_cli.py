@@ -8,6 +8,7 @@ import os
 import pickle
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -29,8 +30,10 @@ from poolparty.queues.local import LocalQueue
 from poolparty.store.inspect import stored_results
 
 DRIVER = '''
-import sys, time
+import faulthandler, signal, sys, time
 import poolparty
+
+faulthandler.register(signal.SIGUSR1, all_threads=True)  # the test asks a stuck driver where it is
 
 def work(x, sleep, fail):
     print(f"working on {x}", flush=True)
@@ -62,6 +65,14 @@ def start_driver(tmp_path: Path, queue: str, work_dir: Path, n: int, sleep: floa
     out = open(tmp_path / "driver.out", "ab")
     return subprocess.Popen([sys.executable, str(path), queue, str(work_dir), str(n), str(sleep), str(fail)],
                             stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+def stacks_of(driver: subprocess.Popen, tmp_path: Path) -> str:
+    """A stuck driver's threads (faulthandler on SIGUSR1) and its output, for the failure message."""
+    if driver.poll() is None:
+        os.kill(driver.pid, signal.SIGUSR1)
+        time.sleep(1)
+    return "\n--- driver output and stacks:\n" + (tmp_path / "driver.out").read_text(errors="replace")
 
 
 def stored(work_dir: Path) -> int:
@@ -173,7 +184,7 @@ def test_live_driver_status_clean_cancel(tmp_path):
         assert f"cancelled 2 job(s) named {job_name(wd)} on local" in result.output
         assert "the run's driver is alive" in result.output and "--stop-driver" in result.output
         result = CliRunner().invoke(main, ["cancel", "--stop-driver", str(wd)])
-        assert result.exit_code == 0, result.output
+        assert result.exit_code == 0, result.output + stacks_of(driver, tmp_path)
         assert "stopping the driver" in result.output
         driver.wait(timeout=30)
         wait_until(lambda: not worker_pids(wd), 30, "no worker left")
