@@ -233,3 +233,17 @@ def test_impossible_resources_are_refused_before_anything_is_submitted(kind, mak
         # the scheduler's defaults are never asked about
         assert pool.map(identity, range(2)) == [0, 1]
         assert len(dry_runs()) == 2
+
+
+@pytest.mark.parametrize("kind", CLUSTER_KINDS)
+def test_an_interpreter_missing_on_the_node_is_reported_as_such(kind, make_queue_under_test, tmp_path):
+    """On a cluster python_path is checked on the node (the login node's files prove nothing there): the job
+    script says it is missing, and the failure names it and the fix instead of a bare exit status."""
+    q = make_queue_under_test(kind)
+    missing = tmp_path / "not-on-the-nodes" / "python3"
+    with poolparty.Pool(2, **q.pool_options(python_path=str(missing), max_resubmissions=0)) as pool:
+        with pytest.raises(poolparty.RetryLimitExceeded) as e:
+            pool.map(identity, range(2))
+    message = str(e.value)
+    assert f"python_path '{missing}' is not an executable file on node " in message, message
+    assert "set python_path to an interpreter that exists on the nodes" in message, message

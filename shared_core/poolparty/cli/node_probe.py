@@ -21,7 +21,8 @@ from poolparty.queues.base import ArrayRequest, QueueAdapter
 from poolparty.resources import Resources
 from poolparty.store.atomic import atomic_write
 from poolparty.store.layout import JOB_SCRIPT_FILE
-from poolparty.store.run_dir import JOB_SCRIPT, new_run_dir
+from poolparty.store.job_script import JOB_SCRIPT
+from poolparty.store.run_dir import new_run_dir
 
 #: what the probe job writes (a JSON report) in its run directory
 PROBE_REPORT = "probe.json"

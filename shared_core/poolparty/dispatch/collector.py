@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 from poolparty.dispatch.pool_jobs import PoolJobs
+from poolparty.store.job_script import interpreter_missing
 from poolparty.engine.batch_state import Batch, ChunkRun
 from poolparty.phases import ChunkPhase
 from poolparty.store.claims import runner_of
@@ -81,10 +82,15 @@ class Collector:
         """What a chunk that will not finish did store is kept and handed out."""
         b.handle.deliver(b.store.absorb(c.chunk, b.store.chunk_files(c.chunk)))
 
-    def store_log(self, b: Batch, c: ChunkRun) -> None:
-        """The log of a chunk's failed job, kept for ``poolparty logs``."""
-        if c.element is not None:
-            b.store.store_log(c.chunk, c.element, self.jobs.queue.log_path(b.files.incoming, c.element))
+    def store_log(self, b: Batch, c: ChunkRun) -> str | None:
+        """The log of a chunk's failed job, kept for ``poolparty logs``; returns the job script's own line if
+        the job never started because its interpreter is missing on the node."""
+        if c.element is None:
+            return None
+        path = self.jobs.queue.log_path(b.files.incoming, c.element)
+        missing = interpreter_missing(path)
+        b.store.store_log(c.chunk, c.element, path)
+        return missing
 
     def drop_left_over_logs(self, b: Batch) -> None:
         """The logs of elements whose chunk ran elsewhere, cancelled as they started: empty, they say nothing."""

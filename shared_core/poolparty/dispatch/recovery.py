@@ -20,8 +20,10 @@ class Recovery:
     def job_lost(self, b: Batch, c: ChunkRun, failure: FailureClass, detail: str) -> None:
         """The retry policy decides: the chunk waits to be submitted again, or it is given up."""
         decision = self.retry.decide(failure, c.resubmissions, c.resources)
+        missing = self.collector.store_log(b, c)
+        if missing:  # the job never started: say why, and what to do
+            detail += f" ({missing}: set python_path to an interpreter that exists on the nodes)"
         c.job_lost(detail)
-        self.collector.store_log(b, c)
         if decision.kind is ActionKind.RESUBMIT:
             log.warning("poolparty: chunk %d of %s: %s -> resubmitting (%s)", c.chunk, b.handle.label,
                         detail, decision.why)

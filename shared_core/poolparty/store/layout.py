@@ -4,7 +4,7 @@ Layout (file count is O(1) in the number of tasks; ``incoming/`` holds only file
 
     <run>/                 0700, one per pool, unique name (no makedirs race between pools)
       lock                 flock held by the live driver (see store.run_lock)
-      job.sh               fixed batch script: exec "$@" (no shell string is ever built from user data)
+      job.sh               fixed batch script (store.job_script): exec "$@", no shell string built from user data
       run.json             the run's options, for the CLI and the worker (see store.run_info)
       local_queue.json     the local queue's workers (local queue only)
       batches/<NNNN>/      one per map

@@ -9,13 +9,12 @@ import time
 from pathlib import Path
 
 from poolparty.store.atomic import atomic_write
+from poolparty.store.job_script import JOB_SCRIPT
 from poolparty.store.layout import (BATCHES_DIR, JOB_SCRIPT_FILE, LOCK_FILE, META_FILE, RUN_DIR_PREFIX,
                                     RUN_FILES, RUN_INFO_FILE, batch_dir, parse_batch_dir_name)
 from poolparty.store.run_lock import RunLock
 from poolparty.store.trust import check_run, make_private_dir
 
-#: the fixed batch script every job runs: its arguments as given (argv, never a shell string)
-JOB_SCRIPT = '#!/bin/sh\n# poolparty batch script: runs its arguments as given (argv, never a shell string)\nexec "$@"\n'
 
 
 def new_run_dir(root: Path, prefix: str = RUN_DIR_PREFIX) -> Path:
