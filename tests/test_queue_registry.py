@@ -9,7 +9,7 @@ from poolparty.queues import QUEUE_NAMES, queue_class
 
 
 def test_every_name_has_its_adapter():
-    assert QUEUE_NAMES == ("local", "slurm", "sge")
+    assert QUEUE_NAMES == ("local", "slurm", "sge", "pbs", "lsf")
     assert [queue_class(n).name for n in QUEUE_NAMES] == list(QUEUE_NAMES)
     assert [n for n in QUEUE_NAMES if queue_class(n).runs_on_this_host] == ["local"]
 

@@ -16,6 +16,7 @@ from .store import State, StatePaths, append_jsonl
 
 Record = dict[str, Any]
 
+PBS_SERVER = "server"  # the fake PBS server's name, the suffix of its job ids
 RUNNING_LIKE = {"RUNNING", "SUSPENDED", "COMPLETING"}
 ACTIVE = {"PENDING", "ERROR"} | RUNNING_LIKE
 SLURM_CODES = {
@@ -70,8 +71,12 @@ class Ctx:
 
 def task_key(flavor: str, job_id: int, task_id: int | None) -> str:
     """Element id as the CLIs print it."""
+    if flavor == "pbs":
+        return f"{job_id}.{PBS_SERVER}" if task_id is None else f"{job_id}[{task_id}].{PBS_SERVER}"
     if task_id is None:
         return str(job_id)
+    if flavor == "lsf":
+        return f"{job_id}[{task_id}]"
     return f"{job_id}_{task_id}" if flavor == "slurm" else f"{job_id}.{task_id}"
 
 

@@ -51,6 +51,9 @@ class QueueAdapter(abc.ABC):
     first_index: int = 0
     #: SGE ``-t`` takes one range per submission
     contiguous_arrays: bool = False
+    #: the scheduler limits how many elements of an array run at once; where it cannot (PBS before
+    #: 2020), an array is submitted with no more elements than there are free slots
+    throttles_arrays: bool = True
     #: seconds a job that ended by itself (completed, failed) may take to show its result file (shared
     #: filesystem latency)
     result_grace: float = 10.0
