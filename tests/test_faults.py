@@ -247,3 +247,27 @@ def test_a_job_that_ended_by_itself_without_a_result_gets_the_result_grace(make_
         assert pool.map(exit_quietly_once, [(x, str(markers)) for x in range(3)], chunksize=1) == [0, 1, 2]
         assert pool.engine.stats["resubmissions"] == 1
     assert time.monotonic() - started >= 4.0
+
+
+def test_an_old_pbs_without_array_limits_gets_no_more_subjobs_than_slots(make_queue_under_test, markers):
+    """PBS before 2020 has no max_run_subjobs: each array holds at most the free slots, never more run."""
+    q = make_queue_under_test("fake-pbs", version="19.1.3")
+    peak = 0
+    stop = threading.Event()
+
+    def sample():
+        nonlocal peak
+        while not stop.is_set():
+            peak = max(peak, sum(1 for j in q.cluster.jobs() if j.get("state") == "RUNNING"))
+            time.sleep(0.05)
+
+    t = threading.Thread(target=sample, daemon=True)
+    t.start()
+    result, stats = run_map(q, markers, n=6, seconds=0.5, max_running=2)
+    stop.set()
+    t.join()
+    assert result == [x * x for x in range(6)]
+    argvs = sub_argvs(q)
+    assert len(argvs) >= 3 and not any(a.startswith("max_run_subjobs") for argv in argvs for a in argv)
+    assert all(argv[argv.index("-J") + 1].count("-") == 1 for argv in argvs if "-J" in argv)
+    assert 1 <= peak <= 2

@@ -173,7 +173,8 @@ def render(records: list[dict[str, str]]) -> str:
     lines = ["{", '  "COMMAND":"bjobs",', f'  "JOBS":{len(records)},', '  "RECORDS":[']
     for n, r in enumerate(records):
         lines.append("    {")
-        items = [f'      "{k}":{json.dumps(v)}' for k, v in r.items()]
+        # LSF escapes every "/" as "\/" (EXEC_CWD "\/home\/otptest" in BatchEuphoria's LSFJobManagerSpec)
+        items = [f'      "{k}":{json.dumps(v).replace("/", chr(92) + "/")}' for k, v in r.items()]
         lines.append(",\n".join(items))
         lines.append("    }" + ("," if n + 1 < len(records) else ""))
     lines += ["  ]", "}"]
