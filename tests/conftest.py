@@ -204,7 +204,7 @@ def pool_status_calls(q: "QueueUnderTest") -> list[dict[str, Any]]:
     if q.flavor == "slurm":
         return [c for c in q.calls("squeue") if "--states=all" in c["argv"]]
     if q.flavor == "pbs":
-        return [c for c in q.calls("qstat") if "-B" not in c["argv"]]
+        return [c for c in q.calls("qstat") if "-f" in c["argv"] and "-B" not in c["argv"]]
     if q.flavor == "lsf":
         return [c for c in q.calls("bjobs") if "-a" in c["argv"]]
     return [c for c in q.calls("qstat") if c["argv"] == ["-xml", "-g", "d"]]

@@ -17,7 +17,7 @@ from .store import StatePaths, append_jsonl, locked, read_json, write_json_atomi
 SLURM_COMMANDS = ("sbatch", "squeue", "scancel", "scontrol", "sacct")
 SGE_COMMANDS = ("qsub", "qstat", "qdel", "qconf", "qacct", "qhold", "qrls", "qmod", "qalter")
 PBS_COMMANDS = ("qsub", "qstat", "qdel", "qalter", "qselect")
-LSF_COMMANDS = ("bsub", "bjobs", "bkill", "bmod", "bparams")
+LSF_COMMANDS = ("bsub", "bjobs", "bkill", "bmod", "bparams", "lsid")
 #: what a PBS client prints when the server refuses the connection (errno 111, ECONNREFUSED)
 PBS_FAILURE_TEXT = "Connection refused\n{cmd}: cannot connect to server server (errno=111)"
 #: what an LSF client prints while it cannot reach LSF, then gives up (rc 255)

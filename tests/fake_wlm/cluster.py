@@ -21,7 +21,7 @@ PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 SLURM_BIN = ("sbatch", "squeue", "scancel", "scontrol", "sacct")
 SGE_BIN = ("qsub", "qstat", "qdel", "qconf", "qacct", "qhold", "qrls", "qmod", "qalter")
 PBS_BIN = ("qsub", "qstat", "qdel", "qalter", "qselect")
-LSF_BIN = ("bsub", "bjobs", "bkill", "bmod", "bparams")
+LSF_BIN = ("bsub", "bjobs", "bkill", "bmod", "bparams", "lsid")
 BINS = {"slurm": SLURM_BIN, "sge": SGE_BIN, "pbs": PBS_BIN, "lsf": LSF_BIN}
 IDLE_STATES = {"PENDING", "RUNNING", "SUSPENDED", "COMPLETING"}
 

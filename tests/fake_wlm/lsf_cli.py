@@ -237,3 +237,16 @@ def bparams(inv: Invocation, argv: list[str]) -> int:
                        ("MAX_JOBID", 999999), ("MBD_SLEEP_TIME", 10), ("JOB_ACCEPT_INTERVAL", 0)):
         inv.print(f"\t{key} = {value}")
     return 0
+
+
+def lsid(inv: Invocation, argv: list[str]) -> int:
+    """The version line, the copyright, the cluster and the master host."""
+    cfg = read_state(inv.paths)["config"]
+    inv.print(cfg.get("version") or "IBM Spectrum LSF Standard 10.1.0.13, Apr 15 2022")
+    inv.print("Copyright International Business Machines Corp. 1992, 2016.")
+    inv.print("US Government Users Restricted Rights - Use, duplication or disclosure restricted by GSA ADP "
+              "Schedule Contract with IBM Corp.")
+    inv.print("")
+    inv.print(f"My cluster name is {cfg['cluster']}")
+    inv.print(f"My master name is {cfg['node']}")
+    return 0

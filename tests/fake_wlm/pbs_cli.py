@@ -242,6 +242,9 @@ def qstat(inv: Invocation, argv: list[str]) -> int:
     state = read_state(inv.paths)
     cfg = state["config"]
     ctx = Ctx(inv.paths, state, now())
+    if argv == ["--version"]:
+        inv.print(f"pbs_version = {cfg.get('version') or DEFAULT_VERSION}")
+        return 0
     if "-B" in argv:
         server = {"server_state": "Active", "server_host": cfg["node"], "scheduling": "True",
                   "total_jobs": len(state["tasks"]), "default_queue": "workq", "job_history_enable": "True",

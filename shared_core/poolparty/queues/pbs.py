@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import math
 import re
+import shutil
 from pathlib import Path
 from typing import Any, Sequence
 
-from poolparty.errors import SubmissionError, UnsupportedResourceError
+from poolparty.errors import ConfigurationError, PoolPartyError, SubmissionError, UnsupportedResourceError
 from poolparty.queues.base import ArrayRequest, QueueAdapter, Submitted
 from poolparty.queues.cli import SchedulerCLI
 from poolparty.queues.limits import SchedulerReport, doctor_cli, first_line
@@ -50,6 +51,7 @@ SIGNAL_BASE = 256
 INDEX_ENV = "PBS_ARRAY_INDEX"
 ARRAY_INDEX = "^array_index^"  # qsub replaces it in -o/-e paths by the subjob's index
 QSTAT = ["qstat", "-f", "-F", "json", "-x", "-t"]
+_PBS_QSTAT: dict[tuple[str, int], bool] = {}  # (qstat path, runner) -> it is PBS's
 #: PBS Professional 2020.1 and OpenPBS 20.0 brought the ``max_run_subjobs`` array limit
 THROTTLE_SINCE = {"pbspro": 2020, "openpbs": 20}
 
@@ -174,6 +176,24 @@ class PbsQueue(QueueAdapter):
     commands = ("qsub", "qstat", "qdel", "qselect")
     reserved_flags = ("-N", "-J", "-o", "-e", "-j", "-V", "-r", "-W", "--")
     workflow_names = ("pbs_queue", "pbs_account", "pbs_extra")
+
+    @classmethod
+    def require_commands(cls, cli: SchedulerCLI) -> None:
+        """Grid Engine and Torque also install a ``qstat``: only PBS Professional's and OpenPBS's answer
+        ``qstat --version`` with ``pbs_version = ...`` (asked once per runner and qstat path)."""
+        super().require_commands(cli)
+        path = shutil.which("qstat") or "qstat"
+        key = (path, id(cli))
+        if key not in _PBS_QSTAT:
+            try:
+                _PBS_QSTAT[key] = "pbs_version" in cli.run(["qstat", "--version"]).stdout
+            except PoolPartyError:
+                _PBS_QSTAT[key] = False
+        if not _PBS_QSTAT[key]:
+            raise ConfigurationError(
+                f"queue='pbs' needs the `qstat` of PBS Professional or OpenPBS, which is not on PATH: {path} does "
+                "not answer `qstat --version` with a pbs_version (another scheduler's?). Run on a login node of "
+                "a PBS cluster, load its module, or choose the queue of this cluster.")
 
     def __init__(self, cli: SchedulerCLI):
         self.require_commands(cli)
