@@ -179,7 +179,7 @@ def finish(ctx: Ctx, rec: Record, action: str, ran: bool) -> None:
     """Terminal (or requeue/error/vanish) bookkeeping for `action`."""
     out = OUTCOMES[action]
     if ran:
-        _account(ctx, rec, out["failed"], out["status"])
+        _account(ctx, rec, out["failed"], out["status"], at_memory_limit=action == "oom")
     if action == "vanish":
         ctx.tasks.pop(rec["key"], None)
         return
@@ -251,17 +251,21 @@ def to_error(ctx: Ctx, rec: Record, message: str) -> None:
                armed=[], signals=[], end_t=None, node=None)
 
 
-def _account(ctx: Ctx, rec: Record, failed: int, status: int) -> None:
-    """Append a qacct record for an attempt that reached the execution host (SGE only)."""
+def _account(ctx: Ctx, rec: Record, failed: int, status: int, at_memory_limit: bool = False) -> None:
+    """Append a qacct record for an attempt that reached the execution host (SGE only); an attempt killed
+    at its h_vmem records that much as its peak (maxvmem)."""
     if ctx.flavor != "sge" or rec["start_t"] is None:
         return
     job = ctx.job(rec)
+    resources = job.get("sge", {}).get("resources", {})
     append_jsonl(ctx.paths.accounting, {
         "job_id": rec["job_id"], "task_id": rec["task_id"], "name": job["name"],
         "owner": job["user"], "group": job["group"], "account": job.get("account") or "sge",
         "project": job.get("project") or "NONE", "granted_pe": job.get("pe") or "NONE",
         "slots": job["cpus"], "submit_t": rec["submit_t"], "start_t": rec["start_t"],
         "end_t": ctx.now, "failed": failed, "exit_status": status,
+        "category": ",".join(f"{k}={v}" for k, v in resources.items() if k in ("h_rt", "h_vmem")),
+        "maxvmem": job["sge"].get("h_vmem") or 0 if at_memory_limit else 0,
     })
 
 
