@@ -32,6 +32,25 @@ def markers(tmp_path):
     return d
 
 
+class RunningPeak:
+    """The most elements the fake scheduler ran at once, sampled from its state while a test runs."""
+
+    def __init__(self, cluster):
+        self.cluster, self.value = cluster, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.value = max(self.value, sum(1 for j in self.cluster.jobs() if j.get("state") == "RUNNING"))
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def array_index(q, chunk: int) -> int:
     """The scheduler's array index of a chunk of a small map (SGE and LSF count from 1)."""
     return chunk + FIRST_INDEX[q.flavor]
@@ -187,24 +206,13 @@ def test_arrays_are_split_at_the_schedulers_maximum(kind, make_queue_under_test,
 @pytest.mark.parametrize("kind", FAKE_KINDS)
 def test_plain_job_mode_one_job_per_chunk_throttled_by_the_dispatcher(kind, make_queue_under_test, markers):
     q = make_queue_under_test(kind)
-    peak = 0
-    stop = threading.Event()
-
-    def sample():
-        nonlocal peak
-        while not stop.is_set():
-            peak = max(peak, sum(1 for j in q.cluster.jobs() if j.get("state") == "RUNNING"))
-            time.sleep(0.05)
-
-    t = threading.Thread(target=sample, daemon=True)
-    t.start()
+    peak = RunningPeak(q.cluster)
     result, stats = run_map(q, markers, n=5, seconds=0.7, max_running=2, array=False)
-    stop.set()
-    t.join()
+    peak.stop()
     assert result == [x * x for x in range(5)]
     argvs = sub_argvs(q)
     assert len(argvs) == 5 and not any(a.startswith("--array") or a == "-t" for argv in argvs for a in argv)
-    assert 1 <= peak <= 2
+    assert 1 <= peak.value <= 2
 
 
 def test_a_resubmitted_job_pending_again_is_not_a_scheduler_requeue(make_queue_under_test, markers):
@@ -253,22 +261,11 @@ def test_a_job_that_ended_by_itself_without_a_result_gets_the_result_grace(make_
 def test_an_old_pbs_without_array_limits_gets_no_more_subjobs_than_slots(make_queue_under_test, markers):
     """PBS before 2020 has no max_run_subjobs: each array holds at most the free slots, never more run."""
     q = make_queue_under_test("fake-pbs", version="19.1.3")
-    peak = 0
-    stop = threading.Event()
-
-    def sample():
-        nonlocal peak
-        while not stop.is_set():
-            peak = max(peak, sum(1 for j in q.cluster.jobs() if j.get("state") == "RUNNING"))
-            time.sleep(0.05)
-
-    t = threading.Thread(target=sample, daemon=True)
-    t.start()
+    peak = RunningPeak(q.cluster)
     result, stats = run_map(q, markers, n=6, seconds=0.5, max_running=2)
-    stop.set()
-    t.join()
+    peak.stop()
     assert result == [x * x for x in range(6)]
     argvs = sub_argvs(q)
     assert len(argvs) >= 3 and not any(a.startswith("max_run_subjobs") for argv in argvs for a in argv)
     assert all(argv[argv.index("-J") + 1].count("-") == 1 for argv in argvs if "-J" in argv)
-    assert 1 <= peak <= 2
+    assert 1 <= peak.value <= 2

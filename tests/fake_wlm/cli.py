@@ -87,6 +87,28 @@ def gnu_getopt(inv: Invocation, argv: list[str], short: str, long: list[str],
         return 1
 
 
+def split_options(argv: list[str], flags: set[str], one_arg: set[str]) -> tuple[list[tuple[str, str]], list[str]] | str:
+    """``[-x] [-o value] ... [--] command args`` -> ([(option, value)], command words); the first unknown
+    option instead (PBS qsub and LSF bsub both read their options this way, up to the command)."""
+    opts: list[tuple[str, str]] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            return opts, argv[i + 1:]
+        if arg in flags:
+            opts.append((arg, ""))
+            i += 1
+        elif arg in one_arg and i + 1 < len(argv):
+            opts.append((arg, argv[i + 1]))
+            i += 2
+        elif arg.startswith("-"):
+            return arg
+        else:
+            return opts, argv[i:]
+    return opts, []
+
+
 def _command(name: str, flavor: str = "") -> Command:
     if flavor in ("pbs", "lsf"):
         from . import lsf_cli, pbs_cli

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from . import formats, model
-from .cli import Invocation
+from .cli import Invocation, split_options
 from .model import Ctx, Record
 from .store import now, read_state, transaction
 
@@ -42,31 +42,13 @@ def _mem_mb(text: str) -> int:
     return max(1, int(int(m.group(1)) * {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024**2}[unit]))
 
 
-def _parse(argv: list[str]) -> tuple[dict[str, str], list[str]] | str:
-    opts: dict[str, str] = {}
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg in FLAGS:
-            opts[arg] = ""
-            i += 1
-        elif arg in ONE_ARG and i + 1 < len(argv):
-            opts[arg] = argv[i + 1]
-            i += 2
-        elif arg.startswith("-"):
-            return f"{arg}: Illegal option"
-        else:
-            return opts, argv[i:]
-    return opts, []
-
-
 def bsub(inv: Invocation, argv: list[str]) -> int:
     """`bsub [opts] command [args]`: LSF joins the words into one command line for /bin/sh."""
-    parsed = _parse(argv)
+    parsed = split_options(argv, FLAGS, ONE_ARG)
     if isinstance(parsed, str):
-        inv.error(parsed + "\nUsage: bsub [-h] [-V] ...")
+        inv.error(f"{parsed}: Illegal option\nUsage: bsub [-h] [-V] ...")
         return 255
-    opts, command = parsed
+    opts, command = dict(parsed[0]), parsed[1]
     if not command:
         inv.error("bsub: No command specified. Job not submitted.")
         return 255
@@ -96,10 +78,7 @@ def bsub(inv: Invocation, argv: list[str]) -> int:
         return 255
     with transaction(inv.paths) as state:
         ctx = Ctx(inv.paths, state, now())
-        job_id = model.allocate_job_id(state)
-        spool = inv.paths.job_spool(job_id)
-        spool.mkdir(parents=True, exist_ok=True)
-        (spool / "env.json").write_text(json.dumps(dict(os.environ)), encoding="utf-8")
+        job_id = model.allocate_spooled_job(ctx)
         job: dict[str, Any] = {
             "job_id": job_id, "name": name, "user": inv.user, "uid": inv.uid, "group": inv.group,
             "gid": os.getegid(), "home": os.path.expanduser("~"), "submit_dir": os.getcwd(),

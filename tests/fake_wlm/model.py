@@ -87,6 +87,17 @@ def allocate_job_id(state: State) -> int:
     return job_id
 
 
+def allocate_spooled_job(ctx: Ctx) -> int:
+    """A new job id and its spool directory holding the submitting environment (env.json)."""
+    import json
+    import os
+    job_id = allocate_job_id(ctx.state)
+    spool = ctx.paths.job_spool(job_id)
+    spool.mkdir(parents=True, exist_ok=True)
+    (spool / "env.json").write_text(json.dumps(dict(os.environ)), encoding="utf-8")
+    return job_id
+
+
 def add_submission(ctx: Ctx, job: dict[str, Any], task_ids: list[int] | None, hold: str | None) -> None:
     """Store a submission and one PENDING record per element."""
     ctx.state["jobs"][str(job["job_id"])] = job

@@ -15,7 +15,7 @@ import time
 from typing import Any
 
 from . import formats, model
-from .cli import Invocation
+from .cli import Invocation, split_options
 from .model import Ctx, Record
 from .store import now, read_state, transaction
 
@@ -38,26 +38,6 @@ def _error(inv: Invocation, text: str, rc: int) -> int:
     return rc
 
 
-def _parse(argv: list[str]) -> tuple[list[tuple[str, str]], list[str]] | str:
-    opts: list[tuple[str, str]] = []
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg == "--":
-            return opts, argv[i + 1:]
-        if arg in FLAGS:
-            opts.append((arg, ""))
-            i += 1
-        elif arg in ONE_ARG and i + 1 < len(argv):
-            opts.append((arg, argv[i + 1]))
-            i += 2
-        elif arg.startswith("-"):
-            return f"qsub: invalid option -- '{arg.lstrip('-')}'"
-        else:
-            return opts, argv[i:]
-    return opts, []
-
-
 def _mem_mb(text: str) -> int:
     m = re.fullmatch(r"(\d+)(b|kb|mb|gb|tb|w|kw|mw|gw)?", text.strip().lower())
     if not m:
@@ -68,9 +48,9 @@ def _mem_mb(text: str) -> int:
 
 def qsub(inv: Invocation, argv: list[str]) -> int:
     """`qsub [opts] -- executable args`: prints `12.server` or `12[].server`."""
-    parsed = _parse(argv)
+    parsed = split_options(argv, FLAGS, ONE_ARG)
     if isinstance(parsed, str):
-        return _error(inv, parsed + "\nusage: qsub [-a date_time] ... [-J X-Y[:Z]] ... [script | -- command [arg1 ...]]", 2)
+        return _error(inv, f"qsub: invalid option -- '{parsed.lstrip('-')}'" + "\nusage: qsub [-a date_time] ... [-J X-Y[:Z]] ... [script | -- command [arg1 ...]]", 2)
     opts, command = parsed
     if not command:
         return _error(inv, "qsub: no script file given and stdin is a terminal", 2)
@@ -129,10 +109,7 @@ def qsub(inv: Invocation, argv: list[str]) -> int:
         return _error(inv, "qsub: Array job exceeds server or queue size limit", 2)
     with transaction(inv.paths) as state:
         ctx = Ctx(inv.paths, state, now())
-        job_id = model.allocate_job_id(state)
-        spool = inv.paths.job_spool(job_id)
-        spool.mkdir(parents=True, exist_ok=True)
-        (spool / "env.json").write_text(json.dumps(dict(os.environ)), encoding="utf-8")
+        job_id = model.allocate_spooled_job(ctx)
         job.update({
             "job_id": job_id, "name": name, "user": inv.user, "uid": inv.uid, "group": inv.group,
             "gid": os.getegid(), "home": os.path.expanduser("~"), "submit_dir": os.getcwd(),

@@ -114,6 +114,15 @@ class QueueAdapter(abc.ABC):
         return fields, base.extra
 
     @classmethod
+    def renamed_workflow(cls, given: Mapping[str, Any], fields: dict[str, Any], base: Resources,
+                         renames: Mapping[str, str], extra_name: str) -> tuple[dict[str, Any], tuple[str, ...]]:
+        """The usual translation: scheduler names that stand for a portable field (``pbs_queue`` ->
+        ``partition``) and one name of raw flags (``pbs_extra``) appended to the extra flags."""
+        fields = {**fields, **{field: str(given[name]) for name, field in renames.items() if name in given}}
+        extra = list(base.extra) + (cls.raw_flags(extra_name, given[extra_name]) if extra_name in given else [])
+        return fields, tuple(extra)
+
+    @classmethod
     def raw_flags(cls, name: str, value: Any) -> list[str]:
         """``slurm_extra="--exclusive --nice=10"`` -> one argv item per flag; refuses flags poolparty sets."""
         if isinstance(value, (list, tuple)):

@@ -15,11 +15,11 @@ import shlex
 from pathlib import Path
 from typing import Any, Sequence
 
-from poolparty.errors import SubmissionError, UnsupportedResourceError
+from poolparty.errors import ConfigurationError, SchedulerCommandError, SubmissionError, UnsupportedResourceError
 from poolparty.queues.arrays import compress_indices
 from poolparty.queues.base import ArrayRequest, QueueAdapter, Submitted
 from poolparty.queues.cli import SchedulerCLI
-from poolparty.queues.limits import SchedulerReport, doctor_cli, first_line, key_values
+from poolparty.queues.limits import SchedulerReport, doctor_cli, first_line, key_values, scheduler_answer
 from poolparty.queues.states import JobState, JobStatus
 from poolparty.resources import Resources
 from poolparty.store.layout import job_log_name
@@ -167,7 +167,7 @@ class LsfQueue(QueueAdapter):
         try:
             self.cli.require(program, self.name)
             return True
-        except Exception:
+        except ConfigurationError:
             return False
 
     def submit(self, request: ArrayRequest, *, array: bool = True) -> list[Submitted]:
@@ -212,28 +212,23 @@ class LsfQueue(QueueAdapter):
     @classmethod
     def translate_workflow(cls, given: Any, fields: dict[str, Any],
                            base: Resources) -> tuple[dict[str, Any], tuple[str, ...]]:
-        fields = {**fields, **{f: str(given[n]) for n, f in (("lsf_queue", "partition"), ("lsf_project", "account"))
-                               if n in given}}
-        extra = list(base.extra) + (cls.raw_flags("lsf_extra", given["lsf_extra"]) if "lsf_extra" in given else [])
-        return fields, tuple(extra)
+        return cls.renamed_workflow(given, fields, base, {"lsf_queue": "partition", "lsf_project": "account"},
+                                    "lsf_extra")
 
     @classmethod
     def limits_report(cls, timeout: float = 15.0) -> SchedulerReport:
         """The version (``lsid``) and MAX_JOB_ARRAY_SIZE (``bparams -a``)."""
         cli = doctor_cli(timeout)
         report = SchedulerReport(cls.name, True)
-        try:
-            cls.require_commands(cli)
-            params = cli.run(["bparams", "-a"]).stdout
-        except Exception as e:  # ConfigurationError, SchedulerCommandError
-            report.reachable, report.problem = False, first_line(e)
+        params = scheduler_answer(cls, report, ["bparams", "-a"], cli)
+        if params is None:
             return report
         report.limits["MAX_JOB_ARRAY_SIZE"] = str(parse_max_array_size(params))
-        for key in ("CLEAN_PERIOD", "MAX_JOBS"):
-            if key in key_values(params, "="):
-                report.limits[key] = key_values(params, "=")[key]
+        values = key_values(params, "=")
+        report.limits.update({key: values[key] for key in ("CLEAN_PERIOD", "MAX_JOBS") if key in values})
         try:
-            report.limits["version"] = first_line(Exception(cli.run(["lsid"]).stdout))
-        except Exception as e:
+            version = cli.run(["lsid"]).stdout.strip().splitlines()
+            report.limits["version"] = version[0] if version else "?"
+        except (ConfigurationError, SchedulerCommandError) as e:
             report.limits["version"] = f"not readable: {first_line(e)}"
         return report

@@ -18,7 +18,7 @@ from typing import Any, Sequence
 from poolparty.errors import ConfigurationError, PoolPartyError, SubmissionError, UnsupportedResourceError
 from poolparty.queues.base import ArrayRequest, QueueAdapter, Submitted
 from poolparty.queues.cli import SchedulerCLI
-from poolparty.queues.limits import SchedulerReport, doctor_cli, first_line
+from poolparty.queues.limits import SchedulerReport, doctor_cli, first_line, scheduler_answer
 from poolparty.queues.states import JobState, JobStatus
 from poolparty.resources import Resources, format_hms
 from poolparty.store.layout import job_log_name
@@ -259,21 +259,20 @@ class PbsQueue(QueueAdapter):
     @classmethod
     def translate_workflow(cls, given: Any, fields: dict[str, Any],
                            base: Resources) -> tuple[dict[str, Any], tuple[str, ...]]:
-        fields = {**fields, **{f: str(given[n]) for n, f in (("pbs_queue", "partition"), ("pbs_account", "account"))
-                               if n in given}}
-        extra = list(base.extra) + (cls.raw_flags("pbs_extra", given["pbs_extra"]) if "pbs_extra" in given else [])
-        return fields, tuple(extra)
+        return cls.renamed_workflow(given, fields, base, {"pbs_queue": "partition", "pbs_account": "account"},
+                                    "pbs_extra")
 
     @classmethod
     def limits_report(cls, timeout: float = 15.0) -> SchedulerReport:
         """The server's version and array limit (``qstat -B -f -F json``), and its queues."""
-        cli = doctor_cli(timeout)
         report = SchedulerReport(cls.name, True)
+        text = scheduler_answer(cls, report, ["qstat", "-B", "-f", "-F", "json"], doctor_cli(timeout))
+        if text is None:
+            return report
         try:
-            cls.require_commands(cli)
-            server = parse_server(cli.run(["qstat", "-B", "-f", "-F", "json"]).stdout)
-        except Exception as e:  # ConfigurationError, SchedulerCommandError, bad JSON
-            report.reachable, report.problem = False, first_line(e)
+            server = parse_server(text)
+        except ValueError as e:
+            report.reachable, report.problem = False, f"qstat -B -f -F json printed no JSON: {first_line(e)}"
             return report
         report.limits["pbs_version"] = server.get("pbs_version", "?")
         report.limits["max_array_size"] = server.get("max_array_size", "10000 (default)")
