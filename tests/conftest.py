@@ -25,7 +25,15 @@ from poolparty.queues.cli import SchedulerCLI  # noqa: E402
 SCHEDULER_COMMANDS = {
     "slurm": ("sbatch", "squeue", "scancel", "scontrol", "sacct"),
     "sge": ("qsub", "qstat", "qdel", "qconf", "qacct", "qalter"),
+    "pbs": ("qsub", "qstat", "qdel", "qalter", "qselect"),
+    "lsf": ("bsub", "bjobs", "bkill", "bmod", "bparams"),
 }
+#: per flavor: the submit command, the status command, the lowest array index
+SUBMIT_COMMAND = {"slurm": "sbatch", "sge": "qsub", "pbs": "qsub", "lsf": "bsub"}
+STATUS_COMMAND = {"slurm": "squeue", "sge": "qstat", "pbs": "qstat", "lsf": "bjobs"}
+FIRST_INDEX = {"slurm": 0, "sge": 1, "pbs": 0, "lsf": 1}
+#: fake schedulers with no real daemon on this machine: the tests read their state from the fake itself
+FAKE_ONLY = ("pbs", "lsf")
 CALL_SHIM = """#!{python}
 import json, os, sys, time
 real = {real!r}
@@ -75,8 +83,8 @@ def install_call_counter(bin_dir: Path, flavor: str, log: Path) -> None:
 class QueueUnderTest:
     """What a behavioural test needs from a queue, whichever kind it is."""
 
-    kind: str  # local | fake-slurm | fake-sge | slurm | sge
-    flavor: str  # local | slurm | sge
+    kind: str  # local | fake-slurm | fake-sge | fake-pbs | fake-lsf | slurm | sge
+    flavor: str  # local | slurm | sge | pbs | lsf
     tmp: Path
     cluster: Any = None  # the FakeCluster, for fault injection
     call_log: Path | None = None
@@ -121,6 +129,9 @@ class QueueUnderTest:
         name = pool.engine.name
         if self.flavor == "local":
             return [str(p) for p in local_worker_pids(pool.engine.work_dir)]
+        if self.flavor in FAKE_ONLY:
+            return [j["id"] for j in self.cluster.jobs() if j["name"] == name
+                    and j["state"] in ("PENDING", "RUNNING", "SUSPENDED")]
         if self.flavor == "slurm":
             out = subprocess.run([probe("squeue"), "--noheader", "--array", f"--name={name}", "--format=%i|%T"],
                                  capture_output=True, text=True, timeout=30).stdout
@@ -134,6 +145,8 @@ class QueueUnderTest:
     def running_elements(self, pool: Any) -> list[str]:
         """Element ids of the pool running now, as the scheduler (or /proc, locally) reports them."""
         name = pool.engine.name
+        if self.flavor in FAKE_ONLY:
+            return [j["id"] for j in self.cluster.jobs() if j["name"] == name and j["state"] == "RUNNING"]
         if self.flavor == "slurm":
             out = subprocess.run([probe("squeue"), "--noheader", "--array", f"--name={name}", "--states=RUNNING",
                                   "--format=%i"], capture_output=True, text=True, timeout=30).stdout
@@ -160,6 +173,8 @@ class QueueUnderTest:
 
     def running_jobs(self, pool: Any) -> int:
         name = pool.engine.name
+        if self.flavor in FAKE_ONLY:
+            return len(self.running_elements(pool))
         if self.flavor == "slurm":
             out = subprocess.run([probe("squeue"), "--noheader", "--array", f"--name={name}", "--states=RUNNING",
                                   "--format=%i"], capture_output=True, text=True, timeout=30).stdout
@@ -188,6 +203,10 @@ def pool_status_calls(q: "QueueUnderTest") -> list[dict[str, Any]]:
     """The status queries poolparty itself made (the tests' own squeue/qstat calls differ in argv)."""
     if q.flavor == "slurm":
         return [c for c in q.calls("squeue") if "--states=all" in c["argv"]]
+    if q.flavor == "pbs":
+        return [c for c in q.calls("qstat") if "-f" in c["argv"] and "-B" not in c["argv"]]
+    if q.flavor == "lsf":
+        return [c for c in q.calls("bjobs") if "-a" in c["argv"]]
     return [c for c in q.calls("qstat") if c["argv"] == ["-xml", "-g", "d"]]
 
 
@@ -245,9 +264,9 @@ def make_queue_under_test(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         c.__exit__(None, None, None)
 
 
-ALL_KINDS = ["local", "fake-slurm", "fake-sge", "slurm", "sge"]
-FAKE_KINDS = ["fake-slurm", "fake-sge"]
-CLUSTER_KINDS = ["fake-slurm", "fake-sge", "slurm", "sge"]
+ALL_KINDS = ["local", "fake-slurm", "fake-sge", "fake-pbs", "fake-lsf", "slurm", "sge"]
+FAKE_KINDS = ["fake-slurm", "fake-sge", "fake-pbs", "fake-lsf"]
+CLUSTER_KINDS = ["fake-slurm", "fake-sge", "fake-pbs", "fake-lsf", "slurm", "sge"]
 
 
 SCENARIOS: list[dict[str, Any]] = []

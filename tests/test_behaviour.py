@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 import poolparty
-from conftest import ALL_KINDS, CLUSTER_KINDS, measure, pool_status_calls, wait_until
+from conftest import ALL_KINDS, CLUSTER_KINDS, SUBMIT_COMMAND, measure, pool_status_calls, wait_until
 
 
 def record_and_square(args):
@@ -42,7 +42,7 @@ def runs_per_task(marker_dir: Path) -> dict[int, int]:
 
 
 def submissions(q) -> int:
-    return len(q.calls("sbatch" if q.flavor == "slurm" else "qsub"))
+    return len(q.calls(SUBMIT_COMMAND[q.flavor]))
 
 
 class RunningSampler(threading.Thread):
@@ -149,7 +149,7 @@ def test_executor_futures(kind, make_queue_under_test):
     assert stats["submissions"] <= 2  # submitted together: coalesced into one array (two if split by timing)
 
 
-@pytest.mark.parametrize("kind", ["local", "fake-slurm", "fake-sge"])
+@pytest.mark.parametrize("kind", ["local", "fake-slurm", "fake-sge", "fake-pbs", "fake-lsf"])
 def test_cancelling_one_batch_leaves_the_pool_usable(kind, make_queue_under_test, tmp_path):
     from concurrent.futures import CancelledError
     q = make_queue_under_test(kind)

@@ -319,6 +319,25 @@ def test_doctor_on_fake_slurm(tmp_path, make_queue_under_test):
     assert result.exit_code == 0
 
 
+@pytest.mark.parametrize("kind, limit", [("pbs", "max_array_size"), ("lsf", "MAX_JOB_ARRAY_SIZE")])
+def test_doctor_on_fake_pbs_and_lsf(kind, limit, tmp_path, make_queue_under_test):
+    """The commands answer with their version and array limit; a one-element array job runs, the status
+    query sees it, its result comes back; all of it printed."""
+    make_queue_under_test(f"fake-{kind}", max_array_size=77)
+    result = CliRunner().invoke(main, ["doctor", "--queue", kind, "--work-root", str(tmp_path / "wr"), "--timeout", "60"])
+    assert result.exit_code == 0, result.output
+    assert re.search(rf"\[ ok \] {kind} answers: .*{limit}=77", result.output), result.output
+    assert re.search(r"(pbs_version=2022\.1\.1|version=IBM Spectrum LSF)", result.output), result.output
+    assert re.search(rf"\[ ok \] {kind} nodes: a job on \S+ wrote to .* \(shared\)", result.output)
+    assert re.search(r"probe job \S+: seen by the status query as .*completed", result.output), result.output
+    report = json.loads(CliRunner().invoke(main, ["doctor", "--queue", kind, "--work-root", str(tmp_path / "wr"),
+                                                  "--json", "--timeout", "60"]).stdout)
+    node = report["nodes"][0]
+    assert node["verdict"] == "ok" and node["seen"][-1] == "completed"
+    # PBS refuses an array of one subjob: its adapter runs that one chunk as a plain job
+    assert re.fullmatch(r"\d+\.server" if kind == "pbs" else r"\d+\[1\]", node["job"]), node["job"]
+
+
 @pytest.mark.slurm
 def test_doctor_on_real_slurm(tmp_path):
     require_or_skip(slurm_available(), "real SLURM")

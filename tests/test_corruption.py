@@ -70,7 +70,7 @@ def assert_reported(caplog, wd: Path) -> None:
     assert f"{wd}/batches/0001/results.rec" in warned[0] and "recomputed" in warned[0]
 
 
-@pytest.mark.parametrize("kind", ["local", "fake-slurm", "fake-sge"])
+@pytest.mark.parametrize("kind", ["local", "fake-slurm", "fake-sge", "fake-pbs", "fake-lsf"])
 def test_a_flipped_byte_in_results_is_recomputed_on_a_rerun(kind, make_queue_under_test, tmp_path, caplog):
     q = make_queue_under_test(kind)
     wd, markers, hit = first_run(q, tmp_path)

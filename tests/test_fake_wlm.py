@@ -471,3 +471,52 @@ def test_sge_submission_limits_config_env_and_cli_failures(tmp_path: Path) -> No
         with pytest.raises(ValueError):
             cluster.add_rule(action="explode")
     assert "FakeCluster" in fake_wlm.__all__
+
+
+# -- fake PBS and LSF -------------------------------------------------------------------------------
+def test_pbs_qsub_qstat_json_layout_and_exit_statuses(tmp_path: Path) -> None:
+    """`qstat -f -F json` as PBS 19-22 writes it ("key":value, 4-space indents, see test_queue_pbs.py),
+    subjobs `12[i].server` (X once done), a walltime kill Exit_status -29, a qdel'd running job 271."""
+    from poolparty.queues.pbs import parse_qstat
+    with FakeCluster(tmp_path / "wlm", flavor="pbs") as c:
+        out = c.run("qsub", "-N", "arr", "-j", "oe", "-J", "0-2", "-l", "walltime=00:00:01", "-o",
+                    str(tmp_path / "a.^array_index^"), "--", "/bin/sh", "-c", "echo $PBS_ARRAY_INDEX; sleep 30")
+        assert out.stdout == "1[].server\n"
+        assert c.run("qsub", "-J", "3-3", "--", "/bin/true").stderr.strip() == "qsub: illegal -J value"
+        c.wait_idle(30)
+        text = c.run("qstat", "-f", "-F", "json", "-x", "-t").stdout
+        assert re.search(r'^ {12}"job_state":"X",$', text, re.MULTILINE) and '": ' not in text
+        states = parse_qstat(text, "arr")
+        assert sorted(states) == ["1[0].server", "1[1].server", "1[2].server"]
+        assert {s.reason for s in states.values()} == {"X Exit_status=-29"}
+        assert (tmp_path / "a.2").read_text().strip() == "2"
+        assert "Jobs" not in c.run("qstat", "-f", "-F", "json", "-t").stdout  # no live job left
+        job = c.run("qsub", "-N", "one", "--", "/bin/sleep", "30").stdout.strip()
+        c.wait_state(job, "RUNNING")
+        assert c.run("qdel", job).returncode == 0
+        c.wait_idle(30)
+        assert parse_qstat(c.run("qstat", "-f", "-F", "json", "-x").stdout, "one")[job].reason == "F Exit_status=271"
+        assert c.run("qdel", job).returncode == 35
+
+
+def test_lsf_bsub_bjobs_json_layout_and_exit_reasons(tmp_path: Path) -> None:
+    """`bjobs -json -o` as LSF 10.1 writes it (two-space indents), elements `12[i]` named
+    `name[i]`, a run-limit kill EXIT with TERM_RUNLIMIT, bkill of a finished job rc 255."""
+    from poolparty.queues.lsf import BJOBS_FIELDS, parse_bjobs
+    with FakeCluster(tmp_path / "wlm", flavor="lsf") as c:
+        out = c.run("bsub", "-J", "arr[1-2]%1", "-W", "1", "-cwd", str(tmp_path), "-o", str(tmp_path / "o%J_%I"),
+                    "echo", "$LSB_JOBINDEX", "'a  b'")
+        assert out.stdout == "Job <1> is submitted to default queue <normal>.\n"
+        c.wait_idle(30)
+        assert (tmp_path / "o1_2").read_text() == "2 a  b\n"
+        text = c.run("bjobs", "-a", "-json", "-o", BJOBS_FIELDS, "-J", "arr*").stdout
+        assert text.startswith('{\n  "COMMAND":"bjobs",\n  "JOBS":2,\n  "RECORDS":[\n    {\n      "JOBID":"1",')
+        states = parse_bjobs(text, "arr")
+        assert {k: s.state.value for k, s in states.items()} == {"1[1]": "completed", "1[2]": "completed"}
+        job = c.run("bsub", "-J", "slow", "-o", str(tmp_path / "s"), "sleep 30").stdout.split("<")[1].split(">")[0]
+        c.wait_state(job, "RUNNING")
+        c.inject(job, "timeout")
+        c.wait_idle(30)
+        text = c.run("bjobs", "-a", "-json", "-o", "jobid stat exit_reason job_name", "-J", "slow").stdout
+        assert '"EXIT_REASON":"TERM_RUNLIMIT: job killed after reaching LSF run time limit"' in text
+        assert c.run("bkill", job).returncode == 255

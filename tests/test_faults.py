@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import poolparty
-from conftest import FAKE_KINDS, pool_status_calls, wait_until
+from conftest import FAKE_KINDS, FIRST_INDEX, STATUS_COMMAND, SUBMIT_COMMAND, pool_status_calls, wait_until
 from test_behaviour import runs_per_task, slow_square
 
 
@@ -32,13 +32,32 @@ def markers(tmp_path):
     return d
 
 
+class RunningPeak:
+    """The most elements the fake scheduler ran at once, sampled from its state while a test runs."""
+
+    def __init__(self, cluster):
+        self.cluster, self.value = cluster, 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.value = max(self.value, sum(1 for j in self.cluster.jobs() if j.get("state") == "RUNNING"))
+            time.sleep(0.05)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def array_index(q, chunk: int) -> int:
-    """The scheduler's array index of a chunk of a small map (SGE counts from 1)."""
-    return chunk + (1 if q.flavor == "sge" else 0)
+    """The scheduler's array index of a chunk of a small map (SGE and LSF count from 1)."""
+    return chunk + FIRST_INDEX[q.flavor]
 
 
 def sub_argvs(q):
-    return [c["argv"] for c in q.calls("sbatch" if q.flavor == "slurm" else "qsub")]
+    return [c["argv"] for c in q.calls(SUBMIT_COMMAND[q.flavor])]
 
 
 @pytest.mark.parametrize("kind", FAKE_KINDS)
@@ -51,29 +70,43 @@ def test_infrastructure_failures_are_resubmitted(kind, action, make_queue_under_
     result, stats = run_map(q, markers, max_running=3)
     assert result == [x * x for x in range(6)]
     assert set(runs_per_task(markers)) == set(range(6))
-    rerun_by_scheduler = action == "requeue" or (action == "node_fail" and q.flavor == "sge")  # qsub -r y
+    # qsub -r y: SGE reruns a job of a failed node, PBS one of a failed node or preempted by requeue
+    rerun_by_scheduler = action == "requeue" or (action == "node_fail" and q.flavor in ("sge", "pbs")) \
+        or (action == "preempt" and q.flavor == "pbs")
     expected = 0 if rerun_by_scheduler else 1
     assert stats["resubmissions"] == expected
     assert len(sub_argvs(q)) == 1 + expected
 
 
-def test_out_of_memory_is_resubmitted_with_more_memory(make_queue_under_test, markers):
-    q = make_queue_under_test("fake-slurm")
-    q.cluster.add_rule("oom", index=0, after=0.2)
+#: how each scheduler's submission says 100 MB then 200 MB, and 60 s then 120 s
+MEMORY_FLAGS = {"slurm": ("--mem=100M", "--mem=200M"), "pbs": ("select=1:ncpus=1:mem=100mb", "select=1:ncpus=1:mem=200mb"),
+                "lsf": ("100MB", "200MB"), "sge": ("h_vmem=100M", "h_vmem=200M")}
+WALLTIME_FLAGS = {"slurm": ("--time=0-00:01:00", "--time=0-00:02:00"), "pbs": ("walltime=0:01:00", "walltime=0:02:00"),
+                  "lsf": ("1", "2"), "sge": ("h_rt=0:01:00", "h_rt=0:02:00")}
+
+
+@pytest.mark.parametrize("kind", FAKE_KINDS)
+def test_out_of_memory_is_resubmitted_with_more_memory(kind, make_queue_under_test, markers):
+    q = make_queue_under_test(kind)
+    q.cluster.add_rule("oom", index=array_index(q, 0), after=0.2)
     result, stats = run_map(q, markers, n=3, memory="100MB", max_running=3)
     assert result == [0, 1, 4]
     first, second = sub_argvs(q)
-    assert "--mem=100M" in first and "--mem=200M" in second
+    before, after = MEMORY_FLAGS[q.flavor]
+    assert any(before in a for a in first) and any(after in a for a in second)
     assert stats["resubmissions"] == 1
 
 
-def test_timeout_is_resubmitted_with_more_walltime(make_queue_under_test, markers):
-    q = make_queue_under_test("fake-slurm")
-    q.cluster.add_rule("timeout", index=0, after=0.2)
+@pytest.mark.parametrize("kind", FAKE_KINDS)
+def test_timeout_is_resubmitted_with_more_walltime(kind, make_queue_under_test, markers):
+    q = make_queue_under_test(kind)
+    q.cluster.add_rule("timeout", index=array_index(q, 0), after=0.2)
     result, stats = run_map(q, markers, n=3, walltime=60, max_running=3)
     assert result == [0, 1, 4]
     first, second = sub_argvs(q)
-    assert "--time=0-00:01:00" in first and "--time=0-00:02:00" in second
+    before, after = WALLTIME_FLAGS[q.flavor]
+    assert any(a == before or a.startswith(before) or f",{before}" in a for a in first)
+    assert any(a == after or a.startswith(after) or f",{after}" in a for a in second)
 
 
 @pytest.mark.parametrize("kind", FAKE_KINDS)
@@ -108,14 +141,17 @@ def test_sge_error_state_is_deleted_and_resubmitted(make_queue_under_test, marke
 @pytest.mark.parametrize("kind", FAKE_KINDS)
 def test_transient_cli_errors_are_retried_with_one_query_per_poll(kind, make_queue_under_test, markers):
     q = make_queue_under_test(kind)
-    submit, status = ("sbatch", "squeue") if q.flavor == "slurm" else ("qsub", "qstat")
+    submit, status = SUBMIT_COMMAND[q.flavor], STATUS_COMMAND[q.flavor]
     q.cluster.set_cli_failures(**{submit: 2, status: 2})
     result, stats = run_map(q, markers, n=4, seconds=1.5, max_running=2)
     assert result == [x * x for x in range(4)]
     assert len(q.calls(submit)) == 3  # two transient failures, then the one submission
     assert stats["submissions"] == 1
-    # every poll is one query; only the two transient failures were repeated
-    assert len(pool_status_calls(q)) == stats["polls"] + 2
+    # every poll is one query; only the two transient failures were repeated (PBS's go to the server
+    # query its adapter makes once before it submits)
+    assert sum(c["rc"] != 0 for c in q.calls(status)) == 2
+    polls = pool_status_calls(q)
+    assert len(polls) == stats["polls"] + sum(c["rc"] != 0 for c in polls)
 
 
 def test_a_lost_submission_reply_leaves_no_duplicate_behind(make_queue_under_test, markers):
@@ -130,7 +166,7 @@ def test_a_lost_submission_reply_leaves_no_duplicate_behind(make_queue_under_tes
 @pytest.mark.parametrize("kind", FAKE_KINDS)
 def test_slow_scheduler_cli_still_one_query_per_poll(kind, make_queue_under_test, markers):
     q = make_queue_under_test(kind)
-    q.cluster.set_cli_delay(**{"squeue" if q.flavor == "slurm" else "qstat": 1.0})
+    q.cluster.set_cli_delay(**{STATUS_COMMAND[q.flavor]: 1.0})
     result, stats = run_map(q, markers, n=4, seconds=1.0, max_running=4)
     assert result == [x * x for x in range(4)]
     assert len(pool_status_calls(q)) == stats["polls"]
@@ -170,24 +206,13 @@ def test_arrays_are_split_at_the_schedulers_maximum(kind, make_queue_under_test,
 @pytest.mark.parametrize("kind", FAKE_KINDS)
 def test_plain_job_mode_one_job_per_chunk_throttled_by_the_dispatcher(kind, make_queue_under_test, markers):
     q = make_queue_under_test(kind)
-    peak = 0
-    stop = threading.Event()
-
-    def sample():
-        nonlocal peak
-        while not stop.is_set():
-            peak = max(peak, sum(1 for j in q.cluster.jobs() if j.get("state") == "RUNNING"))
-            time.sleep(0.05)
-
-    t = threading.Thread(target=sample, daemon=True)
-    t.start()
+    peak = RunningPeak(q.cluster)
     result, stats = run_map(q, markers, n=5, seconds=0.7, max_running=2, array=False)
-    stop.set()
-    t.join()
+    peak.stop()
     assert result == [x * x for x in range(5)]
     argvs = sub_argvs(q)
     assert len(argvs) == 5 and not any(a.startswith("--array") or a == "-t" for argv in argvs for a in argv)
-    assert 1 <= peak <= 2
+    assert 1 <= peak.value <= 2
 
 
 def test_a_resubmitted_job_pending_again_is_not_a_scheduler_requeue(make_queue_under_test, markers):
@@ -231,3 +256,16 @@ def test_a_job_that_ended_by_itself_without_a_result_gets_the_result_grace(make_
         assert pool.map(exit_quietly_once, [(x, str(markers)) for x in range(3)], chunksize=1) == [0, 1, 2]
         assert pool.engine.stats["resubmissions"] == 1
     assert time.monotonic() - started >= 4.0
+
+
+def test_an_old_pbs_without_array_limits_gets_no_more_subjobs_than_slots(make_queue_under_test, markers):
+    """PBS before 2020 has no max_run_subjobs: each array holds at most the free slots, never more run."""
+    q = make_queue_under_test("fake-pbs", version="19.1.3")
+    peak = RunningPeak(q.cluster)
+    result, stats = run_map(q, markers, n=6, seconds=0.5, max_running=2)
+    peak.stop()
+    assert result == [x * x for x in range(6)]
+    argvs = sub_argvs(q)
+    assert len(argvs) >= 3 and not any(a.startswith("max_run_subjobs") for argv in argvs for a in argv)
+    assert all(argv[argv.index("-J") + 1].count("-") == 1 for argv in argvs if "-J" in argv)
+    assert 1 <= peak.value <= 2

@@ -9,14 +9,14 @@ from poolparty.queues import QUEUE_NAMES, queue_class
 
 
 def test_every_name_has_its_adapter():
-    assert QUEUE_NAMES == ("local", "slurm", "sge")
+    assert QUEUE_NAMES == ("local", "slurm", "sge", "pbs", "lsf")
     assert [queue_class(n).name for n in QUEUE_NAMES] == list(QUEUE_NAMES)
     assert [n for n in QUEUE_NAMES if queue_class(n).runs_on_this_host] == ["local"]
 
 
-@pytest.mark.parametrize("name", ["pbs", None, "SLURM"])
+@pytest.mark.parametrize("name", ["torque", None, "SLURM"])
 def test_unknown_name_lists_the_known_ones(name):
-    with pytest.raises(ConfigurationError, match=r"is unknown; choose one of local, slurm, sge"):
+    with pytest.raises(ConfigurationError, match=r"is unknown; choose one of local, slurm, sge, pbs, lsf"):
         queue_class(name)
 
 

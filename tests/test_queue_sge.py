@@ -246,3 +246,89 @@ def test_submit_maps_chunks_to_elements_and_query_reads_qstat():
     assert cli.argvs[0] == qsub_argv(request((1, 2, 3), offset=-1))
     assert queue.query("pp-r1")["19.3"] == JobStatus(JobState.PENDING, "qw")
     assert cli.argvs[1] == QSTAT == ["qstat", "-xml", "-g", "d"]
+
+
+# -- qacct: how a job that left the queue ended ------------------------------------------------------
+# A task that completed, from a real cluster (BCGSC, qacct of SGE): QACCT_ARR3_OK in
+# tests/integration/schedule/test_sge.py of github.com/bcgsc/mavis (first block, some ru_* lines left out).
+BCGSC_OK = """
+==============================================================
+qname        merge.q
+hostname     n601.numbers.bcgsc.ca
+jobname      arrtest
+jobnumber    3757289
+taskid       1
+account      sge
+failed       0
+exit_status  0
+ru_wallclock 60s
+maxvmem      1.934MB
+arid         undefined
+ar_sub_time  undefined
+category     -U transabyss_users
+"""
+# this machine's SGE 8.1.9 (/work/shared/research/slurm-sge.md, observed): an h_rt=0:0:5 job killed
+# at 6 s, and a script's own `exit 3` in a plain job
+THIS_MACHINE_H_RT = """==============================================================
+jobname      hrt
+jobnumber    31
+taskid       undefined
+failed       37  : qmaster enforced h_rt, h_cpu, or h_vmem limit
+exit_status  137                  (Killed)
+ru_wallclock 6s
+maxvmem      0.000B
+==============================================================
+jobname      hrt
+jobnumber    32
+taskid       undefined
+failed       0
+exit_status  3
+ru_wallclock 0s
+"""
+
+
+def test_qacct_completed_and_killed_for_walltime():
+    from poolparty.queues.sge import parse_qacct
+    assert parse_qacct(BCGSC_OK)["3757289.1"].state is JobState.COMPLETED
+    ends = parse_qacct(THIS_MACHINE_H_RT)
+    assert ends["31"].state is JobState.TIMEOUT and ends["31"].reason.startswith("failed 37")
+    assert ends["32"].state is JobState.FAILED
+
+
+@pytest.mark.parametrize("failed, status, peak, category, state", [
+    # failed codes: SGE 8.1.9 accounting(5) / execd execution states ("37 qmaster enforced h_rt, h_cpu, or
+    # h_vmem limit"; "100 assumedly after job: ran, but killed by a signal (perhaps due to exceeding
+    # resources), task died, shepherd died (e.g. node crash)")
+    ("37  : qmaster enforced h_rt, h_cpu, or h_vmem limit", "137", "200.000MB", "-l h_rt=60,h_vmem=200M",
+     JobState.OUT_OF_MEMORY),
+    ("37  : qmaster enforced h_rt, h_cpu, or h_vmem limit", "137", "12.000MB", "-l h_rt=60,h_vmem=200M",
+     JobState.TIMEOUT),
+    ("100 : assumedly after job", "137", "1.953GB", "-U u -l h_vmem=2G", JobState.OUT_OF_MEMORY),
+    ("100 : assumedly after job", "137", "0.000B", "", JobState.CANCELLED),
+    ("25  : rescheduling", "137", "0.000B", "", JobState.REQUEUED),
+    ("26  : opening input/output file", "0", "0.000B", "", JobState.LAUNCH_FAILED),
+    ("30  : application error returned", "100", "0.000B", "", JobState.FAILED),
+    ("1   : assumedly before job", "0", "0.000B", "", JobState.NODE_FAIL),
+])
+def test_qacct_failed_codes(failed, status, peak, category, state):
+    from poolparty.queues.sge import accounted_state
+    block = {"failed": failed, "exit_status": status, "maxvmem": peak, "category": category}
+    assert accounted_state(block) is state
+
+
+def test_qacct_is_asked_once_per_poll_only_for_elements_that_left_the_queue():
+    empty = "<?xml version='1.0'?>\n<job_info>\n  <queue_info>\n  </queue_info>\n  <job_info>\n  </job_info>\n</job_info>"
+    running = QSTAT_XML
+    cli = RecordingCLI(qsub="19.1-3:1\n", qstat=running, qacct=THIS_MACHINE_H_RT.replace("31", "19").replace(
+        "taskid       undefined", "taskid       2", 1))
+    q = SgeQueue(cli)
+    q.submit(request((1, 2, 3)))
+    cli.argvs.clear()
+    q.query("pp-r1")
+    assert [a[0] for a in cli.argvs] == ["qstat"]  # all three still queued: no qacct
+    cli.answers["qstat"] = empty
+    states = q.query("pp-r1")
+    assert [a[0] for a in cli.argvs] == ["qstat", "qstat", "qacct"] and cli.argvs[-1] == ["qacct", "-j", "pp-r1"]
+    assert states["19.2"].state is JobState.TIMEOUT
+    q.query("pp-r1")
+    assert [a[0] for a in cli.argvs][-2:] == ["qstat", "qacct"]  # 19.1 and 19.3 not accounted yet: asked again

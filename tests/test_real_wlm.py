@@ -106,6 +106,21 @@ def test_slurm_walltime_overrun_is_resubmitted_with_more_walltime(make_queue_und
     assert scenario["resubmissions"] == 1
 
 
+@pytest.mark.sge
+def test_sge_walltime_overrun_is_read_from_qacct_and_resubmitted_with_more_walltime(make_queue_under_test, scenario):
+    """h_rt kills a task (qacct: failed 37, exit 137) and qstat forgets it at once: qacct tells the
+    walltime kill apart from a vanished job, and the chunk comes back with twice the walltime."""
+    q = make_queue_under_test("sge")
+    with poolparty.Pool(max_running=1, walltime=10, **q.pool_options()) as pool:
+        # 14 s overruns h_rt=10 s (SGE kills about a second late) and fits the escalated 20 s
+        assert pool.map(sleeper, [14.0]) == [14.0]
+        measure(scenario, q, pool)
+    limits = [a for c in q.calls("qsub") for a in c["argv"] if "h_rt=" in a]
+    assert "h_rt=0:00:10" in limits[0] and "h_rt=0:00:20" in limits[1], limits
+    assert scenario["resubmissions"] == 1
+    assert any(c["argv"][:1] == ["-j"] for c in q.calls("qacct"))
+
+
 def test_slurm_out_of_memory_is_resubmitted_with_more_memory(make_queue_under_test, markers, scenario):
     q = make_queue_under_test("slurm")
     cgroup = "cgroup" in run(["scontrol", "show", "config"])

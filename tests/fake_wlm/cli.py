@@ -16,6 +16,13 @@ from .store import StatePaths, append_jsonl, locked, read_json, write_json_atomi
 
 SLURM_COMMANDS = ("sbatch", "squeue", "scancel", "scontrol", "sacct")
 SGE_COMMANDS = ("qsub", "qstat", "qdel", "qconf", "qacct", "qhold", "qrls", "qmod", "qalter")
+PBS_COMMANDS = ("qsub", "qstat", "qdel", "qalter", "qselect")
+LSF_COMMANDS = ("bsub", "bjobs", "bkill", "bmod", "bparams", "lsid")
+#: what a PBS client prints when the server refuses the connection (errno 111, ECONNREFUSED)
+PBS_FAILURE_TEXT = "Connection refused\n{cmd}: cannot connect to server server (errno=111)"
+#: what an LSF client prints while it cannot reach LSF, then gives up (rc 255)
+LSF_FAILURE_TEXT = "Cannot connect to LSF. Please wait ...\nCannot connect to LSF. Please wait ...\n" \
+                   "{cmd}: LSF is down. Please try again later."
 SLURM_TIMEOUT = "Socket timed out on send/recv operation"
 SLURM_FAILURE_TEXT = {
     "sbatch": f"sbatch: error: Batch job submission failed: {SLURM_TIMEOUT}",
@@ -80,7 +87,32 @@ def gnu_getopt(inv: Invocation, argv: list[str], short: str, long: list[str],
         return 1
 
 
-def _command(name: str) -> Command:
+def split_options(argv: list[str], flags: set[str], one_arg: set[str]) -> tuple[list[tuple[str, str]], list[str]] | str:
+    """``[-x] [-o value] ... [--] command args`` -> ([(option, value)], command words); the first unknown
+    option instead (PBS qsub and LSF bsub both read their options this way, up to the command)."""
+    opts: list[tuple[str, str]] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            return opts, argv[i + 1:]
+        if arg in flags:
+            opts.append((arg, ""))
+            i += 1
+        elif arg in one_arg and i + 1 < len(argv):
+            opts.append((arg, argv[i + 1]))
+            i += 2
+        elif arg.startswith("-"):
+            return arg
+        else:
+            return opts, argv[i:]
+    return opts, []
+
+
+def _command(name: str, flavor: str = "") -> Command:
+    if flavor in ("pbs", "lsf"):
+        from . import lsf_cli, pbs_cli
+        return getattr(pbs_cli if flavor == "pbs" else lsf_cli, name)
     if name in SLURM_COMMANDS:
         if name == "sbatch":
             from .slurm_submit import sbatch
@@ -128,7 +160,12 @@ def main(name: str, state_dir: str, argv: list[str] | None = None) -> int:
         if lost_reply:  # the request went through, only the answer is lost
             quiet = Invocation(paths, name, io.StringIO(), io.StringIO())
             _run(quiet, argv)
-        if name in SLURM_COMMANDS:
+        flavor = _flavor(paths)
+        if flavor == "pbs":
+            inv.error(PBS_FAILURE_TEXT.format(cmd=name))
+        elif flavor == "lsf":
+            inv.error(LSF_FAILURE_TEXT.format(cmd=name))
+        elif name in SLURM_COMMANDS:
             inv.error(SLURM_FAILURE_TEXT[name])
         else:
             inv.error(SGE_FAILURE_TEXT.format(node=_node(paths)))
@@ -141,13 +178,17 @@ def main(name: str, state_dir: str, argv: list[str] | None = None) -> int:
     return rc
 
 
+def _flavor(paths: StatePaths) -> str:
+    return read_json(paths.root / "config.json", {}).get("flavor", "")
+
+
 def _node(paths: StatePaths) -> str:
     return read_json(paths.root / "config.json", {}).get("node", "vm")
 
 
 def _run(inv: Invocation, argv: list[str]) -> int:
     try:
-        return _command(inv.name)(inv, argv)
+        return _command(inv.name, _flavor(inv.paths))(inv, argv)
     except BrokenPipeError:
         return 1
     except Exception:  # a bug in the fake: make it loud, never silent

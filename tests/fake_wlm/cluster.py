@@ -20,6 +20,9 @@ from .store import (StatePaths, locked, read_json, read_jsonl, read_state, trans
 PACKAGE_PARENT = str(Path(__file__).resolve().parent.parent)
 SLURM_BIN = ("sbatch", "squeue", "scancel", "scontrol", "sacct")
 SGE_BIN = ("qsub", "qstat", "qdel", "qconf", "qacct", "qhold", "qrls", "qmod", "qalter")
+PBS_BIN = ("qsub", "qstat", "qdel", "qalter", "qselect")
+LSF_BIN = ("bsub", "bjobs", "bkill", "bmod", "bparams", "lsid")
+BINS = {"slurm": SLURM_BIN, "sge": SGE_BIN, "pbs": PBS_BIN, "lsf": LSF_BIN}
 IDLE_STATES = {"PENDING", "RUNNING", "SUSPENDED", "COMPLETING"}
 
 
@@ -39,9 +42,9 @@ class FakeCluster:
                  max_array_size: int = 1001, min_job_age: float = 300.0, tick: float = 0.05,
                  kill_wait: float = 1.0, requeue_delay: float = 0.5, job_requeue: bool = False,
                  max_aj_instances: int = 2000, transfer_delay: float = 0.0, first_job_id: int = 1,
-                 node: str = "vm", stop_with_owner: bool = True) -> None:
-        if flavor not in ("slurm", "sge"):
-            raise ValueError(f"flavor must be 'slurm' or 'sge', not {flavor!r}")
+                 node: str = "vm", stop_with_owner: bool = True, version: str | None = None) -> None:
+        if flavor not in BINS:
+            raise ValueError(f"flavor must be one of {sorted(BINS)}, not {flavor!r}")
         self.paths = StatePaths(Path(state_dir).resolve())
         self.flavor = flavor
         self.config: dict[str, Any] = {
@@ -49,7 +52,7 @@ class FakeCluster:
             "max_job_count": 10000, "min_job_age": float(min_job_age), "tick": float(tick),
             "kill_wait": float(kill_wait), "requeue_delay": float(requeue_delay),
             "job_requeue": bool(job_requeue), "max_aj_instances": int(max_aj_instances),
-            "transfer_delay": float(transfer_delay),
+            "transfer_delay": float(transfer_delay), "version": version,
             "node": node, "cluster": "poolparty", "partition": "debug", "queue": "all.q",
             "uid": os.geteuid(), "user": pwd.getpwuid(os.geteuid()).pw_name,
         }
@@ -101,9 +104,9 @@ class FakeCluster:
 
     def _write_bin(self) -> None:
         self.paths.bin.mkdir(exist_ok=True)
-        for name in SLURM_BIN + SGE_BIN:
+        for name in {n for names in BINS.values() for n in names}:
             (self.paths.bin / name).unlink(missing_ok=True)
-        for name in SLURM_BIN if self.flavor == "slurm" else SGE_BIN:
+        for name in BINS[self.flavor]:
             script = self.paths.bin / name
             script.write_text(
                 f"#!{sys.executable} -IS\n"
@@ -178,6 +181,7 @@ class FakeCluster:
         tasks = state["tasks"]
         if job_id in tasks:
             return [tasks[job_id]]
+        job_id = job_id.split("[]")[0].split(".")[0]  # PBS "12[].server" and "12.server": the whole job
         if job_id.isdigit():
             recs = [r for r in tasks.values() if r["job_id"] == int(job_id)] or \
                    [r for r in tasks.values() if r["raw_id"] == int(job_id)]
@@ -224,7 +228,7 @@ class FakeCluster:
             write_json_atomic(self.paths.controls, controls)
 
     def _check_commands(self, names: dict[str, Any]) -> None:
-        valid = SLURM_BIN if self.flavor == "slurm" else SGE_BIN
+        valid = BINS[self.flavor]
         unknown = set(names) - set(valid)
         if unknown:
             raise ValueError(f"unknown {self.flavor} commands: {sorted(unknown)}")

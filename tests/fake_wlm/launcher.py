@@ -21,6 +21,8 @@ def launch(ctx: Ctx, rec: Record) -> subprocess.Popen[bytes] | None:
     if ctx.flavor == "slurm":
         model.split_raw_id(ctx, rec)
         plan = _slurm_plan(ctx, rec, job)
+    elif ctx.flavor in ("pbs", "lsf"):
+        plan = _pbs_plan(ctx, rec, job) if ctx.flavor == "pbs" else _lsf_plan(ctx, rec, job)
     else:
         plan = _sge_plan(ctx, rec, job)
     if plan is None:
@@ -173,6 +175,47 @@ def _sge_plan(ctx: Ctx, rec: Record, job: dict[str, Any]) -> Plan | None:
     def limit_address_space() -> None:  # h_vmem is an rlimit in SGE
         resource.setrlimit(resource.RLIMIT_AS, (vmem, vmem))
     return argv, cwd, env, out_path, err_path, limit_address_space if vmem else None
+
+
+def _pbs_plan(ctx: Ctx, rec: Record, job: dict[str, Any]) -> Plan:
+    """A PBS job starts in the user's home directory (PBS_O_WORKDIR names where it was submitted); its
+    output goes to -o with ^array_index^ replaced, or <name>.o<seq>[.<index>] in the submission dir.
+    (Real PBS spools it on the node and copies it there at the end; the fake writes it directly.)"""
+    pbs = job["pbs"]
+    index = str(rec["task_id"]) if job["array"] else ""
+    default = f"{job['name']}.o{job['job_id']}" + (f".{index}" if index else "")
+    out_path = _abs(job["submit_dir"], (pbs.get("stdout") or default).replace("^array_index^", index))
+    err_path = out_path if pbs["join"] == "oe" else _abs(
+        job["submit_dir"], (pbs.get("stderr") or default.replace(".o", ".e", 1)).replace("^array_index^", index))
+    submit_env = read_json(ctx.paths.job_spool(job["job_id"]) / "env.json", {})
+    env = dict(submit_env) if pbs["export_all"] else {"PATH": SGE_MINIMAL_PATH, "HOME": job["home"]}
+    env.update({
+        "PBS_JOBID": rec["key"], "PBS_JOBNAME": job["name"], "PBS_O_WORKDIR": job["submit_dir"],
+        "PBS_O_HOME": job["home"], "PBS_O_HOST": ctx.cfg["node"], "PBS_O_QUEUE": "workq", "PBS_QUEUE": "workq",
+        "PBS_ENVIRONMENT": "PBS_BATCH", "PBS_NODEFILE": "/dev/null", "NCPUS": str(job["cpus"]),
+        "OMP_NUM_THREADS": str(job["cpus"]), "PBS_TASKNUM": "1", "TMPDIR": "/tmp",
+    })
+    if job["array"]:
+        env.update(PBS_ARRAY_INDEX=index, PBS_ARRAY_ID=f"{job['job_id']}[].{model.PBS_SERVER}")
+    return list(job["argv"]), job["home"], env, out_path, err_path, None
+
+
+def _lsf_plan(ctx: Ctx, rec: Record, job: dict[str, Any]) -> Plan:
+    """LSF runs the command line through /bin/sh in -cwd (default: the submission directory), with the
+    submission environment; -o expands %J (job id) and %I (array index, 0 for a plain job)."""
+    index = str(rec["task_id"]) if job["array"] else "0"
+    cwd = job["workdir"] if os.path.isdir(job["workdir"]) else job["home"]
+    out = (job["lsf"].get("stdout") or f"{cwd}/LSFJOB_{job['job_id']}.out")
+    out_path = _abs(cwd, out.replace("%J", str(job["job_id"])).replace("%I", index))
+    err = job["lsf"].get("stderr")
+    err_path = _abs(cwd, err.replace("%J", str(job["job_id"])).replace("%I", index)) if err else out_path
+    env = dict(read_json(ctx.paths.job_spool(job["job_id"]) / "env.json", {}))
+    env.update({
+        "LSB_JOBID": str(job["job_id"]), "LSB_JOBINDEX": index, "LSB_JOBNAME": f"{job['name']}[{index}]" if job["array"] else job["name"],
+        "LSB_QUEUE": job.get("queue") or "normal", "LSB_HOSTS": ctx.cfg["node"], "LSB_MCPU_HOSTS":
+        f"{ctx.cfg['node']} {job['cpus']}", "LS_SUBCWD": job["submit_dir"], "LSB_DJOB_NUMPROC": str(job["cpus"]),
+    })
+    return ["/bin/sh", "-c", job["command_line"]], cwd, env, out_path, err_path, None
 
 
 def _sge_path(raw: str | None, default_name: str, ctx: Ctx, rec: Record, job: dict[str, Any]) -> str:

@@ -16,6 +16,7 @@ from .store import State, StatePaths, append_jsonl
 
 Record = dict[str, Any]
 
+PBS_SERVER = "server"  # the fake PBS server's name, the suffix of its job ids
 RUNNING_LIKE = {"RUNNING", "SUSPENDED", "COMPLETING"}
 ACTIVE = {"PENDING", "ERROR"} | RUNNING_LIKE
 SLURM_CODES = {
@@ -70,8 +71,12 @@ class Ctx:
 
 def task_key(flavor: str, job_id: int, task_id: int | None) -> str:
     """Element id as the CLIs print it."""
+    if flavor == "pbs":
+        return f"{job_id}.{PBS_SERVER}" if task_id is None else f"{job_id}[{task_id}].{PBS_SERVER}"
     if task_id is None:
         return str(job_id)
+    if flavor == "lsf":
+        return f"{job_id}[{task_id}]"
     return f"{job_id}_{task_id}" if flavor == "slurm" else f"{job_id}.{task_id}"
 
 
@@ -79,6 +84,17 @@ def allocate_job_id(state: State) -> int:
     """Next job id (SLURM raw ids share the counter, like slurmctld)."""
     job_id = state["next_id"]
     state["next_id"] = job_id + 1
+    return job_id
+
+
+def allocate_spooled_job(ctx: Ctx) -> int:
+    """A new job id and its spool directory holding the submitting environment (env.json)."""
+    import json
+    import os
+    job_id = allocate_job_id(ctx.state)
+    spool = ctx.paths.job_spool(job_id)
+    spool.mkdir(parents=True, exist_ok=True)
+    (spool / "env.json").write_text(json.dumps(dict(os.environ)), encoding="utf-8")
     return job_id
 
 
@@ -174,7 +190,7 @@ def finish(ctx: Ctx, rec: Record, action: str, ran: bool) -> None:
     """Terminal (or requeue/error/vanish) bookkeeping for `action`."""
     out = OUTCOMES[action]
     if ran:
-        _account(ctx, rec, out["failed"], out["status"])
+        _account(ctx, rec, out["failed"], out["status"], at_memory_limit=action == "oom")
     if action == "vanish":
         ctx.tasks.pop(rec["key"], None)
         return
@@ -246,17 +262,21 @@ def to_error(ctx: Ctx, rec: Record, message: str) -> None:
                armed=[], signals=[], end_t=None, node=None)
 
 
-def _account(ctx: Ctx, rec: Record, failed: int, status: int) -> None:
-    """Append a qacct record for an attempt that reached the execution host (SGE only)."""
+def _account(ctx: Ctx, rec: Record, failed: int, status: int, at_memory_limit: bool = False) -> None:
+    """Append a qacct record for an attempt that reached the execution host (SGE only); an attempt killed
+    at its h_vmem records that much as its peak (maxvmem)."""
     if ctx.flavor != "sge" or rec["start_t"] is None:
         return
     job = ctx.job(rec)
+    resources = job.get("sge", {}).get("resources", {})
     append_jsonl(ctx.paths.accounting, {
         "job_id": rec["job_id"], "task_id": rec["task_id"], "name": job["name"],
         "owner": job["user"], "group": job["group"], "account": job.get("account") or "sge",
         "project": job.get("project") or "NONE", "granted_pe": job.get("pe") or "NONE",
         "slots": job["cpus"], "submit_t": rec["submit_t"], "start_t": rec["start_t"],
         "end_t": ctx.now, "failed": failed, "exit_status": status,
+        "category": ",".join(f"{k}={v}" for k, v in resources.items() if k in ("h_rt", "h_vmem")),
+        "maxvmem": job["sge"].get("h_vmem") or 0 if at_memory_limit else 0,
     })
 
 

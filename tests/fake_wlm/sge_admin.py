@@ -122,12 +122,22 @@ def qacct(inv: Invocation, argv: list[str]) -> int:
             ("exit_status", f"{status:<20}" + (f"({_signame(status - 128)})" if status > 128 else "")),
             ("ru_wallclock", f"{wall:.0f}s"), ("ru_utime", "0.000s"), ("ru_stime", "0.000s"),
             ("ru_maxrss", "0.000B"), ("cpu", "0.000s"), ("mem", "0.000GBs"), ("io", "0.000GB"),
-            ("iow", "0.000s"), ("maxvmem", "0.000B"), ("arid", "undefined"),
+            ("iow", "0.000s"), ("maxvmem", _size(acct.get("maxvmem") or 0)), ("arid", "undefined"),
         ]
+        if acct.get("category"):  # the job's requests, as qacct prints them
+            lines.append(("category", f"-l {acct['category']}"))
         inv.print("=" * 62)
         for key, value in lines:
             inv.print(f"{key:<13}{value}".rstrip())
     return 0
+
+
+def _size(value: float) -> str:
+    """qacct's memory figures: ``0.000B``, ``1.934MB``, ``5.160KB`` (bcgsc/mavis' qacct sample)."""
+    for unit, factor in (("GB", 1024**3), ("MB", 1024**2), ("KB", 1024)):
+        if value >= factor:
+            return f"{value / factor:.3f}{unit}"
+    return f"{value:.3f}B"
 
 
 def _signame(number: int) -> str:

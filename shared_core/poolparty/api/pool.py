@@ -105,7 +105,7 @@ class IMapIterator:
 
 class Pool:
     """``Pool(processes)`` caps the jobs running at once (alias of ``max_running``); keyword options
-    choose the queue (``queue='local'|'slurm'|'sge'``), the work_dir, retries and the resources of
+    choose the queue (``queue='local'|'slurm'|'sge'|'pbs'|'lsf'``), the work_dir, retries and the resources of
     each job (``cpus``, ``memory``, ``walltime``, ``partition``, ``account``, ``qos``, ``gpus``, ``extra``).
     """
 

@@ -100,7 +100,8 @@ def doctor(queues: tuple[str, ...], work_root: Path | None, python: str | None, 
                 click.echo(f"... running a probe job on {kind} (up to {timeout:g} s)", err=True)
             result = run_probe(kind, work_root, python, timeout)
             out["nodes"].append(result.to_json())
-            lines.append((result.verdict, [f"{kind} nodes: {result.message}"]))
+            lines.append((result.verdict, [f"{kind} nodes: {result.message}",
+                                           f"probe job {result.job}: {result.status_text()}"]))
             verdicts.append(result.verdict)
     if as_json_out:
         out["ok"] = "fail" not in verdicts

@@ -1,8 +1,10 @@
 """Run one tiny job to learn what a compute node sees: whether the work_root is on a filesystem shared
 with the nodes, which Python runs there, and whether it imports poolparty. Used by ``poolparty doctor``.
 
-The job is submitted like a real one (same job script, resources, environment export, log file in
-the run directory), so what fails here fails for real runs too.
+The job is submitted like a real one (a one-element array through the adapter's own submission, same
+job script, resources, environment export, log file in the run directory), and watched with the
+adapter's own status query, so what fails here fails for real runs too; the result says whether the
+status query saw the job, and in which states.
 """
 from __future__ import annotations
 
@@ -56,6 +58,13 @@ class ProbeResult:
     node: dict[str, Any] | None = None  # what the job reported
     job: str | None = None
     log: str | None = None  # the job's output when it did not report
+    seen: list[str] | None = None  # the states the status query reported for the job, in order
+
+    def status_text(self) -> str:
+        """What the status query saw, for doctor's report."""
+        if not self.seen:
+            return "never seen by the status query"
+        return f"seen by the status query as {' -> '.join(self.seen)}"
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,11 +77,11 @@ def probe_nodes(queue: QueueAdapter, work_root: Path, python: str, resources: Re
     work_root = work_root.absolute()
     created_root = not work_root.exists()
     run = new_run_dir(work_root, prefix="doctor")
-    request = _probe_request(run, python, resources or Resources())
+    request = _probe_request(run, python, resources or Resources(), queue.first_index)
     base = ProbeResult(queue.name, str(work_root), python, "fail", "")
     finished = False
     try:
-        submitted = queue.submit(request, array=False)[0]
+        submitted = queue.submit(request, array=True)[0]
         base.job = submitted.elements[0]
         result, finished = _watch_probe(queue, request.name, run, base, timeout, grace, poll)
         return result
@@ -93,13 +102,14 @@ def probe_nodes(queue: QueueAdapter, work_root: Path, python: str, resources: Re
                 pass
 
 
-def _probe_request(run: Path, python: str, resources: Resources) -> ArrayRequest:
+def _probe_request(run: Path, python: str, resources: Resources, first_index: int = 0) -> ArrayRequest:
     """The probe's files (the job script and the probe, files like the worker's inputs: they must be
-    shared too) and its one-job request."""
+    shared too) and its request: an array of one element, chunk 0, at the scheduler's first index."""
     script = run / JOB_SCRIPT_FILE
     atomic_write(script, JOB_SCRIPT.encode(), mode=0o700)
     atomic_write(run / "probe.py", PROBE.encode())
-    return ArrayRequest(name=f"pp-doctor-{uuid.uuid4().hex[:8]}", part=ArrayPart(0, (0,)), throttle=1,
+    return ArrayRequest(name=f"pp-doctor-{uuid.uuid4().hex[:8]}", part=ArrayPart(-first_index, (first_index,)),
+                        throttle=1,
                         resources=resources, script=script,
                         worker_argv=(python, str(run / "probe.py"), str(run / PROBE_REPORT)), workdir=run,
                         log_dir=run)
@@ -114,11 +124,15 @@ def _watch_probe(queue: QueueAdapter, name: str, run: Path, base: ProbeResult, t
     deadline = time.monotonic() + timeout
     ended_at: float | None = None
     last_state = "submitted"
+    base.seen = []
     while True:
-        if marker.exists():
-            return _reported(base, json.loads(marker.read_text())), True
+        done = marker.exists()
         now = time.monotonic()
-        status = queue.query(name).get(element)
+        status = queue.query(name).get(element)  # also once after the report: was the job seen at all?
+        if status is not None and status.state.value not in base.seen[-1:]:
+            base.seen.append(status.state.value)
+        if done:
+            return _reported(base, json.loads(marker.read_text())), True
         if status is None or not status.state.active:
             ended_at = ended_at or now
             if now - ended_at >= grace:

@@ -37,11 +37,12 @@ def free_slots(max_running: int, submissions: Iterable[Submission]) -> int:
 
 
 def array_request(part: ArrayPart, free: int, *, sub: int, resources: Resources, settings: DispatchSettings,
-                  batch_dir: Path, log_dir: Path) -> ArrayRequest:
+                  batch_dir: Path, log_dir: Path, throttles: bool = True) -> ArrayRequest:
     """The request for ``part`` with ``free`` slots: an array is throttled to them, plain jobs beyond
-    them wait for the next round. More chunks than slots and claims on: an element that finished its
+    them wait for the next round, as do an array's beyond them where the scheduler cannot throttle
+    arrays (``throttles=False``). More chunks than slots and claims on: an element that finished its
     chunk runs those whose own element has not started (``--claim``), within its walltime."""
-    if not settings.array and len(part.indices) > free:
+    if (not settings.array or not throttles) and len(part.indices) > free:
         part = ArrayPart(part.offset, part.indices[:free])
     throttle = min(free, len(part.indices))
     argv: tuple[str, ...] = (settings.python, "-m", "poolparty.node.worker", str(batch_dir), "--sub", str(sub))
@@ -123,7 +124,8 @@ class Submitter:
     def _submit(self, b: Batch, part: ArrayPart, resources: Resources, free: int) -> None:
         sub = b.take_sub()
         request = array_request(part, free, sub=sub, resources=resources, settings=self.s,
-                                batch_dir=b.files.path, log_dir=b.files.incoming)
+                                batch_dir=b.files.path, log_dir=b.files.incoming,
+                                throttles=self.jobs.queue.throttles_arrays)
         for submitted in self.jobs.queue.submit(request, array=self.s.array):
             self.jobs.stats["submissions"] += 1
             chunks = sorted(submitted.elements)

@@ -1,4 +1,4 @@
-"""The registry of queue names: ``local`` (embedded default), ``slurm``, ``sge``, and the adapter class
+"""The registry of queue names: ``local`` (embedded default), ``slurm``, ``sge``, ``pbs``, ``lsf``, and the adapter class
 of each. Cheap to import (the worker on a compute node imports :mod:`poolparty.queues.arrays`): an
 adapter module is imported only when its class is asked for."""
 from __future__ import annotations
@@ -14,6 +14,8 @@ _ADAPTERS = {
     "local": ("poolparty.queues.local", "LocalQueue"),
     "slurm": ("poolparty.queues.slurm", "SlurmQueue"),
     "sge": ("poolparty.queues.sge", "SgeQueue"),
+    "pbs": ("poolparty.queues.pbs", "PbsQueue"),
+    "lsf": ("poolparty.queues.lsf", "LsfQueue"),
 }
 QUEUE_NAMES: tuple[str, ...] = tuple(_ADAPTERS)
 #: the queue of a pool that names none

@@ -51,6 +51,9 @@ class QueueAdapter(abc.ABC):
     first_index: int = 0
     #: SGE ``-t`` takes one range per submission
     contiguous_arrays: bool = False
+    #: the scheduler limits how many elements of an array run at once; where it cannot (PBS before
+    #: 2020), an array is submitted with no more elements than there are free slots
+    throttles_arrays: bool = True
     #: seconds a job that ended by itself (completed, failed) may take to show its result file (shared
     #: filesystem latency)
     result_grace: float = 10.0
@@ -109,6 +112,15 @@ class QueueAdapter(abc.ABC):
         """This scheduler's own workflow resource names (``given``: those of :attr:`workflow_names` that
         are set) over the portable ``fields``; returns the fields and the whole list of extra flags."""
         return fields, base.extra
+
+    @classmethod
+    def renamed_workflow(cls, given: Mapping[str, Any], fields: dict[str, Any], base: Resources,
+                         renames: Mapping[str, str], extra_name: str) -> tuple[dict[str, Any], tuple[str, ...]]:
+        """The usual translation: scheduler names that stand for a portable field (``pbs_queue`` ->
+        ``partition``) and one name of raw flags (``pbs_extra``) appended to the extra flags."""
+        fields = {**fields, **{field: str(given[name]) for name, field in renames.items() if name in given}}
+        extra = list(base.extra) + (cls.raw_flags(extra_name, given[extra_name]) if extra_name in given else [])
+        return fields, tuple(extra)
 
     @classmethod
     def raw_flags(cls, name: str, value: Any) -> list[str]:

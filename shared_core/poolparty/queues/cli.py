@@ -21,7 +21,8 @@ TRANSIENT_PATTERNS = (
     r"unable to contact slurm controller", r"slurm_load_jobs error: (?!invalid job id)",
     r"connection refused", r"temporarily unavailable", r"resource temporarily", r"commlib error",
     r"unable to send message to qmaster", r"can't contact qmaster", r"failed receiving gdi request",
-    r"too many open files", r"transient",
+    r"too many open files", r"transient", r"cannot connect to server", r"cannot connect to lsf",
+    r"lsf is down", r"daemon not responding",
 )
 _TRANSIENT = re.compile("|".join(TRANSIENT_PATTERNS), re.IGNORECASE)
 

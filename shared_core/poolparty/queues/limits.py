@@ -72,9 +72,17 @@ def scheduler_config(adapter: "type[QueueAdapter]", report: SchedulerReport, arg
                      cli: SchedulerCLI) -> dict[str, str] | None:
     """The scheduler's configuration (``scontrol show config``, ``qconf -sconf``); None, with ``report``
     marked unreachable and why, when a command is missing or the scheduler does not answer."""
+    text = scheduler_answer(adapter, report, argv, cli)
+    return None if text is None else key_values(text, sep)
+
+
+def scheduler_answer(adapter: "type[QueueAdapter]", report: SchedulerReport, argv: Sequence[str],
+                     cli: SchedulerCLI) -> str | None:
+    """What ``argv`` printed; None, with ``report`` marked unreachable and why, when a command is missing
+    or the scheduler does not answer."""
     try:
         adapter.require_commands(cli)
-        return key_values(cli.run(argv).stdout, sep)
+        return cli.run(argv).stdout
     except (ConfigurationError, SchedulerCommandError) as e:
         report.reachable, report.problem = False, first_line(e)
         return None

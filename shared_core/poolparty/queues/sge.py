@@ -1,10 +1,12 @@
-"""Sun Grid Engine: ``qsub -t``, one ``qstat -xml`` per poll, ``qdel``, ``qconf``; what SGE reports to
+"""Sun Grid Engine: ``qsub -t``, one ``qstat -xml`` per poll (and ``qacct -j`` for jobs that left it),
+``qdel``, ``qconf``; what SGE reports to
 ``poolparty doctor``; the SGE-only workflow resource names. The argv rendering and the parsing of SGE's
 output are pure functions of this module."""
 from __future__ import annotations
 
 import math
 import re
+import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
@@ -25,6 +27,14 @@ TRANSLATE_TABLE = (
     ("R", JobState.RUNNING), ("s", JobState.SUSPENDED), ("S", JobState.SUSPENDED), ("T", JobState.SUSPENDED),
     ("r", JobState.RUNNING), ("t", JobState.RUNNING),
 )
+#: qacct's ``failed`` codes (SGE 8.1.9 accounting(5) / sge_execd's execution states) that say why a job
+#: that left the queue ended; 37 is split into walltime and memory by the job's own limits
+FAILED_CODE_TABLE = {
+    25: JobState.REQUEUED,  # rescheduling
+    26: JobState.LAUNCH_FAILED, 27: JobState.LAUNCH_FAILED, 28: JobState.LAUNCH_FAILED,  # output file, shell, cwd
+    30: JobState.FAILED,  # application error returned (exit 100)
+}
+QACCT_SIGNAL_KILLED = (137, 143)  # 128 + SIGKILL, SIGTERM: qdel or the execd killed it
 INDEX_ENV = "SGE_TASK_ID"
 QSTAT = ["qstat", "-xml", "-g", "d"]  # -g d: one entry per pending task, where SGE lets it
 
@@ -123,6 +133,61 @@ def task_elements(number: str, tasks: str | None) -> list[str]:
     return out
 
 
+def qacct_blocks(text: str) -> list[dict[str, str]]:
+    """``qacct -j`` output -> one {field: value} per attempt, oldest first (blocks open with ``====``)."""
+    blocks: list[dict[str, str]] = []
+    for line in text.splitlines():
+        if line.startswith("====="):
+            blocks.append({})
+        elif blocks and line.strip():
+            key, _, value = line.partition(" ")
+            blocks[-1][key] = value.strip()
+    return blocks
+
+
+def _limit(category: str, name: str) -> str | None:
+    m = re.search(rf"\b{name}=([^,\s]+)", category)
+    return m.group(1) if m else None
+
+
+def _bytes(text: str) -> float:
+    """qacct's ``maxvmem 1.953G`` / ``200.000M`` and h_vmem's ``200M`` -> bytes (1024-based)."""
+    m = re.fullmatch(r"([\d.]+)\s*([KMGT]?)B?", text.strip(), re.IGNORECASE)
+    if not m:
+        return 0.0
+    return float(m.group(1)) * {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3, "T": 1024**4}[m.group(2).upper()]
+
+
+def accounted_state(block: dict[str, str]) -> JobState:
+    """One qacct block -> how the attempt ended. ``failed 37`` (qmaster enforced h_rt, h_cpu or h_vmem) is
+    out of memory when the job's peak reached its h_vmem, else a walltime kill; ``failed 100`` with
+    exit 137/143 is a kill from outside (qdel, the execd)."""
+    failed = int((block.get("failed", "0").split() or ["0"])[0])
+    status = int((block.get("exit_status", "0").split() or ["0"])[0])
+    vmem_limit = _limit(block.get("category", ""), "h_vmem")
+    peak_at_limit = bool(vmem_limit) and _bytes(block.get("maxvmem", "0")) >= 0.95 * _bytes(vmem_limit or "0")
+    if failed == 37:
+        return JobState.OUT_OF_MEMORY if peak_at_limit else JobState.TIMEOUT
+    if failed in FAILED_CODE_TABLE:
+        return FAILED_CODE_TABLE[failed]
+    if failed == 100 and status in QACCT_SIGNAL_KILLED:
+        return JobState.OUT_OF_MEMORY if peak_at_limit else JobState.CANCELLED
+    if failed:
+        return JobState.NODE_FAIL  # before the job ran: prolog, host, execd trouble
+    return JobState.COMPLETED if status == 0 else JobState.FAILED
+
+
+def parse_qacct(text: str) -> dict[str, JobStatus]:
+    """``qacct -j <name>`` -> {element id: status of its latest attempt}; ``taskid undefined``: a plain job."""
+    out: dict[str, JobStatus] = {}
+    for block in qacct_blocks(text):
+        number, task = block.get("jobnumber", ""), block.get("taskid", "undefined")
+        element = number if task in ("undefined", "") else f"{number}.{task}"
+        words = " ".join(f"{k} {block[k]}" for k in ("failed", "exit_status") if k in block)
+        out[element] = JobStatus(accounted_state(block), words)
+    return out
+
+
 def parse_max_aj_tasks(config: str) -> int:
     """``qconf -sconf`` -> the highest array task id allowed (``max_aj_tasks``; 0 means SGE's 75000)."""
     m = re.search(r"^max_aj_tasks\s+(\d+)", config, re.MULTILINE)
@@ -142,7 +207,7 @@ class SgeQueue(QueueAdapter):
     result_grace = 15.0
     vanish_grace = 30.0
     min_poll_interval = 2.0
-    commands = ("qsub", "qstat", "qdel", "qconf")
+    commands = ("qsub", "qstat", "qdel", "qconf", "qacct")
     reserved_flags = ("-N", "-t", "-tc", "-o", "-e", "-wd", "-cwd", "-terse", "-j", "-S", "-V", "-sync", "-b")
     workflow_names = ("sge_queue", "sge_pe", "sge_project", "sge_extra")
 
@@ -151,6 +216,8 @@ class SgeQueue(QueueAdapter):
         self.cli = cli
         self._max_index: int | None | bool = False
         self._verifier = ResourceVerifier(cli, self.name)
+        self._left: dict[str, float | None] = {}  # element submitted here -> since when it is out of qstat
+        self._ended: dict[str, JobStatus] = {}  # how an element that left the queue ended, from qacct
 
     def manual_cancel(self, name: str) -> str:
         return f"qdel {name}"
@@ -172,10 +239,33 @@ class SgeQueue(QueueAdapter):
         return [Submitted(job, {part.offset + i: f"{job}.{i}" for i in part.indices})]
 
     def _qsub(self, argv: list[str]) -> str:
-        return parse_qsub(self.cli.run(argv, submission=True).stdout, argv)
+        job = parse_qsub(self.cli.run(argv, submission=True).stdout, argv)
+        spec = argv[argv.index("-t") + 1] if "-t" in argv else None
+        for element in task_elements(job, spec):
+            self._left[element] = None
+        return job
 
     def query(self, name: str) -> dict[str, JobStatus]:
-        return parse_qstat(self.cli.run(QSTAT).stdout, name)
+        """qstat shows only queued jobs: a finished one is gone. For elements submitted here that left it
+        without a known end, ONE ``qacct -j <name>`` per poll says how they ended (walltime and memory
+        kills, failed 37, escalate as on SLURM); asked until ``2 * vanish_grace`` after they left
+        (qacct lags up to its flush_time, 15 s by default)."""
+        live = parse_qstat(self.cli.run(QSTAT).stdout, name)
+        now = time.monotonic()
+        unknown = []
+        for element in list(self._left):
+            if element in live:
+                self._left[element] = None
+                self._ended.pop(element, None)  # back in the queue (rerun): a new end will follow
+                continue
+            since = self._left[element] = self._left[element] or now
+            if element not in self._ended and now - since < 2 * self.vanish_grace:
+                unknown.append(element)
+        if unknown:
+            proc = self.cli.run(["qacct", "-j", name], ok_codes=(0, 1))  # 1: nothing accounted yet
+            ends = parse_qacct(proc.stdout)
+            self._ended.update({e: ends[e] for e in unknown if e in ends})
+        return {**{e: s for e, s in self._ended.items() if e not in live}, **live}
 
     def cancel(self, job_ids: Sequence[str], name: str | None = None) -> None:
         targets = [name] if name is not None else list(job_ids)
