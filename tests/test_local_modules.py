@@ -3,8 +3,15 @@
 task through the driver's import path, as ``multiprocessing`` runs them."""
 from __future__ import annotations
 
+import importlib
+import shutil
+import sys
+import uuid
+
 import pytest
 
+import poolparty
+from poolparty.engine.by_value import importable_on_nodes
 from user_project import run_script
 
 
@@ -18,3 +25,24 @@ def test_sibling_and_chained_modules_of_a_script_run_on_the_nodes(kind, make_que
     assert out["chain_apply"] == 401
     assert out["thing"] == ["Thing", 5, True]  # an instance of b's class comes back as that very class
     assert out["submit"] == [601, 70]
+
+
+def test_a_call_naming_a_module_the_node_cannot_import_fails_with_that_import_error(tmp_path):
+    """The call's own pickle (not a map's shared function) names a module the node cannot import: its
+    task fails with ModuleNotFoundError, as a map's does, instead of being resubmitted as a lost job."""
+    name = f"pp_gone_{uuid.uuid4().hex[:12]}"
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / f"{name}.py").write_text("def double(x):\n    return 2 * x\n")
+    sys.path.insert(0, str(src))
+    try:
+        module = importlib.import_module(name)
+        importable_on_nodes(name)  # declared importable on the nodes (by reference), but it is not
+        shutil.rmtree(src)
+        with poolparty.Executor(1, queue="local", work_root=tmp_path / "runs") as ex:
+            fut = ex.submit(module.double, 2)
+            with pytest.raises(ModuleNotFoundError, match=name):
+                fut.result(timeout=120)
+    finally:
+        sys.path.remove(str(src))
+        sys.modules.pop(name, None)

@@ -99,7 +99,9 @@ class ChunkRunner:
             error = self.shared_error
             try:
                 indices, payloads = self.files.read_chunk(chunk)
-            except CorruptWorkDirError as e:  # a damaged input: each of its tasks fails with the error
+            # a damaged input, or one naming a module this node cannot import (as the shared function's
+            # error above): each of its tasks fails with the error, where a resubmission would fail again
+            except (CorruptWorkDirError, ImportError, AttributeError) as e:
                 indices, error = self.files.chunk_tasks(chunk), ExceptionInfo.capture(e)
                 payloads = [None] * len(indices)
             done = recorded_tasks(self.files.incoming, chunk)
