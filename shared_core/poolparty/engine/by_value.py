@@ -57,26 +57,33 @@ def _is_local_module(module: types.ModuleType) -> bool:
     return not _installed(str(Path(path).resolve()))
 
 
-def _roots(objects: Iterable[Any]) -> Iterable[Any]:
+def _roots(objects: Iterable[Any]) -> list[Any]:
     """What to walk from: functions (and partials, methods, classes) themselves, but of a plain argument
-    only its type (a map's million arguments are not walked one by one). A function or class is walked
-    once per process: what it reached is registered for good."""
+    only its type (a map's million arguments are not walked one by one); a function or class already
+    walked in this process is not walked again (what it reached is registered for good)."""
+    roots: dict[int, Any] = {}
     for obj in objects:
         if obj is None:
             continue
         root = obj if callable(obj) or isinstance(obj, types.ModuleType) else type(obj)
-        if isinstance(root, (types.FunctionType, type)):
-            if root in _walked:
-                continue
-            _walked[root] = True
-        yield root
+        if id(root) not in roots and not _walked_before(root):
+            roots[id(root)] = root
+    return list(roots.values())
+
+
+def _walked_before(root: Any) -> bool:
+    try:
+        return isinstance(root, (types.FunctionType, type)) and root in _walked
+    except TypeError:  # a class whose metaclass makes it unhashable: walked each time
+        return False
 
 
 def register_local_modules(objects: Iterable[Any]) -> None:
     """Pickle by value the top-level packages of every user module these functions reach (through
     their globals, closures, defaults, the classes and modules they name, chained: a script's function
     calling ``a.f`` calling ``b.g`` registers ``a`` and ``b``), and of the types of these arguments."""
-    for module in ModuleWalk(_is_local_module).add(_roots(objects)).run().values():
+    roots = _roots(objects)
+    for module in ModuleWalk(_is_local_module).add(roots).run().values():
         top = sys.modules.get(module.__name__.split(".")[0], module)
         if top.__name__ not in _registered:
             try:
@@ -84,6 +91,12 @@ def register_local_modules(objects: Iterable[Any]) -> None:
             except ValueError:
                 continue
             _registered.add(top.__name__)
+    for root in roots:  # only now: another thread pickling the same function must not skip the walk early
+        try:
+            if isinstance(root, (types.FunctionType, type)):
+                _walked[root] = True
+        except TypeError:
+            pass
 
 
 def _reduce_code(code: types.CodeType) -> Any:

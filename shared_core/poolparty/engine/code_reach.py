@@ -9,6 +9,7 @@ import functools
 import sys
 import types
 from collections import deque
+from itertools import islice
 from typing import Any, Callable, Iterable
 
 #: objects visited per walk at most: enough for the globals of some thousand functions, bounded for
@@ -49,7 +50,10 @@ class ModuleWalk:
             if obj is None or id(obj) in self._seen:
                 continue
             self._seen.add(id(obj))
-            self._visit(obj)
+            try:
+                self._visit(obj)
+            except Exception:  # an object whose attributes raise: pickling will tell, not the walk
+                continue
         return self.found
 
     def _visit(self, obj: Any) -> None:
@@ -64,9 +68,9 @@ class ModuleWalk:
         elif isinstance(obj, types.MethodType):
             self._todo.extend((obj.__func__, obj.__self__))
         elif isinstance(obj, (list, tuple, set, frozenset)):
-            self._todo.extend(list(obj)[:CONTAINER_LIMIT])
+            self._todo.extend(islice(obj, CONTAINER_LIMIT))
         elif isinstance(obj, dict):
-            self._todo.extend(list(obj.values())[:CONTAINER_LIMIT])
+            self._todo.extend(islice(obj.values(), CONTAINER_LIMIT))
         elif isinstance(obj, (staticmethod, classmethod)):
             self._todo.append(obj.__func__)
         elif isinstance(obj, property):
