@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import importlib
 import os
+import shutil
 import sys
 import textwrap
 import uuid
@@ -45,7 +46,9 @@ def ex(tmp_path):
 
 @pytest.fixture
 def user_module(tmp_path):
-    """A module written now into tmp_path and imported through sys.path, like a script's sibling."""
+    """A module written now into tmp_path and imported through sys.path, like a script's sibling, then
+    deleted: the driver's import path travels to the node (a task's own ``import`` finds the user's
+    directories there), so only a file that is gone proves that the module itself travelled by value."""
     name = f"pp_user_mod_{uuid.uuid4().hex[:12]}"  # fresh each time: nothing registered before
     src = tmp_path / "src"
     src.mkdir()
@@ -80,7 +83,9 @@ def user_module(tmp_path):
     '''))
     sys.path.insert(0, str(src))
     try:
-        yield importlib.import_module(name)
+        module = importlib.import_module(name)
+        shutil.rmtree(src)
+        yield module
     finally:
         sys.path.remove(str(src))
         sys.modules.pop(name, None)

@@ -78,6 +78,16 @@ def run_payload(item: Any, shared: SharedFunction | None) -> Any:
     raise TypeError(f"unknown payload type {type(item).__name__}")
 
 
+#: the file name cloudpickle gives every code object it pickles
+DYNAMIC_CODE = "<dynamic-code>"
+
+
+def code_with_filename(code: Any, filename: str) -> Any:
+    """Unpickling a function's code on the node: its own file name back (see
+    :func:`poolparty.engine.by_value.dumps`), for the traceback and the source line of a task's error."""
+    return code.replace(co_filename=filename)
+
+
 def default_python() -> str:
     """The driver's own interpreter, as an absolute path (a PATH shim on the node may be slow or absent)."""
     import sys

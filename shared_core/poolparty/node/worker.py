@@ -64,6 +64,13 @@ def encode_result(ok: bool, value: object, limit: int | None = None) -> tuple[bo
         return False, dumps(info)
 
 
+def adopt_import_path(entries: list[str]) -> None:
+    """Put the driver's directories that this node sees first on ``sys.path``, in the driver's order
+    (the script's directory first), so that what did not travel by value (an ``import`` inside a task,
+    a compiled extension next to the script) is imported as on the driver."""
+    sys.path[:0] = [p for p in entries if p not in sys.path and os.path.exists(p)]
+
+
 class ChunkRunner:
     """Runs chunks of one batch in this process: the shared function is loaded (and the pool's
     initializer run) once, whatever the number of chunks."""
@@ -74,6 +81,7 @@ class ChunkRunner:
         self.limit = read_result_limit(files.run)
         self.shared_error: ExceptionInfo | None = None
         try:
+            adopt_import_path(files.import_path())  # before any unpickling: it may import the user's modules
             self.shared = files.read_shared()
             if self.shared is not None and self.shared.initializer is not None:
                 self.shared.initializer(*self.shared.initargs)
@@ -91,7 +99,9 @@ class ChunkRunner:
             error = self.shared_error
             try:
                 indices, payloads = self.files.read_chunk(chunk)
-            except CorruptWorkDirError as e:  # a damaged input: each of its tasks fails with the error
+            # a damaged input, or one naming a module this node cannot import (as the shared function's
+            # error above): each of its tasks fails with the error, where a resubmission would fail again
+            except (CorruptWorkDirError, ImportError, AttributeError) as e:
                 indices, error = self.files.chunk_tasks(chunk), ExceptionInfo.capture(e)
                 payloads = [None] * len(indices)
             done = recorded_tasks(self.files.incoming, chunk)

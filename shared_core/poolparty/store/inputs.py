@@ -7,7 +7,7 @@ import array
 import os
 import pickle
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -29,21 +29,20 @@ class EncodedBatch:
     chunks: list[tuple[list[int], bytes]]  # (task indices, pickled list of payloads)
     n_tasks: int
     fingerprint: str
+    import_path: list[str] = field(default_factory=list)  # the driver's (see engine.by_value.driver_import_path)
 
 
 def encode_batch(shared: SharedFunction | None, chunks: Sequence[Sequence[tuple[int, Any]]]) -> EncodedBatch:
     """Pickle everything first: an unpicklable function or argument fails here, before submission."""
     import hashlib  # driver-side imports: the worker reads batches without them
 
-    import cloudpickle
-
-    from poolparty.engine.by_value import register_local_modules
+    from poolparty.engine.by_value import driver_import_path, dumps, register_local_modules
 
     register_local_modules([getattr(shared, "fn", None), getattr(shared, "initializer", None)])
     register_local_modules(x for chunk in chunks for _, p in chunk if isinstance(p, Call)
                            for x in (p.fn, *p.args, *p.kwargs.values()))
     try:
-        shared_bytes = cloudpickle.dumps(shared) if shared is not None else None
+        shared_bytes = dumps(shared) if shared is not None else None
     except Exception as e:
         raise ConfigurationError(
             f"cannot pickle the function {getattr(shared.fn, '__qualname__', shared.fn)!r}: {e}. "
@@ -55,7 +54,7 @@ def encode_batch(shared: SharedFunction | None, chunks: Sequence[Sequence[tuple[
     for chunk in chunks:
         indices = [i for i, _ in chunk]
         try:
-            data = cloudpickle.dumps([p for _, p in chunk])
+            data = dumps([p for _, p in chunk])
         except Exception as e:
             raise ConfigurationError(
                 f"cannot pickle the arguments of task(s) {indices[:5]}: {e}. Arguments travel to the nodes "
@@ -66,7 +65,7 @@ def encode_batch(shared: SharedFunction | None, chunks: Sequence[Sequence[tuple[
         n += len(indices)
     qualname = getattr(getattr(shared, "fn", None), "__qualname__", "")
     h.update(qualname.encode())
-    return EncodedBatch(shared_bytes, out, n, h.hexdigest())
+    return EncodedBatch(shared_bytes, out, n, h.hexdigest(), driver_import_path())
 
 
 class BatchFiles(BatchPaths):
@@ -105,7 +104,7 @@ class BatchFiles(BatchPaths):
             entries.append(({"shared": True}, batch.shared))
         entries += [({"chunk": c, "tasks": indices}, data) for c, (indices, data) in enumerate(batch.chunks)]
         # the index comes first and its size is known in advance, so the offsets it holds are exact
-        index_key = {"index": len(batch.chunks), "shared": batch.shared is not None}
+        index_key = {"index": len(batch.chunks), "shared": batch.shared is not None, "path": batch.import_path}
         at = records.encoded_size(index_key, 8 * len(batch.chunks))
         offsets = array.array("Q")
         for key, data in entries:
@@ -194,6 +193,10 @@ class BatchFiles(BatchPaths):
             f"{self.chunks} is damaged at chunk {chunk} (task(s) {self.chunk_tasks(chunk)}): {why}. The inputs "
             f"of these tasks cannot be read, so they cannot run (a disk or filesystem fault, or an edit); run "
             f"the map again with a fresh work_dir, or delete {self.path} and rerun it, to write them anew.")
+
+    def import_path(self) -> list[str]:
+        """The driver's import path when it submitted the batch (its user directories, script's first)."""
+        return list(self._index().key.get("path", []))
 
     def read_shared(self) -> SharedFunction | None:
         """The batch's shared function: the record right after the index, when the index says there is one."""

@@ -1,0 +1,5 @@
+"""A sibling module of the script."""
+
+
+def simulate(x):
+    return x * 10
