@@ -137,9 +137,13 @@ def test_status_resume_logs_clean_on_the_local_queue(tmp_path):
     assert [v for i, v in enumerate(values) if i != 1] == [x * x for x in range(12) if x != 1]
 
     done = json.loads(cli("status", wd, "--json").stdout)["summary"]
-    assert done["chunks"] == {"done": 12, "failed": 0, "queued": 0, "waiting": 0}
+    assert done["chunks"] == {"done": 12, "failed": 0, "queued": 0, "waiting": 0, "cancelled": 0}
     assert done["tasks_done"] == 12
     log = cli("logs", wd, 1).output
+    # the task's traceback (it used to be only in status), then its job's output
+    assert "===== batch 0001 task 1 raised (remote traceback) =====" in log, log
+    assert re.search(r'File ".*", line \d+, in work\n(.*\n)*ValueError: bad input 1\n', log), log
+    assert log.index("raised (remote traceback)") < log.index("working on 1")
     assert "===== batch 0001 chunk 1 (task 1), job L1_1, attempt 1 =====" in log and "working on 1" in log
     assert "chunk 5 (task 5)" in cli("logs", wd, "--list").output
 
@@ -250,9 +254,11 @@ def test_doctor_python_on_the_nodes_without_poolparty(tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["doctor", "--queue", "local", "--python", python,
                                        "--work-root", str(tmp_path / "wr"), "--timeout", "60"])
     assert result.exit_code == 1
-    assert (f"[FAIL] local nodes: a job on {os.uname().nodename} wrote to {tmp_path / 'wr'} (shared), but Python "
-            f"on the nodes ({python}) cannot import poolparty: ModuleNotFoundError: No module named 'poolparty'"
+    # the local queue has no nodes and shares nothing: its line speaks of this machine
+    assert (f"[FAIL] local queue (jobs on this machine): a test job on this machine wrote to {tmp_path / 'wr'}, but "
+            f"Python ({python}) cannot import poolparty: ModuleNotFoundError: No module named 'poolparty'"
             ) in result.output
+    assert "nodes" not in result.output.split("[FAIL] local")[1] and "shared" not in result.output.split("[FAIL] local")[1]
     good = CliRunner().invoke(main, ["doctor", "--queue", "local", "--work-root", str(tmp_path / "wr"), "--json"])
     assert good.exit_code == 0, good.output
     node = json.loads(good.stdout)["nodes"][0]
@@ -547,3 +553,27 @@ def test_a_rerun_makes_a_deleted_incoming_directory_again(tmp_path):
     shutil.rmtree(incoming)
     with poolparty.Pool(2, queue="local", work_dir=wd) as pool:
         assert pool.starmap(square_slowly_while_flagged, args) == [0, 1, 4, 9]
+
+
+def test_resume_after_ctrl_c_resubmits_nothing_and_status_says_cancelled(tmp_path):
+    """Jobs the driver cancelled itself on Ctrl-C used to be adopted by the resume, found gone and each
+    "vanished from the queue -> resubmitting" (a warning per chunk), counted as resubmissions."""
+    wd = tmp_path / "wd"
+    driver = start_driver(tmp_path, "local", wd, 6, 2.0, fail=-1)
+    try:
+        wait_until(lambda: journaled(wd) == 6, 60, "6 chunks submitted")
+        time.sleep(0.5)
+        os.killpg(driver.pid, signal.SIGINT)
+        driver.wait(timeout=60)
+    finally:
+        if driver.poll() is None:
+            kill(driver)
+    text = cli("status", wd, "--no-query").output
+    assert re.search(r"chunks: \d done, 0 failed, 0 queued, [1-6] cancelled \(by the driver", text), text
+    assert "0 chunk(s) resubmitted" in text and "driver: none (interrupted)" in text, text
+    result = CliRunner().invoke(main, ["resume", str(wd), "-o", str(tmp_path / "out.json")])
+    assert result.exit_code == 0, result.output
+    assert "vanished" not in result.output and "resubmitting" not in result.output, result.output
+    assert json.loads((tmp_path / "out.json").read_text()) == [x * x for x in range(6)]
+    summary = json.loads(cli("status", wd, "--json").stdout)["summary"]
+    assert summary["resubmitted_chunks"] == 0 and summary["chunks"]["done"] == 6, summary
