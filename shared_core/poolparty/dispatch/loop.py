@@ -188,7 +188,8 @@ class Dispatcher:
                 b.chunks[chunk].submitted(a.sub, element, s)
             self.jobs.add(s)
         if plan.submissions:
-            log.info("poolparty: %s: adopted %d queued chunk(s) from the journal", b.handle.label, plan.adopted)
+            log.info("poolparty: %s: adopted %d job(s) the last run left in the queue (from its journal)",
+                     b.handle.label, plan.adopted)
 
     # -- how batches end -----------------------------------------------------------------------
     def _finish_batches(self) -> None:

@@ -98,7 +98,9 @@ class Engine:
         self._keep_for_resume: list[Path] = []
         self._dispatcher = Dispatcher(self.queue, self._dispatch_settings(python), self._batch_ended)
         lifecycle.watch(self)
-        log.info("poolparty: pool %s on queue %s, work_dir %s", self.name, self.queue.name, self.run.path)
+        log.info("poolparty: pool %s on queue %s, work_dir %s (each map, or group of calls, is a 'batch' whose "
+                 "tasks run in 'chunks': one chunk per job or array element)", self.name, self.queue.name,
+                 self.run.path)
 
     def _open_run_dir(self) -> RunDir:
         """The exact ``work_dir`` (resumable) or a fresh one under the work root, locked for this pool."""
