@@ -50,7 +50,9 @@ def probe_line(kind: str, message: str) -> str:
     if not queue_class(kind).runs_on_this_host:
         return f"{kind} nodes: {message}"
     message = re.sub(r"^a job on \S+ wrote to (.*?) \(shared\)", r"a test job on this machine wrote to \1", message)
-    return f"{kind} queue (jobs on this machine): " + message.replace("Python on the nodes", "Python")
+    for nodes_word, here in (("Python on the nodes", "Python"), ("an environment the nodes see", "an environment")):
+        message = message.replace(nodes_word, here)
+    return f"{kind} queue (jobs on this machine): " + message
 
 
 def run_probe(kind: str, work_root: Path | None, python: str, timeout: float) -> ProbeResult:
