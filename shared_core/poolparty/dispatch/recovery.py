@@ -23,7 +23,7 @@ class Recovery:
         c.job_lost(detail)
         self.collector.store_log(b, c)
         if decision.kind is ActionKind.RESUBMIT:
-            log.warning("poolparty: %s: the job of chunk %d (tasks %s) %s -> resubmitting it (%s)", b.handle.label,
+            log.warning("poolparty: %s: chunk %d (tasks %s): %s -> resubmitting it (%s)", b.handle.label,
                         c.chunk, _span(c.tasks), detail, decision.why)
             c.retry_with(decision.resources)
             self.jobs.stats["resubmissions"] += 1
