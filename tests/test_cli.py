@@ -397,7 +397,7 @@ def test_progress_line_stays_whole_and_moves_per_task_in_real_terminals(tmp_path
     if shutil.which("tmux") is None:
         pytest.skip("tmux is not installed (apt-get install -y tmux)")
     (tmp_path / "bar.py").write_text(BAR_DRIVER)
-    tmux, widths = Tmux(f"pp-test-{os.getpid()}"), (60, 80, 120)
+    tmux, widths = Tmux(f"pp-test-{os.getpid()}-{tmp_path.name}"), (60, 80, 120)
     seen: dict[int, set[int]] = {w: set() for w in widths}
     try:
         for w in widths:  # 24 tasks in 2 jobs of 12: a job takes ~5 s
@@ -430,7 +430,7 @@ def test_progress_bar_and_cli_in_a_real_terminal(tmp_path):
         pytest.skip("tmux is not installed (apt-get install -y tmux)")
     (tmp_path / "bar.py").write_text(BAR_DRIVER)
     wd = tmp_path / "wd"
-    tmux = Tmux(f"pp-test-{os.getpid()}")
+    tmux = Tmux(f"pp-test-{os.getpid()}-{tmp_path.name}")
     tmux("new-session", "-d", "-s", "t", "-x", "200", "-y", "30", "bash --norc --noprofile")
     try:
         tmux("send-keys", "-t", "t:0", f"cd {tmp_path} && XDG_CONFIG_HOME={tmp_path} {sys.executable} bar.py {wd} 16",

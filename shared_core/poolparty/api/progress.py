@@ -1,5 +1,6 @@
 """A one-line progress display of a pool's maps on the terminal: tasks done of total and the ETA, then,
 as the width allows, a bar, the jobs running, pending, failed and resubmitted, and the time elapsed.
+Which fields fit is decided here (:func:`layout`, pure); the drawing is rich's (live display, bar).
 
 Drawn by a small thread that polls :meth:`Engine.progress` (tasks are counted as workers record them,
 inside a job, through the work_dir: no scheduler call). Shown only when stderr is a terminal (or
@@ -8,13 +9,12 @@ non-interactive runs stay quiet. The line is laid out by :func:`render`, a pure 
 """
 from __future__ import annotations
 
-import os
-import shutil
 import sys
 import threading
 import time
 from collections import deque
-from typing import Callable, TextIO
+from dataclasses import dataclass
+from typing import Any, Callable, TextIO
 
 from poolparty.engine.handle import BatchHandle
 
@@ -76,24 +76,49 @@ DROP_ORDER = ("failed 0", "resubmitted 0", "long name", "elapsed", "pending", "p
 BAR_MIN, BAR_MAX = 10, 40
 
 
-def render(width: int, name: str, done: int, total: int, jobs: dict[str, int], elapsed: float,
-           eta: float | None, *, fancy: bool = True) -> str:
-    """The progress line for a terminal ``width`` columns wide: fields are dropped in
-    :data:`DROP_ORDER` until the rest and a bar of at least ``BAR_MIN`` fit (then the bar goes too)."""
+@dataclass(frozen=True)
+class Line:
+    """The progress line's parts for one width: ``head`` (the pool's name, maybe empty), a bar of
+    ``bar`` cells (0: no bar) and ``tail`` (count, jobs, elapsed, ETA)."""
+
+    head: str
+    bar: int
+    tail: str
+
+    def text(self, done: int, total: int, fancy: bool = True) -> str:
+        """The line as plain text (the bar drawn with block characters or ``#``/``-``)."""
+        parts = [self.head] if self.head else []
+        if self.bar:
+            full = self.bar * min(done, total) // max(total, 1)
+            on, off = ("\u2588", "\u2591") if fancy else ("#", "-")
+            parts.append(on * full + off * (self.bar - full))
+        return " ".join(parts + [self.tail])
+
+
+def layout(width: int, name: str, done: int, total: int, jobs: dict[str, int], elapsed: float,
+           eta: float | None) -> Line:
+    """The line for a terminal ``width`` columns wide: fields are dropped in :data:`DROP_ORDER` until the
+    rest and a bar of at least ``BAR_MIN`` fit (then the bar goes too)."""
     dropped: set[str] = set()
     for step in (None, *DROP_ORDER):
         if step is not None:
             dropped.add(step)
-        line = _layout(name, done, total, jobs, elapsed, eta, dropped, width, fancy)
-        if line is not None:
+        line = _fit(name, done, total, jobs, elapsed, eta, dropped, width)
+        if line.bar:
             return line
-    return _layout(name, done, total, jobs, elapsed, eta, dropped | {"bar"}, width, fancy) or ""
+    return line
 
 
-def _layout(name: str, done: int, total: int, jobs: dict[str, int], elapsed: float, eta: float | None,
-            dropped: set[str], width: int, fancy: bool) -> str | None:
-    """The line without ``dropped`` fields, or None if it does not fit with a bar of ``BAR_MIN``."""
-    head = [] if "name" in dropped else [name if "long name" not in dropped else short_name(name)]
+def render(width: int, name: str, done: int, total: int, jobs: dict[str, int], elapsed: float,
+           eta: float | None, *, fancy: bool = True) -> str:
+    """:func:`layout` as plain text."""
+    return layout(width, name, done, total, jobs, elapsed, eta).text(done, total, fancy)
+
+
+def _fit(name: str, done: int, total: int, jobs: dict[str, int], elapsed: float, eta: float | None,
+         dropped: set[str], width: int) -> Line:
+    """The line without ``dropped`` fields; its bar is 0 if a bar of ``BAR_MIN`` does not fit."""
+    head = "" if "name" in dropped else (name if "long name" not in dropped else short_name(name))
     count = f"{done}/{total}" + ("" if "tasks word" in dropped else " tasks")
     if "percent" not in dropped:
         count = f"{100 * done // max(total, 1):3d}% {count}"
@@ -102,24 +127,14 @@ def _layout(name: str, done: int, total: int, jobs: dict[str, int], elapsed: flo
     tail = [count] + (["jobs: " + ", ".join(shown)] if shown else [])
     tail += ([] if "elapsed" in dropped else [f"{clock(elapsed)} elapsed"]) + [f"eta {clock(eta)}"]
     text = " | ".join(tail)
-    if "bar" in dropped:
-        return " ".join(head + [text])
-    room = width - 1 - len(" ".join(head + [text])) - 1  # the last column stays free: no wrap
-    if room < BAR_MIN:
-        return None
-    return " ".join(head + [_bar(min(room, BAR_MAX), done, total, fancy), text])
+    room = width - 1 - len(" ".join(filter(None, [head, text]))) - 1  # the last column stays free: no wrap
+    return Line(head, min(room, BAR_MAX) if room >= BAR_MIN else 0, text)
 
 
 def short_name(label: str) -> str:
     """``poolparty pp-9c547898ef4d`` -> ``pp-9c54``: enough to tell two pools apart on one screen."""
     last = label.split()[-1] if label.split() else label
     return last[:7]
-
-
-def _bar(width: int, done: int, total: int, fancy: bool) -> str:
-    full = width * min(done, total) // max(total, 1)
-    on, off = ("█", "░") if fancy else ("#", "-")
-    return on * full + off * (width - full)
 
 
 class ProgressBar:
@@ -189,8 +204,7 @@ class ProgressBar:
                 if line is None and now - started < self.delay:
                     continue
                 line = line or _TerminalLine(self._stream or sys.stderr)
-                line.draw(lambda width: render(width, self.label, shown, total, job_counts(snap), now - started,
-                                               rate.eta(now, shown, total), fancy=line.fancy))
+                line.draw(_Frame(self.label, shown, total, job_counts(snap), now - started, rate.eta(now, shown, total)))
                 if not busy:
                     return
         finally:
@@ -198,101 +212,47 @@ class ProgressBar:
                 line.close()
 
 
+class _Frame:
+    """What the line shows at one moment; rendered by rich at the console's width (see :func:`layout`)."""
+
+    def __init__(self, name: str, done: int, total: int, jobs: dict[str, int], elapsed: float,
+                 eta: float | None):
+        self.args = (name, done, total, jobs, elapsed, eta)
+
+    def __rich_console__(self, console: Any, options: Any) -> Any:
+        from rich.progress_bar import ProgressBar as Bar
+        from rich.table import Table
+        from rich.text import Text
+
+        _, done, total, *_ = self.args
+        line = layout(options.max_width, *self.args)
+        if not line.bar:
+            yield Text(" ".join(filter(None, [line.head, line.tail])), no_wrap=True, overflow="crop")
+            return
+        grid = Table.grid(padding=(0, 1))
+        for width in ([len(line.head)] if line.head else []) + [line.bar, len(line.tail)]:
+            grid.add_column(width=width, no_wrap=True)
+        cells = ([Text(line.head, style="bold")] if line.head else []) + [
+            Bar(total=max(total, 1), completed=min(done, total), width=line.bar), Text(line.tail)]
+        grid.add_row(*cells)
+        yield grid
+
+
 class _TerminalLine:
-    """One line redrawn in place on a terminal (``\\r``, clear to the end); on anything else, a line
-    every ``every`` seconds and the last one at the end. While it is on a terminal, what the program
-    prints to a terminal stdout or stderr goes above it (the line is cleared, the text written, the line
-    drawn again), so a ``print`` after a map never lands on the line."""
+    """The line drawn with rich: redrawn in place on a terminal, where whatever the program prints to
+    stdout or stderr goes above it (rich's live display redirects both while it is shown), so a ``print``
+    after a map never lands on the line; on anything else only the last state is written, at the end."""
 
-    def __init__(self, stream: TextIO, every: float = 30.0):
-        self.stream = stream
-        self.every = every
-        self.tty = _isatty(stream)
-        try:
-            "█░".encode(getattr(stream, "encoding", None) or "ascii")
-            self.fancy = True
-        except (UnicodeEncodeError, LookupError):
-            self.fancy = False
-        self._text, self._written, self._shown, self._midline = "", 0.0, False, False
-        self._lock = threading.RLock()
-        self._redirected: list[tuple[str, _Above]] = []
-        if self.tty:
-            for name in ("stdout", "stderr"):
-                current = getattr(sys, name)
-                if _isatty(current):
-                    above = _Above(current, self)
-                    setattr(sys, name, above)
-                    self._redirected.append((name, above))
+    def __init__(self, stream: TextIO):
+        from rich.console import Console
+        from rich.live import Live
 
-    def width(self) -> int:
-        try:
-            return os.get_terminal_size(self.stream.fileno()).columns
-        except (AttributeError, ValueError, OSError):
-            return shutil.get_terminal_size().columns
+        self._live = Live(console=Console(file=stream, highlight=False), auto_refresh=False, transient=False,
+                          redirect_stdout=True, redirect_stderr=True)
+        self._live.start()
 
-    def draw(self, text_for: Callable[[int], str]) -> None:
-        with self._lock:
-            self._text = text_for(self.width())
-            if self.tty:
-                if not self._midline:  # a partial line printed by the program: wait for its end
-                    self._write("\r" + self._text + "\x1b[K")
-                    self._shown = True
-            elif time.monotonic() - self._written >= self.every:
-                self._write(self._text + "\n")
-                self._text = ""
-
-    def above(self, stream: TextIO, data: str) -> int:
-        """``data`` written by the program to ``stream``, above the line."""
-        with self._lock:
-            if self._shown:
-                self._write("\r\x1b[K")
-                self._shown = False
-            n = stream.write(data)
-            stream.flush()
-            if data:
-                self._midline = not data.endswith("\n")
-            if not self._midline and self._text:
-                self._write(self._text)
-                self._shown = True
-            return n
+    def draw(self, frame: _Frame) -> None:
+        self._live.update(frame, refresh=True)
 
     def close(self) -> None:
-        with self._lock:
-            for name, above in self._redirected:
-                if getattr(sys, name) is above:
-                    setattr(sys, name, above.wrapped)
-            if self.tty:
-                if self._shown:
-                    self._write("\n")
-                elif self._text:
-                    self._write("\r" + self._text + "\n")
-            elif self._text:
-                self._write(self._text + "\n")
-
-    def _write(self, data: str) -> None:
-        try:
-            self.stream.write(data)
-            self.stream.flush()
-        except (OSError, ValueError):
-            pass
-        self._written = time.monotonic()
-
-
-class _Above:
-    """sys.stdout or sys.stderr while a line is shown: writes go above the line."""
-
-    def __init__(self, wrapped: TextIO, line: _TerminalLine):
-        self.wrapped, self._line = wrapped, line
-
-    def write(self, data: str) -> int:
-        return self._line.above(self.wrapped, data)
-
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.wrapped, name)
-
-
-def _isatty(stream: object) -> bool:
-    try:
-        return bool(stream.isatty())  # type: ignore[attr-defined]
-    except (AttributeError, ValueError):
-        return False
+        self._live.stop()
