@@ -100,7 +100,7 @@ def test_user_exception_is_not_resubmitted_and_keeps_its_type(kind, make_queue_u
     assert "fail_on_five" in str(err.value.__cause__)
     assert runs_per_task(markers) == {x: 1 for x in range(10)}  # every task ran once, none again
     assert stats["resubmissions"] == 0
-    assert kept.exists()  # kept after a failure, with the other results in it
+    assert not kept.exists()  # the failure reached the caller: nothing is left to resume (test_kept_work_dirs.py)
 
 
 @pytest.mark.parametrize("kind", CLUSTER_KINDS + ["local"])

@@ -137,9 +137,13 @@ def test_status_resume_logs_clean_on_the_local_queue(tmp_path):
     assert [v for i, v in enumerate(values) if i != 1] == [x * x for x in range(12) if x != 1]
 
     done = json.loads(cli("status", wd, "--json").stdout)["summary"]
-    assert done["chunks"] == {"done": 12, "failed": 0, "queued": 0, "waiting": 0}
+    assert done["chunks"] == {"done": 12, "failed": 0, "queued": 0, "waiting": 0, "cancelled": 0}
     assert done["tasks_done"] == 12
     log = cli("logs", wd, 1).output
+    # the task's traceback (it used to be only in status), then its job's output
+    assert "===== batch 0001 task 1 raised (remote traceback) =====" in log, log
+    assert re.search(r'File ".*", line \d+, in work\n(.*\n)*ValueError: bad input 1\n', log), log
+    assert log.index("raised (remote traceback)") < log.index("working on 1")
     assert "===== batch 0001 chunk 1 (task 1), job L1_1, attempt 1 =====" in log and "working on 1" in log
     assert "chunk 5 (task 5)" in cli("logs", wd, "--list").output
 
@@ -250,9 +254,11 @@ def test_doctor_python_on_the_nodes_without_poolparty(tmp_path, monkeypatch):
     result = CliRunner().invoke(main, ["doctor", "--queue", "local", "--python", python,
                                        "--work-root", str(tmp_path / "wr"), "--timeout", "60"])
     assert result.exit_code == 1
-    assert (f"[FAIL] local nodes: a job on {os.uname().nodename} wrote to {tmp_path / 'wr'} (shared), but Python "
-            f"on the nodes ({python}) cannot import poolparty: ModuleNotFoundError: No module named 'poolparty'"
+    # the local queue has no nodes and shares nothing: its line speaks of this machine
+    assert (f"[FAIL] local queue (jobs on this machine): a test job on this machine wrote to {tmp_path / 'wr'}, but "
+            f"Python ({python}) cannot import poolparty: ModuleNotFoundError: No module named 'poolparty'"
             ) in result.output
+    assert "nodes" not in result.output.split("[FAIL] local")[1] and "shared" not in result.output.split("[FAIL] local")[1]
     good = CliRunner().invoke(main, ["doctor", "--queue", "local", "--work-root", str(tmp_path / "wr"), "--json"])
     assert good.exit_code == 0, good.output
     node = json.loads(good.stdout)["nodes"][0]
@@ -370,14 +376,15 @@ def slow(x):
     time.sleep(0.4)
     return x
 
-if __name__ == "__main__":  # bar.py WORK_DIR N [executor]
+if __name__ == "__main__":  # bar.py WORK_DIR N [executor | CHUNKSIZE]
     work_dir, n = sys.argv[1], int(sys.argv[2])
     if sys.argv[3:] == ["executor"]:  # progress=True: a bar although stderr is a pipe
         with poolparty.Executor(2, queue="local", work_dir=work_dir, keep_work_dir=True, progress=True) as ex:
             print("RESULT", sum(ex.map(slow, range(n))), flush=True)
     else:
+        chunksize = int(sys.argv[3]) if sys.argv[3:] else 1
         with poolparty.Pool(2, queue="local", work_dir=work_dir, keep_work_dir=True) as pool:
-            print("RESULT", sum(pool.map(slow, range(n), chunksize=1)), flush=True)
+            print("RESULT", sum(pool.map(slow, range(n), chunksize=chunksize)), flush=True)
 '''
 
 
@@ -386,33 +393,78 @@ def poolparty_command() -> str:
     return str(script) if script.exists() else f"{sys.executable} -m poolparty.cli"
 
 
+class Tmux:
+    """A private tmux server; one detached session per terminal width."""
+
+    def __init__(self, name: str):
+        self.name = name
+
+    def __call__(self, *args: str) -> str:
+        return subprocess.run(["tmux", "-L", self.name, *args], capture_output=True, text=True, timeout=20).stdout
+
+    def screen(self, target: str) -> str:
+        return self("capture-pane", "-p", "-t", target)
+
+
+#: the progress line: the count and the ETA whole, whatever else the width left out
+PROGRESS_LINE = re.compile(r"^.*\b(\d+)/24 tasks\b.*\| eta (\d:\d\d:\d\d|-:--:--)$", re.M)
+
+
+def test_progress_line_stays_whole_and_moves_per_task_in_real_terminals(tmp_path):
+    """60, 80 and 120 columns: the line is never cut (it used to lose the count and the ETA below ~120
+    columns, and the bar at 80), and it counts tasks inside a running job (it used to jump by a chunk)."""
+    if shutil.which("tmux") is None:
+        pytest.skip("tmux is not installed (apt-get install -y tmux)")
+    (tmp_path / "bar.py").write_text(BAR_DRIVER)
+    tmux, widths = Tmux(f"pp-test-{os.getpid()}-{tmp_path.name}"), (60, 80, 120)
+    seen: dict[int, set[int]] = {w: set() for w in widths}
+    try:
+        for w in widths:  # 24 tasks in 2 jobs of 12: a job takes ~5 s
+            tmux("new-session", "-d", "-s", f"w{w}", "-x", str(w), "-y", "20", "bash --norc --noprofile")
+            tmux("send-keys", "-t", f"w{w}:0", f"clear; cd {tmp_path} && XDG_CONFIG_HOME={tmp_path} "
+                 f"{sys.executable} bar.py {tmp_path / f'wd{w}'} 24 12; echo ENDED", "Enter")
+
+        def watch() -> bool:
+            for w in widths:
+                for m in PROGRESS_LINE.finditer(tmux.screen(f"w{w}:0")):
+                    assert len(m.group(0)) < w and "\u2026" not in m.group(0), m.group(0)
+                    seen[w].add(int(m.group(1)))
+            return all(re.search(r"RESULT 276\n(.*\n)*ENDED", tmux.screen(f"w{w}:0")) for w in widths)
+
+        wait_until(watch, 90, "the three maps", interval=0.1)
+        screens = {w: tmux.screen(f"w{w}:0") for w in widths}
+    finally:
+        tmux("kill-server")
+    for w in widths:
+        assert seen[w] - {0, 12, 24}, (w, seen[w], screens[w])  # a count inside a job
+        last = PROGRESS_LINE.findall(screens[w])
+        assert last and last[-1] == ("24", "0:00:00"), screens[w]
+    assert re.search(r"poolparty pp-\w+ \S+ 100% 24/24 tasks \| jobs: 0 running, 0 pending \| \d:\d\d:\d\d elapsed "
+                     r"\| eta 0:00:00", screens[120]), screens[120]
+    assert re.search(r"^pp-\w{4} \S+ +100% 24/24 tasks \| jobs: 0 running, 0 pending \| eta 0:00:00", screens[80], re.M), screens[80]
+
+
 def test_progress_bar_and_cli_in_a_real_terminal(tmp_path):
     if shutil.which("tmux") is None:
         pytest.skip("tmux is not installed (apt-get install -y tmux)")
     (tmp_path / "bar.py").write_text(BAR_DRIVER)
     wd = tmp_path / "wd"
-    server = f"pp-test-{os.getpid()}"
-
-    def tmux(*args: str) -> str:
-        return subprocess.run(["tmux", "-L", server, *args], capture_output=True, text=True, timeout=20).stdout
-
-    def screen(target: str) -> str:
-        return tmux("capture-pane", "-p", "-t", target)
-
+    tmux = Tmux(f"pp-test-{os.getpid()}-{tmp_path.name}")
     tmux("new-session", "-d", "-s", "t", "-x", "200", "-y", "30", "bash --norc --noprofile")
     try:
         tmux("send-keys", "-t", "t:0", f"cd {tmp_path} && XDG_CONFIG_HOME={tmp_path} {sys.executable} bar.py {wd} 16",
              "Enter")
-        bar = re.compile(r"poolparty pp-\w+ .* (\d+)/16 tasks \| running (\d) pending (\d+) failed 0 resubmitted 0 \|")
-        m = wait_until(lambda: bar.search(screen("t:0")), 30, "the progress bar")
+        bar = re.compile(r"poolparty pp-\w+ .* (\d+)/16 tasks \| jobs: (\d) running, (\d+) pending, 0 failed, "
+                         r"0 resubmitted \|")
+        m = wait_until(lambda: bar.search(tmux.screen("t:0")), 30, "the progress bar")
         assert int(m.group(1)) < 16 and int(m.group(2)) <= 2
         tmux("new-window", "-t", "t", "bash --norc --noprofile")
         tmux("send-keys", "-t", "t:1", f"{poolparty_command()} status {wd}", "Enter")
-        status = wait_until(lambda: "total:" in screen("t:1") and screen("t:1"), 30, "poolparty status")
+        status = wait_until(lambda: "total:" in tmux.screen("t:1") and tmux.screen("t:1"), 30, "poolparty status")
         assert "driver: alive" in status and "batch 0001 (map" in status
-        final = wait_until(lambda: "RESULT 120" in screen("t:0") and screen("t:0"), 60, "the end of the map")
-        assert re.search(r"16/16 tasks \| running 0 pending 0 failed 0 resubmitted 0 \| \d:\d\d:\d\d eta 0:00:00",
-                         final), final
+        final = re.compile(r"RESULT 120\n.*16/16 tasks \| jobs: 0 running, 0 pending, 0 failed, 0 resubmitted \| "
+                           r"\d:\d\d:\d\d elapsed \| eta 0:00:00")  # what the program prints goes above the line
+        wait_until(lambda: final.search(tmux.screen("t:0")), 60, "the end of the map")
     finally:
         tmux("kill-server")
 
@@ -438,13 +490,44 @@ def test_progress_option():
     assert job_counts(snap) == {"running": 2, "pending": 6, "failed": 1, "resubmitted": 4}
 
 
+def test_progress_line_layout_and_eta_on_literal_input():
+    """The less important fields go first as the width shrinks; the count and the ETA never; the ETA
+    comes from the measured rate of finished tasks (it used to follow chunk steps: 2 s said, 15 s left)."""
+    from poolparty.api.progress import TaskRate, render
+
+    jobs = {"running": 2, "pending": 1, "failed": 3, "resubmitted": 0}
+    lines = {w: render(w, "poolparty pp-3487abcdef12", 3750, 6000, jobs, 10.2, 6.1) for w in (30, 60, 80, 120, 200)}
+    assert lines[200] == ("poolparty pp-3487abcdef12 " + "█" * 25 + "░" * 15 + "  62% 3750/6000 tasks | jobs: 2 running, "
+                          "1 pending, 3 failed, 0 resubmitted | 0:00:10 elapsed | eta 0:00:06")
+    assert lines[120].startswith("pp-3487 ") and lines[120].endswith(
+        "  62% 3750/6000 tasks | jobs: 2 running, 1 pending, 3 failed | 0:00:10 elapsed | eta 0:00:06")
+    assert lines[80].endswith(" 3750/6000 tasks | jobs: 2 running, 3 failed | eta 0:00:06")  # failures outlast
+    assert lines[60].endswith(" 3750/6000 tasks | jobs: 3 failed | eta 0:00:06")
+    assert lines[30] == "3750/6000 | eta 0:00:06"
+    assert all(len(line) < w for w, line in lines.items())
+    assert render(100, "p", 0, 10, {}, 0, None, fancy=False) == "p " + "-" * 40 + "   0% 0/10 tasks | 0:00:00 elapsed | eta -:--:--"
+
+    rate = TaskRate(window=60)
+    rate.add(0.0, 0)  # the wait in the queue is not a rate
+    rate.add(30.0, 0)
+    assert rate.eta(30.0, 0, 100) is None
+    rate.add(31.0, 10)
+    assert rate.eta(31.0, 10, 100) is None  # one completion: no rate yet
+    rate.add(33.0, 30)  # 20 tasks in 2 s
+    assert rate.eta(33.0, 30, 100) == pytest.approx(7.0)
+    assert rate.eta(35.0, 30, 100) == pytest.approx(14.0)  # nothing finished since: the rate falls
+    rate.add(200.0, 90)  # the window keeps the last minute
+    assert rate.eta(200.0, 90, 100) == pytest.approx(10 / (60 / 167))
+    assert rate.eta(201.0, 100, 100) == 0.0
+
+
 def test_executor_map_has_a_progress_bar_too(tmp_path):
     (tmp_path / "bar.py").write_text(BAR_DRIVER)
     proc = subprocess.run([sys.executable, str(tmp_path / "bar.py"), str(tmp_path / "wd"), "8", "executor"],
                           capture_output=True, text=True, timeout=120, env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path), "COLUMNS": "200"})
     assert proc.returncode == 0 and "RESULT 28" in proc.stdout, proc.stderr
-    assert re.search(r"poolparty pp-\w+ .*8/8 tasks \| running 0 pending 0 failed 0 resubmitted 0 \|", proc.stderr), \
-        proc.stderr
+    assert re.search(r"poolparty pp-\w+ .*8/8 tasks \| jobs: 0 running, 0 pending, 0 failed, 0 resubmitted \|",
+                     proc.stderr), proc.stderr
 
 
 def square(x):
@@ -489,3 +572,27 @@ def test_a_rerun_makes_a_deleted_incoming_directory_again(tmp_path):
     shutil.rmtree(incoming)
     with poolparty.Pool(2, queue="local", work_dir=wd) as pool:
         assert pool.starmap(square_slowly_while_flagged, args) == [0, 1, 4, 9]
+
+
+def test_resume_after_ctrl_c_resubmits_nothing_and_status_says_cancelled(tmp_path):
+    """Jobs the driver cancelled itself on Ctrl-C used to be adopted by the resume, found gone and each
+    "vanished from the queue -> resubmitting" (a warning per chunk), counted as resubmissions."""
+    wd = tmp_path / "wd"
+    driver = start_driver(tmp_path, "local", wd, 6, 2.0, fail=-1)
+    try:
+        wait_until(lambda: journaled(wd) == 6, 60, "6 chunks submitted")
+        time.sleep(0.5)
+        os.killpg(driver.pid, signal.SIGINT)
+        driver.wait(timeout=60)
+    finally:
+        if driver.poll() is None:
+            kill(driver)
+    text = cli("status", wd, "--no-query").output
+    assert re.search(r"chunks: \d done, 0 failed, 0 queued, [1-6] cancelled \(by the driver", text), text
+    assert "0 chunk(s) resubmitted" in text and "driver: none (interrupted)" in text, text
+    result = CliRunner().invoke(main, ["resume", str(wd), "-o", str(tmp_path / "out.json")])
+    assert result.exit_code == 0, result.output
+    assert "vanished" not in result.output and "resubmitting" not in result.output, result.output
+    assert json.loads((tmp_path / "out.json").read_text()) == [x * x for x in range(6)]
+    summary = json.loads(cli("status", wd, "--json").stdout)["summary"]
+    assert summary["resubmitted_chunks"] == 0 and summary["chunks"]["done"] == 6, summary

@@ -3,6 +3,9 @@ max_result_size option end to end (the worker records a clear error instead of a
 from __future__ import annotations
 
 import json
+import os
+import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -138,3 +141,35 @@ def test_bad_max_result_size(tmp_path):
     with pytest.raises(poolparty.ConfigurationError, match=r"max_result_size='huge' is not a size"):
         poolparty.Pool(queue="local", work_root=tmp_path / "runs", max_result_size="huge")
     assert not (tmp_path / "runs").exists()
+
+
+def test_config_shows_what_the_defaults_come_to_on_this_machine(isolated, monkeypatch):
+    """It used to print descriptions ("local: CPU count", "$TMPDIR/poolparty-$UID") instead of values."""
+    import tempfile
+
+    monkeypatch.delenv("POOLPARTY_WORK_ROOT", raising=False)
+    monkeypatch.setenv("POOLPARTY_QUEUE", "local")
+    text = CliRunner().invoke(main, ["config"]).stdout
+    assert re.search(rf"^max_running +{os.cpu_count()}  \(default here; ", text, re.M), text
+    assert re.search(rf"^work_root +{re.escape(tempfile.gettempdir())}/poolparty-{os.getuid()}  \(default here; ",
+                     text, re.M), text
+    assert re.search(rf"^python_path +{re.escape(sys.executable)}  \(default here; ", text, re.M), text
+    assert re.search(r"^polling_interval +2\.0  \(default here; ", text, re.M), text
+    assert re.search(r"^queue +'local'  \(environment POOLPARTY_QUEUE\)", text, re.M), text
+    shown = {r["name"]: r for r in json.loads(CliRunner().invoke(main, ["config", "--json"]).stdout)["settings"]}
+    assert shown["max_running"]["value"] == os.cpu_count() and shown["max_running"]["source"] == "default"
+
+
+def test_the_docs_list_every_option():
+    """docs/troubleshooting.md quotes the messages that list the options (it lacked claim_chunks)."""
+    from poolparty.api.options import ENGINE_KEYWORDS
+
+    docs = Path(__file__).resolve().parent.parent / "docs"
+    quoted = (docs / "troubleshooting.md").read_text()
+    settings = re.search(r"unknown option 'memroy'; valid names are: ([\w, ]+) \(plugin", quoted)
+    assert settings and settings.group(1).split(", ") == list(config.SETTINGS), settings
+    pool = re.search(r"pool options are: ([\w, ]+);", quoted)
+    assert pool and pool.group(1).split(", ") == list(ENGINE_KEYWORDS), pool
+    table = (docs / "configuration.md").read_text()
+    assert all(f"| `{name}` |" in table for name in config.SETTINGS), [n for n in config.SETTINGS
+                                                                       if f"| `{n}` |" not in table]

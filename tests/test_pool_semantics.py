@@ -463,14 +463,14 @@ def test_unpicklable_return_value_gives_a_clear_typeerror(pool):
 def test_map_with_one_failing_task(tmp_path, mp_pool):
     with pytest.raises(ValueError) as theirs:
         mp_pool.map(fail_on_three, range(6), chunksize=1)
-    pool = poolparty.Pool(2, queue="local", work_root=tmp_path)
+    pool = poolparty.Pool(2, queue="local", work_root=tmp_path, keep_work_dir=True)
     with pytest.raises(ValueError) as ours:
         pool.map(fail_on_three, range(6), chunksize=1)
     assert type(ours.value) is type(theirs.value) and ours.value.args == theirs.value.args
     assert "fail_on_three" in str(ours.value.__cause__)
     pool.close()
     pool.join()
-    # the other tasks were computed: their results are in the work_dir, which is kept
+    # the other tasks were computed: their results are in the work_dir (kept when asked: keep_work_dir)
     work_dir = Path(pool.work_dir)
     assert work_dir.is_dir()
     stored = {}

@@ -11,6 +11,7 @@ Dask runner are covered by equivalents written for this runner (marked "runner-a
 from __future__ import annotations
 
 import os
+import re
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")  # offline: no telemetry attempts
 
@@ -698,6 +699,55 @@ def small(directory: str) -> dict[str, Any]:
             "bad": bad.state, "flow_run_id": FlowRunContext.get().flow_run.id}
 
 
+CONSOLE_FLOW = '''
+import sys
+from prefect import flow, task
+from prefect_poolparty import PoolPartyTaskRunner
+
+
+@task
+def add(a: int, b: int) -> int:
+    return a + b
+
+
+@task
+def explode(x: int) -> int:
+    raise ValueError(f"boom {x}")
+
+
+@flow
+def small() -> int:
+    a = add.submit(2, 3)
+    b = add.submit(a, 1)
+    explode.submit(1).wait()
+    return b.result()
+
+
+if __name__ == "__main__":
+    print("RESULT", small.with_options(task_runner=PoolPartyTaskRunner(queue="local", work_root=sys.argv[1]))())
+'''
+
+
+def test_each_task_runs_end_is_on_the_flows_console(local, tmp_path):
+    """As with Prefect's own runners, the flow's console (its stderr, in a process of its own against the
+    test server) says how each task run ended and shows a failed task's traceback with its file and line;
+    it used to say nothing: the logs were only in the API."""
+    from prefect.settings import PREFECT_API_URL
+
+    (tmp_path / "console_flow.py").write_text(CONSOLE_FLOW)
+    env = {**os.environ, "PREFECT_API_URL": str(PREFECT_API_URL.value()), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    proc = subprocess.run([sys.executable, "console_flow.py", str(tmp_path / "runs")], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=600)
+    console = proc.stdout + proc.stderr
+    assert proc.returncode == 0 and "RESULT 6" in proc.stdout, console
+    assert len(re.findall(r"Task run 'add-\w+' - Finished in state Completed\(\)", console)) == 2, console
+    assert re.search(r"Task run 'explode-\w+' - Task run failed with exception: ValueError\('boom 1'\)", console)
+    # the task's own frame, with its line (its file is <dynamic-code> while __main__ travels by value)
+    assert re.search(r'File "(.*console_flow\.py|<dynamic-code>)", line 14, in explode\n(.*\n)*ValueError: boom 1\n',
+                     console), console
+    assert re.search(r"Task run 'explode-\w+' - Finished in state Failed\(", console), console
+
+
 def test_direct_mode_jobs_talk_to_the_api(local, tmp_path):
     state, report = run_flow(small, local.runner(relay=False), str(tmp_path))
     out = state.result()
@@ -784,6 +834,19 @@ def test_example_parameter_sweep(local, tmp_path, monkeypatch):
     assert summary["points"] == 20 and 0 < summary["best"]["score"]
     report = runner.reports[-1]
     assert report["task_runs"] == 22 and report["crashed"] == 0
+
+
+def test_example_leaves_nothing_in_the_current_directory(local, tmp_path, monkeypatch):
+    """It used to leave sweep-scratch/ behind."""
+    sys.path.insert(0, str(REPO / "examples" / "prefect"))
+    try:
+        import parameter_sweep
+    finally:
+        sys.path.remove(str(REPO / "examples" / "prefect"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("POOLPARTY_WORK_ROOT", str(local.tmp / "runs"))
+    assert parameter_sweep.main([], n_damping=2, n_noise=2)["points"] == 4
+    assert os.listdir(tmp_path) == []
 
 
 # --------------------------------------------------------------------------- .map over 1,000 items

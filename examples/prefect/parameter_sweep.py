@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 import sys
+import tempfile
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -65,6 +66,14 @@ def parameter_sweep(scratch: str, n_damping: int = 10, n_noise: int = 10) -> dic
     return summary
 
 
+def main(argv: list[str], n_damping: int = 10, n_noise: int = 10) -> dict:
+    """``parameter_sweep.py [SCRATCH]``: without SCRATCH, a temporary directory in the current one (the
+    jobs must see it: on a cluster, run from a shared directory), removed at the end."""
+    if argv:
+        return parameter_sweep(str(Path(argv[0]).resolve()), n_damping, n_noise)
+    with tempfile.TemporaryDirectory(prefix=".sweep-scratch-", dir=".") as scratch:
+        return parameter_sweep(str(Path(scratch).resolve()), n_damping, n_noise)
+
+
 if __name__ == "__main__":
-    scratch = Path(sys.argv[1] if len(sys.argv) > 1 else "sweep-scratch").resolve()
-    print(parameter_sweep(str(scratch)))
+    print(main(sys.argv[1:]))

@@ -6,12 +6,15 @@ the flow run's relay directory (:class:`RelayWriter`, one file per job process, 
 synchronously so that a SIGKILL keeps everything up to the kill). The runner, which can reach the
 API, tails these files and hands each event and log to its own ``EventsWorker`` / ``APILogWorker``
 (:class:`RelayReader`) inside the flow run's context, so Prefect attaches the flow-run, flow,
-deployment and work-pool resources exactly as it does for a local task run.
+deployment and work-pool resources exactly as it does for a local task run. Each relayed log is also
+written to the flow's console (the local ``prefect.task_runs`` logger, not sent to the API twice), as a
+local task run's engine does: "Finished in state Completed()", a failed task's traceback.
 """
 from __future__ import annotations
 
 import contextvars
 import json
+import logging
 import os
 import socket
 import threading
@@ -61,6 +64,7 @@ class RelayReader:
         self._lock = threading.Lock()  # one replay at a time: a Context may be entered by one thread only
         self.replayed = {EVENT: 0, LOG: 0}
         self.last_event: dict[str, dict[str, Any]] = {}  # task run id -> last state event (JSON)
+        self._names: dict[str, str] = {}  # task run id -> its name (from its events), for the console
 
     def drain(self) -> int:
         """Replay every complete record written so far; returns how many were replayed."""
@@ -90,6 +94,7 @@ class RelayReader:
             task_run_id = _task_run_of(event)
             if task_run_id and event.event.startswith("prefect.task-run."):
                 self.last_event[task_run_id] = json.loads(payload)
+                self._names[task_run_id] = event.resource.get("prefect.resource.name", task_run_id)
             ctx = self._context_for(task_run_id)
             send = lambda: EventsWorker.instance().send(event)  # noqa: E731
             ctx.run(send) if ctx is not None else send()
@@ -101,7 +106,22 @@ class RelayReader:
             ctx = self._context_for(log.get("task_run_id"))
             send = lambda: APILogWorker.instance().send(log)  # noqa: E731
             ctx.run(send) if ctx is not None else send()
+            self._to_console(log)
             self.replayed[LOG] += 1
+
+    def _to_console(self, log: dict[str, Any]) -> None:
+        """The relayed log on this process's own Prefect loggers, console only (``send_to_api=False``:
+        the API has it from the relay), named and formatted as a local task run's log."""
+        name = log.get("name") or "prefect.task_runs"
+        logger = logging.getLogger(name)
+        level = int(log.get("level") or logging.INFO)
+        if not logger.isEnabledFor(level):
+            return
+        task_run_id = str(log.get("task_run_id") or "")
+        extra = {"send_to_api": False, "task_run_id": task_run_id, "flow_run_id": log.get("flow_run_id"),
+                 "task_run_name": self._names.get(task_run_id, task_run_id), "flow_run_name": ""}
+        logger.handle(logger.makeRecord(name, level, "(job)", 0, str(log.get("message", "")), (), None,
+                                        extra=extra))
 
 
 def _task_run_of(event: Any) -> str | None:

@@ -3,6 +3,7 @@ whether the work_root is shared with the compute nodes and whether Python there 
 from __future__ import annotations
 
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from poolparty.errors import PoolPartyError
 from poolparty.cli.node_probe import ProbeResult, probe_nodes
 from poolparty.payload import default_python
 from poolparty.resources import Resources
-from poolparty.queues import DEFAULT_QUEUE, QUEUE_NAMES
+from poolparty.queues import DEFAULT_QUEUE, QUEUE_NAMES, queue_class
 from poolparty.queues.limits import SchedulerReport, as_json, report
 from poolparty.cli.common import echo_json, open_queue
 
@@ -41,6 +42,17 @@ def _probe_resources(configured: dict[str, Any]) -> Resources:
     """Where the probe may run is decided by the configured partition/account/qos/extra; it needs little."""
     keys = ("partition", "account", "qos", "extra")
     return Resources.from_mapping({"walltime": 300, **{k: configured[k] for k in keys if k in configured}})
+
+
+def probe_line(kind: str, message: str) -> str:
+    """The probe's verdict in the words of its queue: a queue whose jobs run on this machine has no
+    compute nodes and nothing to share a directory with, so its line speaks of this machine."""
+    if not queue_class(kind).runs_on_this_host:
+        return f"{kind} nodes: {message}"
+    message = re.sub(r"^a job on \S+ wrote to (.*?) \(shared\)", r"a test job on this machine wrote to \1", message)
+    for nodes_word, here in (("Python on the nodes", "Python"), ("an environment the nodes see", "an environment")):
+        message = message.replace(nodes_word, here)
+    return f"{kind} queue (jobs on this machine): " + message
 
 
 def run_probe(kind: str, work_root: Path | None, python: str, timeout: float) -> ProbeResult:
@@ -100,7 +112,7 @@ def doctor(queues: tuple[str, ...], work_root: Path | None, python: str | None, 
                 click.echo(f"... running a probe job on {kind} (up to {timeout:g} s)", err=True)
             result = run_probe(kind, work_root, python, timeout)
             out["nodes"].append(result.to_json())
-            lines.append((result.verdict, [f"{kind} nodes: {result.message}",
+            lines.append((result.verdict, [probe_line(kind, result.message),
                                            f"probe job {result.job}: {result.status_text()}"]))
             verdicts.append(result.verdict)
     if as_json_out:

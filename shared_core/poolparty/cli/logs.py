@@ -1,4 +1,4 @@
-"""``poolparty logs WORK_DIR [TASK]``: the job output (stdout and stderr together, as the scheduler
+"""``poolparty logs WORK_DIR [TASK]``: a task's traceback if it raised, then the job output (stdout and stderr together, as the scheduler
 wrote it) of the chunk that ran a task, from the reduced store ``logs.rec``; while the chunk's job is
 running, its live log file too."""
 from __future__ import annotations
@@ -9,7 +9,7 @@ import click
 
 from poolparty.store.inputs import BatchFiles
 from poolparty.store.results import read_logs
-from poolparty.store.inspect import BatchState, read_run
+from poolparty.store.inspect import BatchState, read_run, task_traceback
 from poolparty.cli.common import WORK_DIR, run_dir_argument, shown_path
 
 
@@ -30,6 +30,8 @@ def logs(work_dir: Path, task: int | None, batch_number: int | None, list_only: 
         chunks = [c for c in b.chunks if task is None or task in c.tasks]
         if task is not None and not chunks:
             continue
+        if task is not None and not list_only:
+            found |= _show_traceback(b, task)
         found |= _show(b, {c.chunk for c in chunks}, task, list_only)
     if task is not None and not any(task in c.tasks for b in batches for c in b.chunks):
         n = max((b.n_tasks for b in batches), default=0)
@@ -38,6 +40,16 @@ def logs(work_dir: Path, task: int | None, batch_number: int | None, list_only: 
     if not found:
         click.echo("no log stored: a chunk's log is stored when its job ends, and a job whose tasks all "
                    "succeeded without output leaves none", err=True)
+
+
+def _show_traceback(b: BatchState, task: int) -> bool:
+    """The traceback of ``task`` if it raised, before its job's output."""
+    text = task_traceback(BatchFiles(Path(b.path)), task)
+    if text is None:
+        return False
+    click.echo(f"===== batch {b.number:04d} task {task} raised (remote traceback) =====")
+    click.echo(text, nl=not text.endswith("\n"))
+    return True
 
 
 def _show(b: BatchState, chunks: set[int], task: int | None, list_only: bool) -> bool:

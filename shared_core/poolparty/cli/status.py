@@ -12,7 +12,7 @@ import click
 from poolparty.errors import PoolPartyError
 from poolparty.phases import ChunkPhase
 from poolparty.queues import QUEUE_NAMES, queue_class
-from poolparty.store.inspect import BatchState, RunState, read_run
+from poolparty.store.inspect import CANCELLED, BatchState, RunState, read_run
 from poolparty.store.layout import LOGS_FILE, RESULTS_FILE, run_of_batch
 from poolparty.store.trust import foreign_owner
 from poolparty.cli.common import WORK_DIR, echo_json, live, query_jobs, run_dir_argument, shown_path, when
@@ -44,10 +44,10 @@ def summary(state: RunState, scheduler: dict[str, Any]) -> dict[str, Any]:
         "tasks": sum(b.n_tasks for b in state.batches),
         "tasks_done": sum(c.tasks_done for b in state.batches for c in b.chunks),
         "tasks_failed": sum(len(b.failures) for b in state.batches),
-        "chunks": {p.value: chunks.get(p.value, 0) for p in PHASES},
+        "chunks": {**{p.value: chunks.get(p.value, 0) for p in PHASES}, CANCELLED: chunks.get(CANCELLED, 0)},
         "jobs_in_scheduler": dict(jobs),
         "attempts": sum(c.attempts for b in state.batches for c in b.chunks),
-        "resubmitted_chunks": sum(1 for b in state.batches for c in b.chunks if c.attempts > 1),
+        "resubmitted_chunks": sum(1 for b in state.batches for c in b.chunks if c.resubmissions),
     }
 
 
@@ -72,7 +72,7 @@ def status(work_dir: Path, as_json: bool, no_query: bool, all_failures: bool) ->
     states = {c.state for b in state.batches for c in b.chunks}
     if state.driver:
         click.echo(f"driver: alive ({state.driver})")
-    elif states & {QUEUED, WAITING}:
+    elif states & {QUEUED, WAITING, CANCELLED}:
         click.echo(f"driver: none (interrupted); finish it with: poolparty resume {shown_path(state.path)}")
     elif FAILED in states:
         click.echo(f"driver: none (ended with failures); retry them with: poolparty resume {shown_path(state.path)}")
@@ -89,7 +89,8 @@ def status(work_dir: Path, as_json: bool, no_query: bool, all_failures: bool) ->
         _echo_batch(b, scheduler, all_failures, unseen)
     c = counts["chunks"]
     click.echo(f"total: {counts['tasks_done']}/{counts['tasks']} tasks done, {counts['tasks_failed']} raised; "
-               f"chunks {c[DONE]} done, {c[FAILED]} failed, {c[QUEUED]} queued, {c[WAITING]} waiting")
+               f"chunks {c[DONE]} done, {c[FAILED]} failed, {c[QUEUED]} queued, {c[CANCELLED]} cancelled, "
+               f"{c[WAITING]} waiting")
 
 
 def _echo_batch(b: BatchState, scheduler: dict[str, Any], all_failures: bool, unseen: str) -> None:
@@ -98,6 +99,7 @@ def _echo_batch(b: BatchState, scheduler: dict[str, Any], all_failures: bool, un
                f"in {len(b.chunks)} chunk(s)")
     queued = [c for c in b.chunks if c.state == QUEUED]
     line = (f"  chunks: {b.count(ChunkPhase.DONE)} done, {b.count(ChunkPhase.FAILED)} failed, {len(queued)} queued, "
+            f"{sum(1 for c in b.chunks if c.state == CANCELLED)} cancelled (by the driver: resume submits them again), "
             f"{b.count(ChunkPhase.WAITING)} waiting")
     if scheduler["queried"] and queued:
         where = Counter(scheduler["jobs"].get(c.elements[-1], unseen) for c in queued)
@@ -109,7 +111,7 @@ def _echo_batch(b: BatchState, scheduler: dict[str, Any], all_failures: bool, un
         click.echo(f"  {RESULTS_FILE}: {len(b.damaged)} damaged region(s) ({sum(n for _, n in b.damaged)} bytes) "
                    "skipped (a task whose only result was there is recomputed by a rerun or poolparty resume)")
     attempts = sum(c.attempts for c in b.chunks)
-    resubmitted = [c for c in b.chunks if c.attempts > 1]
+    resubmitted = [c for c in b.chunks if c.resubmissions]
     click.echo(f"  attempts: {attempts} job(s) submitted, {len(resubmitted)} chunk(s) resubmitted")
     job_ids = sorted({j for c in b.chunks for j in c.job_ids}, key=lambda j: (len(j), j))
     if job_ids:

@@ -1,7 +1,7 @@
 """Resume: from a batch's replayed journal and its chunks, the plan of what a restarted driver adopts.
 
 Chunks the journal says are queued are adopted with their element and submission (the next poll tells
-whether they live); given-up chunks start afresh; chunks whose results are stored although the journal
+whether they live); given-up chunks and chunks whose jobs the last driver cancelled start afresh; chunks whose results are stored although the journal
 does not say so (a driver killed between the two) are reported, to be recorded before any file goes;
 chunks the journal says are stored but whose results the store lacks (damaged records skipped) are
 reopened: the store, not the journal, is the truth, and they are submitted afresh.
@@ -68,8 +68,8 @@ def plan_adoption(state: JournalState, chunks: Sequence[ChunkRun], batch: int) -
         if h is None:
             continue
         plan.restored.append(ChunkRestore(c.chunk, h.resources, 0 if h.gave_up else h.resubmissions))
-        if h.gave_up or h.element is None or h.sub is None:
-            continue
+        if h.gave_up or h.cancelled or h.element is None or h.sub is None:
+            continue  # a job the last driver cancelled is gone: submitted afresh, not adopted
         if h.sub not in subs:
             subs[h.sub] = AdoptedSubmission(h.sub, h.job_id or f"?{batch}:{h.sub}", {})
             plan.submissions.append(subs[h.sub])

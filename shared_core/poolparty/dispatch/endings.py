@@ -57,16 +57,20 @@ class Endings:
                 self.jobs.cancel(queued)
             except Exception as e:
                 log.error("poolparty: could not cancel the jobs of %s: %s", batch.handle.label, e)
+            else:
+                batch.journal.record_cancelled(_queued_chunks(batch))
         for c in batch.chunks:
             if c.phase in (ChunkPhase.QUEUED, ChunkPhase.WAITING):
                 c.give_up("cancelled")
         batches.remove(batch)
-        self.end(batch, cancelled(f"{batch.handle.label} cancelled"))
+        self.end(batch, CallerCancelled(f"poolparty: cancelled ({batch.handle.label} cancelled by its caller)"))
 
     def abort(self, batches: list[Batch], reason: str, error: BaseException | None) -> None:
         """Cancel every job of the pool (by name as well: jobs we lost track of) and end every batch
         (removed from ``batches``) with ``error``; what finished before is kept."""
-        self._cancel_pool(batches, reason)
+        if self._cancel_pool(batches, reason):
+            for b in batches:
+                b.journal.record_cancelled(_queued_chunks(b))
         for b in list(batches):
             batches.remove(b)
             try:
@@ -81,7 +85,8 @@ class Endings:
             self.end(b, error if error is not None else KeyboardInterrupt(reason)
                      if reason == "KeyboardInterrupt" else cancelled(reason))
 
-    def _cancel_pool(self, batches: list[Batch], reason: str) -> None:
+    def _cancel_pool(self, batches: list[Batch], reason: str) -> bool:
+        """Cancel every job of the pool; whether the scheduler took the cancel."""
         name = self.jobs.name
         queued = [c.element for b in batches for c in b.chunks
                   if c.phase is ChunkPhase.QUEUED and c.element is not None]
@@ -90,14 +95,25 @@ class Endings:
             if queued:
                 log.warning("poolparty: cancelled %d queued job(s) of pool %s (%s)", len(queued), name, reason)
         except Exception as e:
+            self.jobs.submissions.clear()
             log.error("poolparty: could not cancel the jobs of pool %s: %s; cancel them by hand: %s", name, e,
                       self.jobs.queue.manual_cancel(name))
+            return False
         self.jobs.submissions.clear()
+        return True
+
+
+def _queued_chunks(b: Batch) -> list[int]:
+    return [c.chunk for c in b.chunks if c.phase is ChunkPhase.QUEUED]
 
 
 def _gave_up(b: Batch, failed: list[ChunkRun]) -> RetryLimitExceeded:
     return RetryLimitExceeded({c.chunk: c.last_failure or "?" for c in failed}, {c.chunk: c.tasks for c in failed},
                               str(b.files.path))
+
+
+class CallerCancelled(CancelledError):
+    """A batch its own caller cancelled (an abandoned ``Executor.map``): nothing of it is kept."""
 
 
 def cancelled(reason: str) -> BaseException:

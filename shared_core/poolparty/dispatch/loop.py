@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from pathlib import Path
 from typing import Callable
 
 from poolparty.dispatch.adoption import plan_adoption
@@ -25,6 +26,7 @@ from poolparty.engine.handle import BatchSink
 from poolparty.phases import ChunkPhase
 from poolparty.queues.base import QueueAdapter
 from poolparty.queues.states import JobState
+from poolparty.store.incoming import RecordedTasks
 
 log = logging.getLogger("poolparty")
 
@@ -51,6 +53,8 @@ class Dispatcher:
                              self.collector, self.recovery)
         self.submitter = Submitter(self.jobs, settings)
         self.endings = Endings(self.jobs, self.collector, on_batch_end)
+        self._recorded: dict[Path, RecordedTasks] = {}  # per batch dir: tasks inside running chunks
+        self._progress_lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name=f"poolparty-{settings.name}", daemon=True)
         self._thread.start()
 
@@ -99,15 +103,25 @@ class Dispatcher:
         return self._thread.is_alive()
 
     def progress(self) -> dict[str, int]:
-        """A snapshot for progress bars and ``poolparty status``: chunks and tasks by phase."""
+        """A snapshot for progress bars and ``poolparty status``: chunks and tasks by phase. Tasks done
+        count those recorded inside chunks still running (their worker files), not only stored ones."""
+        with self._progress_lock:
+            return self._progress()
+
+    def _progress(self) -> dict[str, int]:
         snap = {"batches": 0, "tasks": 0, "tasks_done": 0, "chunks_waiting": 0, "chunks_queued": 0,
                 "chunks_running": 0, "chunks_done": 0, "chunks_failed": 0,
                 "resubmissions": self.stats["resubmissions"]}
         states = self.jobs.last_states
-        for b in list(self._batches):
+        batches = list(self._batches)
+        self._recorded = {b.files.incoming: self._recorded.get(b.files.incoming) or RecordedTasks(b.files.incoming)
+                          for b in batches}
+        for b in batches:
             snap["batches"] += 1
             snap["tasks"] += b.handle.n_tasks
-            snap["tasks_done"] += len(b.store.stored)
+            stored = b.store.stored
+            snap["tasks_done"] += len(stored) + sum(1 for t in self._recorded[b.files.incoming].tasks()
+                                                    if t not in stored)
             for c in list(b.chunks):
                 snap[f"chunks_{c.phase.value}"] += 1
                 st = states.get(c.watched or "")
@@ -174,7 +188,8 @@ class Dispatcher:
                 b.chunks[chunk].submitted(a.sub, element, s)
             self.jobs.add(s)
         if plan.submissions:
-            log.info("poolparty: %s: adopted %d queued chunk(s) from the journal", b.handle.label, plan.adopted)
+            log.info("poolparty: %s: adopted %d job(s) the last run left in the queue (from its journal)",
+                     b.handle.label, plan.adopted)
 
     # -- how batches end -----------------------------------------------------------------------
     def _finish_batches(self) -> None:

@@ -25,8 +25,8 @@ class Recovery:
             detail += f" ({missing}: set python_path to an interpreter that exists on the nodes)"
         c.job_lost(detail)
         if decision.kind is ActionKind.RESUBMIT:
-            log.warning("poolparty: chunk %d of %s: %s -> resubmitting (%s)", c.chunk, b.handle.label,
-                        detail, decision.why)
+            log.warning("poolparty: %s: chunk %d (tasks %s): %s -> resubmitting it (%s)", b.handle.label,
+                        c.chunk, _span(c.tasks), detail, decision.why)
             c.retry_with(decision.resources)
             self.jobs.stats["resubmissions"] += 1
             return
@@ -40,3 +40,7 @@ class Recovery:
         log.error("poolparty: chunk %d of %s gave up: %s", c.chunk, b.handle.label, why)
         self.collector.keep_partial(b, c)
         b.handle.chunk_given_up(c.chunk, [t for t in c.tasks if t not in b.store.stored], why)
+
+
+def _span(tasks: list[int]) -> str:
+    return f"{tasks[0]}..{tasks[-1]}" if len(tasks) > 1 else str(tasks[0]) if tasks else "-"

@@ -126,7 +126,9 @@ class Submitter:
         request = array_request(part, free, sub=sub, resources=resources, settings=self.s,
                                 batch_dir=b.files.path, log_dir=b.files.incoming,
                                 throttles=self.jobs.queue.throttles_arrays)
+        job_ids = []
         for submitted in self.jobs.queue.submit(request, array=self.s.array):
+            job_ids.append(submitted.job_id)
             self.jobs.stats["submissions"] += 1
             chunks = sorted(submitted.elements)
             b.journal.record_submission(sub, submitted.job_id, chunks, [submitted.elements[ch] for ch in chunks],
@@ -135,5 +137,5 @@ class Submitter:
             self.jobs.add(s)
             for ch in chunks:
                 b.chunks[ch].submitted(sub, submitted.elements[ch], s)
-        log.info("poolparty: submitted %d chunk(s) of %s as submission %d", len(request.part.indices),
-                 b.handle.label, sub)
+        log.info("poolparty: %s: %d job(s) submitted (scheduler job id %s), one chunk each", b.handle.label,
+                 len(request.part.indices), ", ".join(job_ids))

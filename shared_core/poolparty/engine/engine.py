@@ -15,6 +15,7 @@ from poolparty.engine.batch_state import Batch, ChunkRun
 from poolparty.store.inputs import BatchFiles, encode_batch
 from poolparty.engine import lifecycle
 from poolparty.engine.handle import BatchHandle
+from poolparty.dispatch.endings import CallerCancelled
 from poolparty.dispatch.loop import DispatchSettings, Dispatcher
 from poolparty.errors import ConfigurationError, PoolClosedError
 from poolparty.store.journal import Journal
@@ -49,6 +50,12 @@ class EngineOptions:
     resources: Resources = field(default_factory=Resources)
     max_result_size: int | None = None  # bytes of one pickled result; larger ones fail the task
     progress: bool | None = None  # Pool: a progress bar on a terminal; None = when stderr is a TTY
+
+
+def kept_message(path: Path, unfinished: int) -> str:
+    """The one line a pool that leaves work unfinished says when it closes: where, and what to run."""
+    return (f"unfinished work ({unfinished} batch(es) of tasks) is kept in {path}: `poolparty status {path}` "
+            f"shows it, `poolparty resume {path}` finishes it, `poolparty clean` removes it")
 
 
 def default_work_root(queue: QueueAdapter) -> Path:
@@ -86,12 +93,14 @@ class Engine:
             lifecycle.enable_verbose_logging()
         self._lock = threading.Lock()
         self._batch_count = 0
-        self._failed = False
+        self._kept: list[str] = []  # batches left unfinished (their files stay for resume)
         self._closed = False
         self._keep_for_resume: list[Path] = []
         self._dispatcher = Dispatcher(self.queue, self._dispatch_settings(python), self._batch_ended)
         lifecycle.watch(self)
-        log.info("poolparty: pool %s on queue %s, work_dir %s", self.name, self.queue.name, self.run.path)
+        log.info("poolparty: pool %s on queue %s, work_dir %s (each map, or group of calls, is a 'batch' whose "
+                 "tasks run in 'chunks': one chunk per job or array element)", self.name, self.queue.name,
+                 self.run.path)
 
     def _open_run_dir(self) -> RunDir:
         """The exact ``work_dir`` (resumable) or a fresh one under the work root, locked for this pool."""
@@ -181,16 +190,20 @@ class Engine:
         return handle
 
     def _batch_ended(self, batch: Batch, error: BaseException | None) -> None:
-        if error is None and batch.user_errors == 0:
-            if not self.options.keep_work_dir:
-                if self.explicit_dir:
-                    self._keep_for_resume.append(batch.files.path)  # removed when the pool closes clean
-                else:
-                    shutil.rmtree(batch.files.path, ignore_errors=True)
+        """A batch whose every task has an outcome is the caller's, failed tasks included (their
+        exceptions reached the caller: a raised map, a future's exception), and so is one its caller
+        cancelled: nothing is left to resume or inspect. One given up or ended by an abort (Ctrl-C,
+        terminate with work in flight) keeps the work_dir, said once when the pool closes."""
+        if error is not None and not isinstance(error, CallerCancelled):
+            self._kept.append(batch.handle.label)
+            log.info("poolparty: %s did not finish (%s); its files stay for resume: %s", batch.handle.label,
+                     type(error).__name__, batch.files.path)
             return
-        self._failed = True
-        log.warning("poolparty: %s did not finish cleanly; its work_dir is kept: %s", batch.handle.label,
-                    batch.files.path)
+        if not self.options.keep_work_dir:
+            if self.explicit_dir:
+                self._keep_for_resume.append(batch.files.path)  # removed when the pool closes clean
+            else:
+                shutil.rmtree(batch.files.path, ignore_errors=True)
 
     def progress(self) -> dict[str, int]:
         """Chunks and tasks by phase, for progress displays."""
@@ -222,9 +235,10 @@ class Engine:
         self.queue.close()
         lifecycle.forget(self)
         run.unlock()
-        if self._failed or self.options.keep_work_dir:
-            if self._failed:
-                log.warning("poolparty: work_dir kept for inspection or resume: %s", run.path)
+        if self._kept:
+            log.warning("poolparty: %s", kept_message(run.path, len(self._kept)))
+            return
+        if self.options.keep_work_dir:
             return
         for p in self._keep_for_resume:
             shutil.rmtree(p, ignore_errors=True)

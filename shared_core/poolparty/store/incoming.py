@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from poolparty.store import records
-from poolparty.store.layout import chunk_file_names, done_path, is_done_name
+from poolparty.store.layout import chunk_file_names, done_path, is_done_name, parse_part_name
 
 
 def chunk_files(incoming: Path, chunk: int, listing: list[str] | None = None) -> list[Path]:
@@ -47,3 +47,29 @@ def publish(part: Path) -> None:
             os.replace(part, done)
             return
     part.unlink(missing_ok=True)
+
+
+class RecordedTasks:
+    """Tasks recorded in a batch's worker files (running and finished chunks not stored yet), followed
+    incrementally: a chunk's part file gains one record per task as its worker goes, so the driver sees
+    progress inside a chunk without asking the scheduler. For display only (payloads are not checked)."""
+
+    def __init__(self, incoming: Path):
+        self.incoming = incoming
+        self._files: dict[str, tuple[int, set[int]]] = {}  # name -> (bytes read, tasks found)
+
+    def tasks(self) -> set[int]:
+        """Every task index recorded in the files present now."""
+        try:
+            names = [n for n in os.listdir(self.incoming) if parse_part_name(n) is not None]
+        except FileNotFoundError:
+            names = []
+        self._files = {n: self._follow(n, *self._files.get(n, (0, set()))) for n in names}
+        return set().union(*(tasks for _, tasks in self._files.values()))
+
+    def _follow(self, name: str, offset: int, tasks: set[int]) -> tuple[int, set[int]]:
+        for key, end in records.read_keys(self.incoming / name, offset):
+            if "task" in key:
+                tasks.add(key["task"])
+            offset = end
+        return offset, tasks

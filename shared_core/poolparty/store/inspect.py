@@ -45,8 +45,10 @@ class TaskFailure:
 class ChunkState:
     chunk: int
     tasks: list[int]
-    state: str  # a ChunkPhase value: done | failed (gave up) | queued (submitted, no result yet) | waiting
+    state: str  # a ChunkPhase value: done | failed (gave up) | queued (submitted, no result yet) | waiting,
+    # or CANCELLED: its job was cancelled by its own driver (Ctrl-C, terminate); a resume submits it again
     attempts: int = 0  # submissions recorded in the journal
+    resubmissions: int = 0  # attempts after a job was lost (one after a cancellation is not one)
     elements: list[str] = field(default_factory=list)  # the scheduler's id of each attempt
     job_ids: list[str] = field(default_factory=list)  # the submission (array) of each attempt
     tasks_done: int = 0
@@ -110,6 +112,10 @@ def stored_results(files: BatchFiles, skipped: list[tuple[int, int]] | None = No
     return out
 
 
+#: the state ``status`` shows for a chunk whose job its own driver cancelled
+CANCELLED = "cancelled"
+
+
 def chunk_phase(pending: bool, gave_up: bool, submitted: bool) -> ChunkPhase:
     """A chunk's phase as its files tell it: every task stored, given up, submitted, or not yet."""
     if not pending:
@@ -138,7 +144,9 @@ def _read_batch(number: int, files: BatchFiles, load_errors: bool) -> BatchState
         errors = [t for t in done if not stored[t][0]]
         # recorded as stored but its results are not all in the store (damaged): waiting to be recomputed
         phase = chunk_phase(bool(pending), gave_up is not None, bool(tried) and chunk not in replayed.stored)
-        c = ChunkState(chunk, list(tasks), phase.value, len(tried), [a.element for a in tried],
+        cancelled = phase is ChunkPhase.QUEUED and history is not None and history.cancelled
+        c = ChunkState(chunk, list(tasks), CANCELLED if cancelled else phase.value, len(tried),
+                       history.resubmissions if history is not None else 0, [a.element for a in tried],
                        [a.job for a in tried], len(done) + len(extra), len(errors), gave_up)
         if phase is ChunkPhase.QUEUED:
             live = files.incoming / job_log_name(tried[-1].element)
@@ -149,6 +157,18 @@ def _read_batch(number: int, files: BatchFiles, load_errors: bool) -> BatchState
             failures.append(TaskFailure(number, t, chunk, text, f"{rel}/{LOGS_FILE} chunk {chunk}"))
     return BatchState(number, str(files.path), meta.get("kind", "?"), meta.get("created", 0.0),
                       meta.get("n_tasks", 0), chunks, failures, damaged)
+
+
+def task_traceback(files: BatchFiles, task: int) -> str | None:
+    """The remote traceback of a task that raised (None if it did not, or has no result yet). Unpickles:
+    call it only for a private run."""
+    found = stored_results(files).get(task)
+    if found is None or found[0]:
+        return None
+    try:
+        return cloudpickle.loads(records.read_at(files.results, found[2]).payload).traceback
+    except Exception as e:
+        return f"(traceback not readable here: {type(e).__name__}: {e})"
 
 
 def _error_text(files: BatchFiles, offset: int) -> str:

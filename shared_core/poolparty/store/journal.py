@@ -14,8 +14,9 @@ if TYPE_CHECKING:  # the worker reads the journal (StoredChunks) and imports lit
     from poolparty.resources import Resources
 
 #: the journal's events: a submission, a chunk given up, chunks whose results are stored, chunks stored
-#: once whose results the store no longer holds (damaged): the latest of STORED/REOPENED per chunk holds
-SUBMITTED, GAVE_UP, STORED, REOPENED = "sub", "giveup", "stored", "reopened"
+#: once whose results the store no longer holds (damaged): the latest of STORED/REOPENED per chunk holds;
+#: chunks whose jobs the driver cancelled itself (Ctrl-C, terminate): not lost, not to be adopted
+SUBMITTED, GAVE_UP, STORED, REOPENED, CANCELLED = "sub", "giveup", "stored", "reopened", "cancelled"
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,8 @@ class ChunkHistory:
     resources: Resources | None = None
     gave_up: str | None = None
     attempts: list[Attempt] = field(default_factory=list)  # every submission, oldest first
+    cancelled: bool = False  # its latest job was cancelled by the driver (until it is submitted again)
+    cancellations: int = 0  # submissions that ended so: the next one is not a resubmission
 
 
 @dataclass
@@ -65,8 +68,9 @@ def replay(path: Path) -> JournalState:
                 state.first_resources = res
             for chunk, element in zip(k["chunks"], k["elements"]):
                 h = state.chunks.setdefault(chunk, ChunkHistory())
-                if h.sub is not None:
+                if h.sub is not None and not h.cancelled:
                     h.resubmissions += 1
+                h.cancelled = False
                 h.sub, h.element, h.resources, h.job_id = k["sub"], element, res, k["job"]
                 h.attempts.append(Attempt(k["sub"], k["job"], element))
         elif ev == GAVE_UP:
@@ -75,6 +79,10 @@ def replay(path: Path) -> JournalState:
             state.stored.update(k["chunks"])
         elif ev == REOPENED:
             state.stored.difference_update(k["chunks"])
+        elif ev == CANCELLED:
+            for chunk in k["chunks"]:
+                h = state.chunks.setdefault(chunk, ChunkHistory())
+                h.cancelled, h.cancellations = True, h.cancellations + 1
     return state
 
 
@@ -131,6 +139,12 @@ class Journal:
         if chunks:
             self._w().append({"ev": REOPENED, "chunks": chunks})
             self._w().sync()
+
+    def record_cancelled(self, chunks: list[int]) -> None:
+        """Chunks whose queued jobs the driver itself cancelled: a resume submits them afresh instead of
+        adopting jobs it would find gone ("vanished") and count as resubmissions."""
+        if chunks:
+            self._w().append({"ev": CANCELLED, "chunks": chunks})
 
     def record_give_up(self, chunk: int, why: str) -> None:
         self._w().append({"ev": GAVE_UP, "chunk": chunk, "why": why})

@@ -97,6 +97,30 @@ def read_records(path: str | os.PathLike[str], start: int = 0, *, resync: bool =
             yield record
 
 
+def read_keys(path: str | os.PathLike[str], start: int = 0) -> Iterator[tuple[dict[str, Any], int]]:
+    """(key, end offset) of each record from byte ``start``, payloads skipped and unchecked: a cheap
+    look at a file another process is appending to (progress counts), never a way to read results."""
+    try:
+        f = open(path, "rb")
+    except FileNotFoundError:
+        return
+    with f:
+        size = os.fstat(f.fileno()).st_size
+        offset = start
+        while offset + HEADER.size <= size:
+            f.seek(offset)
+            magic, _, klen, plen = HEADER.unpack(f.read(HEADER.size))
+            end = offset + HEADER.size + klen + plen
+            if magic != MAGIC or klen > 1 << 16 or end > size:
+                return
+            try:
+                key = json.loads(f.read(klen))
+            except ValueError:
+                return
+            yield key, end
+            offset = end
+
+
 _SCAN_BLOCK = 1 << 20
 
 
