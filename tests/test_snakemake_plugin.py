@@ -437,3 +437,75 @@ def test_a_round_is_registered_under_pool_batch_task_ids_and_a_refusal_reports_e
     window.add("c", ShellCommand("true"), Resources(cpus=2))
     window.flush()
     assert errors == [("c", "poolparty: submission failed: no partition 'gpu'. ")]
+
+
+# -- several Snakemake jobs per element, each in a forked child (snakemake_executor_plugin_poolparty.element) --
+FORKED_SNAKEFILE = """
+    import json, sys
+
+    N = 4
+
+    rule all:
+        input: expand("a/{i}.json", i=range(N)), expand("b/{i}.txt", i=range(N)), expand("c/{i}.txt", i=range(N))
+
+    rule a:
+        output: "a/{i}.json"
+        run:
+            # forked from an element's warm Snakemake process, which runs the plugin's element module
+            with open(output[0], "w") as f:
+                json.dump({"forked": "snakemake_executor_plugin_poolparty.element" in sys.modules}, f)
+
+    rule b:
+        output: "b/{i}.txt"
+        resources: mem_mb=lambda wildcards, attempt: 600 * attempt
+        shell: "echo ran >> count.b{wildcards.i}; echo 'marker-b{wildcards.i}-mem{resources.mem_mb}'; "
+               "test {wildcards.i} != 1 || test {resources.mem_mb} -ge 1200; echo ok > {output}"
+
+    rule c:
+        output: "c/{i}.txt"
+        shell: "echo ran >> count.c{wildcards.i}; echo 'marker-c{wildcards.i}'; "
+               "if [ {wildcards.i} = 2 ]; then exit 3; fi; echo ok > {output}"
+"""
+
+
+def test_forked_jobs_keep_their_own_outcome_log_attempt_and_retries(tmp_path):
+    wd = write_workflow(tmp_path / "wf", FORKED_SNAKEFILE)
+    proc = run_snakemake(wd, "--executor", "poolparty", "--poolparty-queue", "local", "-j", "12",
+                         "--retries", "1", "--keep-going", "--poolparty-max-running", "2")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, tail(proc)  # c2 fails on both attempts
+    # each job ran in a child forked from an element's Snakemake process (not `python -m snakemake`)
+    assert all(json.loads((wd / "a" / f"{i}.json").read_text())["forked"] for i in range(4)), out
+    # b1 failed on attempt 1 (600 MB), Snakemake retried it alone with attempt 2 (1200 MB)
+    runs = {name: len((wd / f"count.{name}").read_text().split()) for name in
+            [f"b{i}" for i in range(4)] + [f"c{i}" for i in range(4)]}
+    assert runs == {"b0": 1, "b1": 2, "b2": 1, "b3": 1, "c0": 1, "c1": 1, "c2": 2, "c3": 1}, runs
+    assert sorted(p.name for p in (wd / "b").iterdir()) == [f"{i}.txt" for i in range(4)]
+    assert sorted(p.name for p in (wd / "c").iterdir()) == ["0.txt", "1.txt", "3.txt"]  # --keep-going
+    logs = wd / ".snakemake" / "poolparty_logs"
+    b1 = list(logs.glob("*/b.*.attempt1.log"))
+    assert len(b1) == 1 and not list(logs.glob("*/b.*.attempt2.log")), out
+    assert "marker-b1-mem600" in b1[0].read_text()
+    c2 = sorted(logs.glob("*/c.*.log"))
+    assert [p.name.rsplit(".", 2)[-2] for p in c2] == ["attempt1", "attempt2"], out
+    for path in [*b1, *c2]:  # each log holds its own job's output only, though elements ran several
+        text = path.read_text()
+        own = "marker-b1" if path in b1 else "marker-c2"
+        others = [m for m in ("marker-b0", "marker-b2", "marker-b3", "marker-c0", "marker-c1", "marker-c3")
+                  if m in text]
+        assert own in text and not others, (path, text[-2000:])
+        assert str(path) in out  # handed to Snakemake (aux_logs)
+    assert out.count("Error in rule c") == 2 and out.count("Error in rule b") == 1, out
+
+
+def test_only_a_plain_snakemake_command_line_runs_in_a_forked_child():
+    from snakemake_executor_plugin_poolparty.commands import snakemake_argv
+
+    py = sys.executable
+    assert snakemake_argv(f"{py} -m snakemake --target-jobs 'a:i=1' --cores 'all' --mode 'remote'", py) == [
+        "--target-jobs", "a:i=1", "--cores", "all", "--mode", "remote"]
+    assert snakemake_argv(f"module load x && {py} -m snakemake --cores 1", py) is None  # precommand: a shell
+    assert snakemake_argv(f"{py} -m snakemake --cores 1 && touch done", py) is None  # suffix
+    assert snakemake_argv("python -m snakemake --cores 1", "/opt/other/python3") is None  # another interpreter
+    assert snakemake_argv(f"{py} -m other --cores 1", py) is None
+    assert snakemake_argv(f"{py} -m snakemake --target-jobs 'unclosed", py) is None
