@@ -311,6 +311,9 @@ def test_settings_from_flags_environment_and_defaults(monkeypatch):
     monkeypatch.delenv("SNAKEMAKE_POOLPARTY_ARRAY")
     defaults = plugin.get_settings(get_argument_parser().parse_args(["--executor", "poolparty"]))
     assert defaults.queue == "local" and defaults.array is True and defaults.max_resubmissions == 3
+    assert defaults.fork_jobs is True
+    assert plugin.get_settings(get_argument_parser().parse_args(
+        ["--executor", "poolparty", "--poolparty-fork-jobs", "no"])).fork_jobs is False
     with pytest.raises(SystemExit):
         get_argument_parser().parse_args(["--executor", "poolparty", "--poolparty-queue", "pbs"])
 
@@ -509,3 +512,59 @@ def test_only_a_plain_snakemake_command_line_runs_in_a_forked_child():
     assert snakemake_argv("python -m snakemake --cores 1", "/opt/other/python3") is None  # another interpreter
     assert snakemake_argv(f"{py} -m other --cores 1", py) is None
     assert snakemake_argv(f"{py} -m snakemake --target-jobs 'unclosed", py) is None
+
+
+# -- parallel and GPU resources, as the SLURM executor plugin documents them (pure, on literal input) --
+def test_mpi_tasks_nodes_and_gpu_model_render_into_the_job_argv():
+    from pathlib import Path as P
+
+    from poolparty import ConfigurationError
+    from poolparty.api.workflow_resources import resources_from_workflow
+    from poolparty.queues import sge, slurm
+
+    def sbatch(values):
+        return slurm.dry_run_argv(resources_from_workflow(values, "slurm").resources, P("/s.sh"), P("/w"))[4:-1]
+
+    assert sbatch({"threads": 1, "mpi": "srun", "tasks": 2, "nodes": 1, "constraint": "ib"}) == [
+        "--cpus-per-task=1", "--constraint=ib", "--nodes=1", "--ntasks=2"]
+    assert sbatch({"mpi": "mpirun", "tasks_per_node": 4, "nodes": 2}) == ["--nodes=2", "--ntasks-per-node=4"]
+    assert sbatch({"tasks": 3}) == ["--ntasks=3"]  # a serial rule may ask for tasks too (no launcher)
+    assert sbatch({"gpu": 2, "gpu_model": "a100"}) == ["--gpus=a100:2"]
+    assert sbatch({"gpu_model": "a100"}) == ["--gpus=a100:1"]
+    assert sbatch({"gpu": 2}) == ["--gpus=2"]
+    for bad, why in (({"mpi": "srun"}, "needs tasks=N"), ({"mpi": "srun", "tasks": 1}, "single task"),
+                     ({"mpi": "srun", "tasks": 2, "tasks_per_node": 2}, "give one of them"),
+                     ({"nodes": 0}, ">= 1"), ({"tasks": "two"}, "must be a number")):
+        with pytest.raises(ConfigurationError, match=why):
+            resources_from_workflow(bad, "slurm")
+    # SGE: the tasks are slots of the named parallel environment; what it cannot place is refused
+    r = resources_from_workflow({"mpi": "mpirun", "tasks": 4, "threads": 2, "mem_mb": 8000, "sge_pe": "mpi"}, "sge")
+    assert sge.resource_flags(r.resources) == ["-l", "h_vmem=954M"] and r.resources.extra == ("-pe", "mpi", "8")
+    assert resources_from_workflow({"gpu_model": "a100", "gpu": 1}, "sge").ignored == ("gpu_model",)
+    for bad in ({"tasks": 2}, {"nodes": 2, "sge_pe": "mpi"}, {"tasks_per_node": 2, "sge_pe": "mpi"}):
+        with pytest.raises(ConfigurationError, match="parallel environment"):
+            resources_from_workflow(bad, "sge")
+    # this machine: the tasks' CPUs add up; several nodes cannot be had
+    assert resources_from_workflow({"mpi": "mpirun", "tasks": 3, "threads": 2}, "local").resources.cpus == 6
+    with pytest.raises(ConfigurationError, match="this machine only"):
+        resources_from_workflow({"nodes": 2}, "local")
+
+
+MPI_SNAKEFILE = """
+    rule all:
+        input: "out/hosts.txt"
+
+    rule mpi_like:
+        output: "out/hosts.txt"
+        resources: mpi="srun", tasks=2
+        shell: "{resources.mpi} -n {resources.tasks} sh -c 'echo task $SLURM_PROCID' | sort > {output}"
+"""
+
+
+def test_a_two_task_srun_rule_runs_on_real_slurm(tmp_path):
+    require_or_skip(slurm_available(), "real SLURM")
+    wd = write_workflow(tmp_path / "wf", MPI_SNAKEFILE)
+    proc = run_snakemake(wd, "--executor", "poolparty", "--poolparty-queue", "slurm", "-j", "2",
+                         "--poolparty-polling-interval", "2", timeout=300)
+    assert proc.returncode == 0, tail(proc)
+    assert (wd / "out" / "hosts.txt").read_text().split("\n")[:2] == ["task 0", "task 1"]
