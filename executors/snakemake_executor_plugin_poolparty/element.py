@@ -27,6 +27,7 @@ LOG_LIMIT = 256 * 1024
 
 _warm = False
 _learned: set[str] = set()
+_to_import: list[str] = []  # learned from the last child, imported before the next one forks
 
 
 class SnakemakeJobFailed(CommandFailed):
@@ -60,6 +61,7 @@ def run_job(argv: Sequence[str], cwd: str) -> int:
     """Run one Snakemake job (``argv``: what follows ``python -m snakemake``) in a forked child; 0 on
     success, else :class:`SnakemakeJobFailed` with the child's output."""
     _warm_up()
+    _import_learned()
     log = tempfile.TemporaryFile(prefix="poolparty-snakemake-")
     learned_r, learned_w = os.pipe()
     sys.stdout.flush()
@@ -73,7 +75,7 @@ def run_job(argv: Sequence[str], cwd: str) -> int:
         names = pipe.read().decode(errors="replace").split()
     _, status = os.waitpid(pid, 0)
     rc = os.waitstatus_to_exitcode(status)
-    _learn(names)
+    _to_import.extend(names)  # only if another job comes: an element with one job pays nothing
     if rc == 0:
         log.close()
         return 0
@@ -125,12 +127,13 @@ def _warm_up() -> None:
     _warm = True
 
 
-def _learn(names: list[str]) -> None:
-    """Import here what a child imported from installed packages or the standard library (never the
-    workflow's own modules): the next children start with them loaded."""
+def _import_learned() -> None:
+    """Import here what the last child imported from installed packages or the standard library (never
+    the workflow's own modules): the next children start with them loaded."""
     import importlib
     import sysconfig
 
+    names, _to_import[:] = list(_to_import), []
     roots = tuple(os.path.realpath(p) for p in {sysconfig.get_paths()[k] for k in
                                                 ("stdlib", "platstdlib", "purelib", "platlib")})
     for name in names:
