@@ -17,7 +17,7 @@ from typing import Optional
 import pytest
 
 from conftest import wait_until
-from real_wlm import require_or_skip, slurm_available
+from real_wlm import require_or_skip, sge_available, slurm_available
 
 from snakemake.common.tests import TestWorkflowsLocalStorageBase  # the test extra installs snakemake
 
@@ -51,6 +51,20 @@ class TestWorkflowsRealSlurm(TestWorkflowsLocalStorageBase):
 
     def get_executor_settings(self) -> Optional[ExecutorSettings]:
         return ExecutorSettings(queue="slurm", polling_interval=2.0)
+
+
+class TestWorkflowsRealSge(TestWorkflowsLocalStorageBase):
+    __test__ = True
+
+    @pytest.fixture(autouse=True)
+    def _needs_sge(self):
+        require_or_skip(sge_available(), "real SGE")
+
+    def get_executor(self) -> str:
+        return "poolparty"
+
+    def get_executor_settings(self) -> Optional[ExecutorSettings]:
+        return ExecutorSettings(queue="sge", polling_interval=2.0)
 
 
 # -- helpers ---------------------------------------------------------------------------------------

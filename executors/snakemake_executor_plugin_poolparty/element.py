@@ -110,6 +110,9 @@ def _child(argv: list[str], cwd: str, log_fd: int, learned_w: int) -> None:
         traceback.print_exc()
     finally:
         try:
+            import logging
+
+            logging.shutdown()  # Snakemake's handlers: os._exit below runs no exit hook (fork: not ours)
             sys.stdout.flush()
             sys.stderr.flush()
         finally:
