@@ -39,32 +39,30 @@ class TestWorkflowsLocalQueue(TestWorkflowsLocalStorageBase):
         return ExecutorSettings(queue="local", max_running=3)
 
 
-class TestWorkflowsRealSlurm(TestWorkflowsLocalStorageBase):
-    __test__ = True
+class RealQueueWorkflows(TestWorkflowsLocalStorageBase):
+    """Snakemake's test base on a real scheduler (skipped without one, failed in CI)."""
+    __test__ = False
+    queue = ""
 
     @pytest.fixture(autouse=True)
-    def _needs_slurm(self):
-        require_or_skip(slurm_available(), "real SLURM")
+    def _needs_scheduler(self):
+        require_or_skip((slurm_available if self.queue == "slurm" else sge_available)(), f"real {self.queue}")
 
     def get_executor(self) -> str:
         return "poolparty"
 
     def get_executor_settings(self) -> Optional[ExecutorSettings]:
-        return ExecutorSettings(queue="slurm", polling_interval=2.0)
+        return ExecutorSettings(queue=self.queue, polling_interval=2.0)
 
 
-class TestWorkflowsRealSge(TestWorkflowsLocalStorageBase):
+class TestWorkflowsRealSlurm(RealQueueWorkflows):
     __test__ = True
+    queue = "slurm"
 
-    @pytest.fixture(autouse=True)
-    def _needs_sge(self):
-        require_or_skip(sge_available(), "real SGE")
 
-    def get_executor(self) -> str:
-        return "poolparty"
-
-    def get_executor_settings(self) -> Optional[ExecutorSettings]:
-        return ExecutorSettings(queue="sge", polling_interval=2.0)
+class TestWorkflowsRealSge(RealQueueWorkflows):
+    __test__ = True
+    queue = "sge"
 
 
 # -- helpers ---------------------------------------------------------------------------------------
