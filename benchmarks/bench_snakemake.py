@@ -1,27 +1,34 @@
-#!/usr/bin/env python
 """``snakemake --executor poolparty`` against snakemake-executor-plugin-slurm on the test SLURM.
 
     python benchmarks/bench_snakemake.py                 # 200 jobs -> benchmarks/results/snakemake-200.md
-    python benchmarks/bench_snakemake.py --jobs 40       # quicker  -> benchmarks/results/snakemake-40.md
+    python benchmarks/bench_snakemake.py --jobs 1000     # 1,000    -> benchmarks/results/snakemake-1000.md
+    python benchmarks/bench_snakemake.py --queue local --jobs 60 -j 4   # -> snakemake-local-60.md
+
+``--queue local`` compares, on this machine, Snakemake's own local executor with ``--executor poolparty
+--poolparty-queue local`` (forked jobs, and ``--poolparty-fork-jobs no``), same ``-j``; target of issue
+18: at most 1.5x the local executor's wall time.
 
 The same workflow (``--jobs`` remote jobs: half of them ``a``, each ``b`` copying one ``a`` output, plus
-a local ``all``) runs, each in a fresh directory, with
+a local ``all``) runs, each in a fresh directory and one after the other in one run, with
 
-1. ``--executor poolparty --poolparty-queue slurm``,
-2. ``--executor slurm`` (snakemake-executor-plugin-slurm, its defaults),
-3. ``--executor slurm --slurm-array-jobs all`` (its array mode),
+1. ``--executor poolparty --poolparty-queue slurm`` (jobs in children forked from warm elements),
+2. the same with ``--poolparty-fork-jobs no`` (one ``python -m snakemake`` per job: the behaviour
+   before issue 18, for the before/after ratio),
+3. ``--executor slurm`` (snakemake-executor-plugin-slurm, its defaults),
+4. ``--executor slurm --slurm-array-jobs all`` (its array mode),
 
-all with ``-j 100`` and the same Snakemake version. A PATH shim records every SLURM command each run
+all with ``-j 100`` and the same Snakemake and Python. A PATH shim records every SLURM command each run
 makes (``sbatch squeue sacct scancel scontrol sinfo sacctmgr sshare srun``, also those run inside the
-jobs); the table shows wall time and the counts. Target of issue 4: poolparty makes at most a tenth of
-the official plugin's submissions and is not slower.
+jobs). After each run, ``sacct`` gives the run's allocated core-seconds (elapsed x CPUs of every job it
+submitted, found by the job names in its ``sbatch`` calls) and the CPU time used in them; idle
+core-seconds are the difference. Targets of issue 18: poolparty at most 0.3x its own wall time before
+(variant 2) and 0.1x the official plugin's, with no more submissions.
 
-Needs a real SLURM (``sudo ci/start-slurm.sh``). poolparty runs with the ``snakemake`` of the interpreter
-running this script (the project's virtualenv: ``pip install -e '.[snakemake]'``). The official plugin
-runs from its own virtualenv, ``--venv DIR`` (default: a cached one in the system temp dir, created on
-first use with ``pip install snakemake==<same version> snakemake-executor-plugin-slurm``): it must not be
-installed next to poolparty, since Snakemake imports every installed plugin at every start, in the
-jobs too, and this one runs ``scontrol``/``sacct`` when imported (that would be charged to poolparty).
+Needs a real SLURM (``sudo ci/start-slurm.sh``). The official plugin is not installed next to poolparty
+(Snakemake imports every installed plugin at every start, in the jobs too, and this one runs
+``scontrol`` when imported: that would be charged to poolparty): it is installed once with
+``pip install --target DIR`` (``--official-path``, default a directory in the system temp dir) and put on
+``PYTHONPATH`` for its runs only, so both use the same interpreter and Snakemake.
 Not part of the test suite or CI.
 """
 from __future__ import annotations
@@ -70,25 +77,33 @@ SNAKEFILE = """
 """
 VARIANTS = {
     "poolparty": ["--executor", "poolparty", "--poolparty-queue", "slurm"],
+    "poolparty --poolparty-fork-jobs no": ["--executor", "poolparty", "--poolparty-queue", "slurm",
+                                           "--poolparty-fork-jobs", "no"],
     "slurm": ["--executor", "slurm"],
     "slurm --slurm-array-jobs all": ["--executor", "slurm", "--slurm-array-jobs", "all"],
 }
+LOCAL_VARIANTS = {
+    "snakemake local executor": [],
+    "poolparty": ["--executor", "poolparty", "--poolparty-queue", "local"],
+    "poolparty --poolparty-fork-jobs no": ["--executor", "poolparty", "--poolparty-queue", "local",
+                                           "--poolparty-fork-jobs", "no"],
+}
+OFFICIAL = ("snakemake-executor-plugin-slurm", "snakemake-executor-plugin-slurm-jobstep")
 
 
-def ensure_venv(path: Path, version: str) -> Path:
-    """A virtualenv with snakemake==version and the official SLURM plugin (and not poolparty's)."""
-    python = path / "bin" / "python"
-    snakemake = path / "bin" / "snakemake"
-    if snakemake.exists():
-        probe = subprocess.run([str(python), "-c", "import snakemake, snakemake_executor_plugin_slurm; "
-                                "print(snakemake.__version__)"], capture_output=True, text=True)
-        if probe.returncode == 0 and probe.stdout.strip() == version:
-            return snakemake
-    print(f"creating {path} (snakemake=={version}, snakemake-executor-plugin-slurm) ...", flush=True)
-    subprocess.run([sys.executable, "-m", "venv", str(path)], check=True)
-    subprocess.run([str(python), "-m", "pip", "install", "-q", f"snakemake=={version}",
-                    "snakemake-executor-plugin-slurm"], check=True)
-    return snakemake
+def ensure_official(path: Path) -> str:
+    """The official plugin (and its dependencies missing here) in a ``--target`` directory; its version."""
+    def version() -> str:
+        probe = subprocess.run([sys.executable, "-c", "from importlib.metadata import version; "
+                                f"print(version({OFFICIAL[0]!r}))"], capture_output=True, text=True,
+                               env=dict(os.environ, PYTHONPATH=str(path)))
+        return probe.stdout.strip() if probe.returncode == 0 else ""
+
+    if not version():
+        print(f"installing {', '.join(OFFICIAL)} into {path} ...", flush=True)
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--target", str(path), *OFFICIAL],
+                       check=True)
+    return version()
 
 
 def install_shims(bin_dir: Path, log: Path) -> None:
@@ -101,15 +116,61 @@ def install_shims(bin_dir: Path, log: Path) -> None:
             shim.chmod(0o755)
 
 
-def run_variant(name: str, args: list[str], snakemake: Path, n: int, root: Path, timeout: float) -> dict:
-    wd = root / name.split()[0].replace("-", "") / ("arrays" if "array" in name else "plain")
+def job_names(calls: list[dict]) -> set[str]:
+    """The SLURM job names a run submitted (``--job-name X`` / ``--job-name=X`` / ``-J X``)."""
+    names = set()
+    for c in calls:
+        if c["cmd"] != "sbatch":
+            continue
+        argv = c["argv"]
+        for i, a in enumerate(argv):
+            if a.startswith("--job-name="):
+                names.add(a.split("=", 1)[1])
+            elif a in ("--job-name", "-J") and i + 1 < len(argv):
+                names.add(argv[i + 1])
+    return names
+
+
+def _seconds(text: str) -> float:
+    """sacct's ``[D-]HH:MM:SS[.mmm]`` or ``MM:SS.mmm``."""
+    days, _, rest = text.rpartition("-")
+    parts = [float(x) for x in rest.split(":")]
+    while len(parts) < 3:
+        parts.insert(0, 0.0)
+    return (int(days) if days else 0) * 86400 + parts[0] * 3600 + parts[1] * 60 + parts[2]
+
+
+def core_seconds(names: set[str], since: str) -> tuple[float, float]:
+    """(allocated core-seconds, CPU-seconds used) of the jobs with these names, from sacct."""
+    if not names:
+        return 0.0, 0.0
+    sacct = shutil.which("sacct") or "sacct"
+    out = subprocess.run([sacct, "--parsable2", "--noheader", "-S", since, "--name", ",".join(sorted(names)),
+                          "--format=JobIDRaw,CPUTimeRAW,TotalCPU"], capture_output=True, text=True).stdout
+    allocated = used = 0.0
+    for line in out.splitlines():
+        jobid, cputime, total = (line.split("|") + ["", "", ""])[:3]
+        if "." not in jobid and cputime.isdigit():
+            allocated += int(cputime)  # the allocation: elapsed x CPUs
+        elif "." in jobid and total:
+            used += _seconds(total)  # steps (batch, srun): CPU time used
+    return allocated, used
+
+
+def run_variant(name: str, args: list[str], n: int, root: Path, timeout: float, official: Path,
+                jobs: int = 100) -> dict:
+    wd = root / name.replace(" ", "_").replace("-", "")
     wd.mkdir(parents=True)
     (wd / "Snakefile").write_text(textwrap.dedent(SNAKEFILE.format(n=n // 2)))
     log = wd / "calls.jsonl"
     install_shims(wd / "shim", log)
     env = dict(os.environ, PATH=f"{wd / 'shim'}{os.pathsep}{os.environ['PATH']}")
+    if name.startswith("slurm"):
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(official), env.get("PYTHONPATH")]))
+    snakemake = Path(sys.executable).parent / "snakemake"
+    since = time.strftime("%Y-%m-%dT%H:%M:%S")
     t0 = time.monotonic()
-    proc = subprocess.run([str(snakemake), *args, "-j", "100"], cwd=wd, env=env, capture_output=True, text=True,
+    proc = subprocess.run([str(snakemake), *args, "-j", str(jobs)], cwd=wd, env=env, capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)
     wall = time.monotonic() - t0
     (wd / "snakemake.out").write_text(proc.stdout + proc.stderr)
@@ -119,67 +180,85 @@ def run_variant(name: str, args: list[str], snakemake: Path, n: int, root: Path,
     output = (proc.stdout + proc.stderr).splitlines()
     errors = [line.strip() for line in output if line.strip().startswith("message:")]
     first_error = f"{len(errors)} job error(s), first: {errors[0][:200]}" if errors else ""
+    time.sleep(2)  # let slurmdbd record the last jobs
+    allocated, used = core_seconds(job_names(calls), since)
     return {"name": name, "rc": proc.returncode, "wall": wall, "counts": counts, "complete": done == n // 2,
-            "dir": str(wd), "first_error": first_error}
+            "dir": str(wd), "first_error": first_error, "allocated": allocated, "idle": max(0.0, allocated - used)}
+
+
+def report(results: list[dict], n: int, started: str, load: tuple[float, float], official_version: str) -> str:
+    lines = [f"# snakemake --executor poolparty vs snakemake-executor-plugin-slurm, {n} jobs", "",
+             f"{started}, {platform.node()}, {os.cpu_count()} CPU(s), Python {platform.python_version()}, "
+             f"single-node test SLURM (ci/start-slurm.sh), `-j 100`, snakemake-executor-plugin-slurm "
+             f"{official_version or '?'}. Load average {load[0]:.2f} at start, {load[1]:.2f} at end. Workflow: "
+             f"{n // 2} `a` jobs, {n // 2} `b` jobs (each copies one `a` output), a local `all`. Counts include "
+             "the commands run inside the jobs (`srun`). Status calls: `squeue` + `sacct` (+ `scontrol` for "
+             "the official plugin's job checks). Core-s: allocated (sacct elapsed x CPUs) and idle "
+             "(allocated minus the CPU time the jobs used).", "",
+             "| executor | rc | complete | wall s | sbatch | squeue | sacct | scancel | scontrol | other "
+             "| core-s allocated | core-s idle |",
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in results:
+        c = r["counts"]
+        other = sum(v for k, v in c.items() if k not in ("sbatch", "squeue", "sacct", "scancel", "scontrol"))
+        lines.append(f"| {r['name']} | {r['rc']} | {'yes' if r['complete'] else 'NO'} | {r['wall']:.1f} | "
+                     f"{c['sbatch']} | {c['squeue']} | {c['sacct']} | {c['scancel']} | {c['scontrol']} | {other} "
+                     f"| {r['allocated']:.0f} | {r['idle']:.0f} |")
+    pp = next((r for r in results if r["name"] == "poolparty"), None)
+    if pp:
+        lines.append("")
+        for r in results:
+            if r is pp:
+                continue
+            if r["rc"] != 0 or not r["complete"]:
+                lines.append(f"* `{r['name']}` did not complete (rc {r['rc']}): {r['first_error'] or '?'}")
+                continue
+            target = "0.30" if r["name"].startswith("poolparty") else "0.10"
+            ratio = pp["counts"]["sbatch"] / max(1, r["counts"]["sbatch"])
+            lines.append(f"* poolparty vs `{r['name']}`: {pp['wall'] / r['wall']:.2f}x the wall time (target "
+                         f"<= {target}), {ratio:.2f}x the submissions, "
+                         f"{pp['idle'] / max(1.0, r['idle']):.2f}x the idle core-seconds.")
+    return "\n".join(lines) + "\n"
 
 
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--jobs", type=int, default=200, help="remote jobs of the workflow (even; default 200)")
-    p.add_argument("--venv", type=Path, default=Path(tempfile.gettempdir()) / "poolparty-bench-snakemake-venv")
+    p.add_argument("--official-path", type=Path,
+                   default=Path(tempfile.gettempdir()) / "poolparty-bench-snakemake-official",
+                   help="pip --target directory of the official SLURM plugin (created on first use)")
     p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of: "
                    + ", ".join(VARIANTS))
     p.add_argument("--timeout", type=float, default=3600, help="seconds per run")
     p.add_argument("--keep", action="store_true", help="keep the run directories (printed)")
+    p.add_argument("--queue", choices=("slurm", "local"), default="slurm")
+    p.add_argument("-j", type=int, default=4, help="--queue local: Snakemake's -j (default 4)")
     a = p.parse_args()
+    if a.queue == "local":
+        return main_local(a)
     why = slurm_available()
     if why:
         print(f"needs a real SLURM: {why} (sudo ci/start-slurm.sh)", file=sys.stderr)
         return 2
-    import snakemake as own_snakemake
-
-    ours = Path(sys.executable).parent / "snakemake"
     probe = subprocess.run([sys.executable, "-c", "import snakemake_executor_plugin_slurm"], capture_output=True)
     if probe.returncode == 0:
-        print("the official SLURM plugin is installed next to poolparty: uninstall it here and let this "
-              "script create its own virtualenv (--venv)", file=sys.stderr)
+        print("the official SLURM plugin is installed next to poolparty: its import-time scheduler calls would "
+              "be charged to poolparty; uninstall it here (this script puts it on PYTHONPATH for its own "
+              "runs, --official-path)", file=sys.stderr)
         return 2
-    theirs = ensure_venv(a.venv, own_snakemake.__version__)
+    names = [v.strip() for v in a.variants.split(",") if v.strip()]
+    official_version = ensure_official(a.official_path) if any(v.startswith("slurm") for v in names) else ""
     root = Path(tempfile.mkdtemp(prefix="bench-snakemake-"))
     started = time.strftime("%Y-%m-%d %H:%M")
     load0 = os.getloadavg()[0]
     results = []
-    for name in [v.strip() for v in a.variants.split(",") if v.strip()]:
+    for name in names:
         print(f"{name}: {a.jobs} jobs ...", flush=True)
-        snakemake = ours if name == "poolparty" else theirs
-        r = run_variant(name, VARIANTS[name], snakemake, a.jobs, root, a.timeout)
-        print(f"  rc {r['rc']}, {r['wall']:.1f} s, {r['counts']}", flush=True)
+        r = run_variant(name, VARIANTS[name], a.jobs, root, a.timeout, a.official_path)
+        print(f"  rc {r['rc']}, {r['wall']:.1f} s, {r['counts']}, core-s {r['allocated']:.0f} "
+              f"(idle {r['idle']:.0f})", flush=True)
         results.append(r)
-    load1 = os.getloadavg()[0]
-    lines = [f"# snakemake --executor poolparty vs snakemake-executor-plugin-slurm, {a.jobs} jobs", "",
-             f"{started}, {platform.node()}, {os.cpu_count()} CPU(s), Python {platform.python_version()}, "
-             f"single-node test SLURM (ci/start-slurm.sh), `-j 100`. Load average {load0:.2f} at start, "
-             f"{load1:.2f} at end. Workflow: {a.jobs // 2} `a` jobs, {a.jobs // 2} `b` jobs (each copies one "
-             "`a` output), a local `all`. Counts include the commands run inside the jobs (`srun`).", "",
-             "| executor | rc | complete | wall s | sbatch | squeue | sacct | scancel | scontrol | other |",
-             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in results:
-        c = r["counts"]
-        other = sum(v for k, v in c.items() if k not in ("sbatch", "squeue", "sacct", "scancel", "scontrol"))
-        lines.append(f"| {r['name']} | {r['rc']} | {'yes' if r['complete'] else 'NO'} | {r['wall']:.1f} | "
-                     f"{c['sbatch']} | {c['squeue']} | {c['sacct']} | {c['scancel']} | {c['scontrol']} | {other} |")
-    pp = next((r for r in results if r["name"] == "poolparty"), None)
-    official = [r for r in results if r["name"] != "poolparty"]
-    if pp and official:
-        lines.append("")
-        for r in official:
-            if r["rc"] != 0 or not r["complete"]:
-                lines.append(f"* `{r['name']}` did not complete (rc {r['rc']}): {r['first_error'] or '?'}")
-                continue
-            ratio = pp["counts"]["sbatch"] / max(1, r["counts"]["sbatch"])
-            lines.append(f"* vs `{r['name']}`: {ratio:.2f}x the submissions (target <= 0.10), "
-                         f"{pp['wall'] / r['wall']:.2f}x the wall time (target <= 1.00).")
-    text = "\n".join(lines) + "\n"
+    text = report(results, a.jobs, started, (load0, os.getloadavg()[0]), official_version)
     out = HERE / "results" / f"snakemake-{a.jobs}.md"
     out.parent.mkdir(exist_ok=True)
     out.write_text(text)
@@ -188,6 +267,36 @@ def main() -> int:
     if a.keep:
         print(f"run directories kept in {root}")
     else:
+        shutil.rmtree(root, ignore_errors=True)
+    return 0 if all(r["rc"] == 0 and r["complete"] for r in results) else 1
+
+
+def main_local(a: argparse.Namespace) -> int:
+    """Snakemake's own local executor against poolparty's local queue, same -j, one after the other."""
+    root = Path(tempfile.mkdtemp(prefix="bench-snakemake-local-"))
+    started, load0 = time.strftime("%Y-%m-%d %H:%M"), os.getloadavg()[0]
+    results = []
+    for name, args in LOCAL_VARIANTS.items():
+        print(f"{name}: {a.jobs} jobs, -j {a.j} ...", flush=True)
+        r = run_variant(name, args, a.jobs, root, a.timeout, a.official_path, jobs=a.j)
+        print(f"  rc {r['rc']}, {r['wall']:.1f} s", flush=True)
+        results.append(r)
+    own = results[0]
+    lines = [f"# snakemake --executor poolparty --poolparty-queue local vs Snakemake's local executor, "
+             f"{a.jobs} jobs, -j {a.j}", "",
+             f"{started}, {platform.node()}, {os.cpu_count()} CPU(s), Python {platform.python_version()}. Load "
+             f"average {load0:.2f} at start, {os.getloadavg()[0]:.2f} at end (other work on the machine). "
+             f"Workflow: {a.jobs // 2} `a` jobs (echo), {a.jobs // 2} `b` jobs (copy), a local `all`.", "",
+             "| executor | rc | complete | wall s | vs local executor |", "|---|---:|---|---:|---:|"]
+    for r in results:
+        lines.append(f"| {r['name']} | {r['rc']} | {'yes' if r['complete'] else 'NO'} | {r['wall']:.1f} | "
+                     f"{r['wall'] / own['wall']:.2f}x |")
+    lines += ["", "Target of issue 18: poolparty at most 1.50x the local executor's wall time."]
+    text = "\n".join(lines) + "\n"
+    out = HERE / "results" / f"snakemake-local-{a.jobs}.md"
+    out.write_text(text)
+    print(text)
+    if not a.keep:
         shutil.rmtree(root, ignore_errors=True)
     return 0 if all(r["rc"] == 0 and r["complete"] for r in results) else 1
 

@@ -17,7 +17,7 @@ from typing import Optional
 import pytest
 
 from conftest import wait_until
-from real_wlm import require_or_skip, slurm_available
+from real_wlm import require_or_skip, sge_available, slurm_available
 
 from snakemake.common.tests import TestWorkflowsLocalStorageBase  # the test extra installs snakemake
 
@@ -39,18 +39,30 @@ class TestWorkflowsLocalQueue(TestWorkflowsLocalStorageBase):
         return ExecutorSettings(queue="local", max_running=3)
 
 
-class TestWorkflowsRealSlurm(TestWorkflowsLocalStorageBase):
-    __test__ = True
+class RealQueueWorkflows(TestWorkflowsLocalStorageBase):
+    """Snakemake's test base on a real scheduler (skipped without one, failed in CI)."""
+    __test__ = False
+    queue = ""
 
     @pytest.fixture(autouse=True)
-    def _needs_slurm(self):
-        require_or_skip(slurm_available(), "real SLURM")
+    def _needs_scheduler(self):
+        require_or_skip((slurm_available if self.queue == "slurm" else sge_available)(), f"real {self.queue}")
 
     def get_executor(self) -> str:
         return "poolparty"
 
     def get_executor_settings(self) -> Optional[ExecutorSettings]:
-        return ExecutorSettings(queue="slurm", polling_interval=2.0)
+        return ExecutorSettings(queue=self.queue, polling_interval=2.0)
+
+
+class TestWorkflowsRealSlurm(RealQueueWorkflows):
+    __test__ = True
+    queue = "slurm"
+
+
+class TestWorkflowsRealSge(RealQueueWorkflows):
+    __test__ = True
+    queue = "sge"
 
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -311,6 +323,9 @@ def test_settings_from_flags_environment_and_defaults(monkeypatch):
     monkeypatch.delenv("SNAKEMAKE_POOLPARTY_ARRAY")
     defaults = plugin.get_settings(get_argument_parser().parse_args(["--executor", "poolparty"]))
     assert defaults.queue == "local" and defaults.array is True and defaults.max_resubmissions == 3
+    assert defaults.fork_jobs is True
+    assert plugin.get_settings(get_argument_parser().parse_args(
+        ["--executor", "poolparty", "--poolparty-fork-jobs", "no"])).fork_jobs is False
     with pytest.raises(SystemExit):
         get_argument_parser().parse_args(["--executor", "poolparty", "--poolparty-queue", "pbs"])
 
@@ -437,3 +452,131 @@ def test_a_round_is_registered_under_pool_batch_task_ids_and_a_refusal_reports_e
     window.add("c", ShellCommand("true"), Resources(cpus=2))
     window.flush()
     assert errors == [("c", "poolparty: submission failed: no partition 'gpu'. ")]
+
+
+# -- several Snakemake jobs per element, each in a forked child (snakemake_executor_plugin_poolparty.element) --
+FORKED_SNAKEFILE = """
+    import json, sys
+
+    N = 4
+
+    rule all:
+        input: expand("a/{i}.json", i=range(N)), expand("b/{i}.txt", i=range(N)), expand("c/{i}.txt", i=range(N))
+
+    rule a:
+        output: "a/{i}.json"
+        run:
+            # forked from an element's warm Snakemake process, which runs the plugin's element module
+            with open(output[0], "w") as f:
+                json.dump({"forked": "snakemake_executor_plugin_poolparty.element" in sys.modules}, f)
+
+    rule b:
+        output: "b/{i}.txt"
+        resources: mem_mb=lambda wildcards, attempt: 600 * attempt
+        shell: "echo ran >> count.b{wildcards.i}; echo 'marker-b{wildcards.i}-mem{resources.mem_mb}'; "
+               "test {wildcards.i} != 1 || test {resources.mem_mb} -ge 1200; echo ok > {output}"
+
+    rule c:
+        output: "c/{i}.txt"
+        shell: "echo ran >> count.c{wildcards.i}; echo 'marker-c{wildcards.i}'; "
+               "if [ {wildcards.i} = 2 ]; then exit 3; fi; echo ok > {output}"
+"""
+
+
+def test_forked_jobs_keep_their_own_outcome_log_attempt_and_retries(tmp_path):
+    wd = write_workflow(tmp_path / "wf", FORKED_SNAKEFILE)
+    proc = run_snakemake(wd, "--executor", "poolparty", "--poolparty-queue", "local", "-j", "12",
+                         "--retries", "1", "--keep-going", "--poolparty-max-running", "2")
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0, tail(proc)  # c2 fails on both attempts
+    # each job ran in a child forked from an element's Snakemake process (not `python -m snakemake`)
+    assert all(json.loads((wd / "a" / f"{i}.json").read_text())["forked"] for i in range(4)), out
+    # b1 failed on attempt 1 (600 MB), Snakemake retried it alone with attempt 2 (1200 MB)
+    runs = {name: len((wd / f"count.{name}").read_text().split()) for name in
+            [f"b{i}" for i in range(4)] + [f"c{i}" for i in range(4)]}
+    assert runs == {"b0": 1, "b1": 2, "b2": 1, "b3": 1, "c0": 1, "c1": 1, "c2": 2, "c3": 1}, runs
+    assert sorted(p.name for p in (wd / "b").iterdir()) == [f"{i}.txt" for i in range(4)]
+    assert sorted(p.name for p in (wd / "c").iterdir()) == ["0.txt", "1.txt", "3.txt"]  # --keep-going
+    logs = wd / ".snakemake" / "poolparty_logs"
+    b1 = list(logs.glob("*/b.*.attempt1.log"))
+    assert len(b1) == 1 and not list(logs.glob("*/b.*.attempt2.log")), out
+    assert "marker-b1-mem600" in b1[0].read_text()
+    c2 = sorted(logs.glob("*/c.*.log"))
+    assert [p.name.rsplit(".", 2)[-2] for p in c2] == ["attempt1", "attempt2"], out
+    for path in [*b1, *c2]:  # each log holds its own job's output only, though elements ran several
+        text = path.read_text()
+        own = "marker-b1" if path in b1 else "marker-c2"
+        others = [m for m in ("marker-b0", "marker-b2", "marker-b3", "marker-c0", "marker-c1", "marker-c3")
+                  if m in text]
+        assert own in text and not others, (path, text[-2000:])
+        assert str(path) in out  # handed to Snakemake (aux_logs)
+    assert out.count("Error in rule c") == 2 and out.count("Error in rule b") == 1, out
+
+
+def test_only_a_plain_snakemake_command_line_runs_in_a_forked_child():
+    from snakemake_executor_plugin_poolparty.commands import snakemake_argv
+
+    py = sys.executable
+    assert snakemake_argv(f"{py} -m snakemake --target-jobs 'a:i=1' --cores 'all' --mode 'remote'", py) == [
+        "--target-jobs", "a:i=1", "--cores", "all", "--mode", "remote"]
+    assert snakemake_argv(f"module load x && {py} -m snakemake --cores 1", py) is None  # precommand: a shell
+    assert snakemake_argv(f"{py} -m snakemake --cores 1 && touch done", py) is None  # suffix
+    assert snakemake_argv("python -m snakemake --cores 1", "/opt/other/python3") is None  # another interpreter
+    assert snakemake_argv(f"{py} -m other --cores 1", py) is None
+    assert snakemake_argv(f"{py} -m snakemake --target-jobs 'unclosed", py) is None
+
+
+# -- parallel and GPU resources, as the SLURM executor plugin documents them (pure, on literal input) --
+def test_mpi_tasks_nodes_and_gpu_model_render_into_the_job_argv():
+    from pathlib import Path as P
+
+    from poolparty import ConfigurationError
+    from poolparty.api.workflow_resources import resources_from_workflow
+    from poolparty.queues import sge, slurm
+
+    def sbatch(values):
+        return slurm.dry_run_argv(resources_from_workflow(values, "slurm").resources, P("/s.sh"), P("/w"))[4:-1]
+
+    assert sbatch({"threads": 1, "mpi": "srun", "tasks": 2, "nodes": 1, "constraint": "ib"}) == [
+        "--cpus-per-task=1", "--constraint=ib", "--nodes=1", "--ntasks=2"]
+    assert sbatch({"mpi": "mpirun", "tasks_per_node": 4, "nodes": 2}) == ["--nodes=2", "--ntasks-per-node=4"]
+    assert sbatch({"tasks": 3}) == ["--ntasks=3"]  # a serial rule may ask for tasks too (no launcher)
+    assert sbatch({"gpu": 2, "gpu_model": "a100"}) == ["--gpus=a100:2"]
+    assert sbatch({"gpu_model": "a100"}) == ["--gpus=a100:1"]
+    assert sbatch({"gpu": 2}) == ["--gpus=2"]
+    for bad, why in (({"mpi": "srun"}, "needs tasks=N"), ({"mpi": "srun", "tasks": 1}, "single task"),
+                     ({"mpi": "srun", "tasks": 2, "tasks_per_node": 2}, "give one of them"),
+                     ({"nodes": 0}, ">= 1"), ({"tasks": "two"}, "must be a number")):
+        with pytest.raises(ConfigurationError, match=why):
+            resources_from_workflow(bad, "slurm")
+    # SGE: the tasks are slots of the named parallel environment; what it cannot place is refused
+    r = resources_from_workflow({"mpi": "mpirun", "tasks": 4, "threads": 2, "mem_mb": 8000, "sge_pe": "mpi"}, "sge")
+    assert sge.resource_flags(r.resources) == ["-l", "h_vmem=954M"] and r.resources.extra == ("-pe", "mpi", "8")
+    assert resources_from_workflow({"gpu_model": "a100", "gpu": 1}, "sge").ignored == ("gpu_model",)
+    for bad in ({"tasks": 2}, {"nodes": 2, "sge_pe": "mpi"}, {"tasks_per_node": 2, "sge_pe": "mpi"}):
+        with pytest.raises(ConfigurationError, match="parallel environment"):
+            resources_from_workflow(bad, "sge")
+    # this machine: the tasks' CPUs add up; several nodes cannot be had
+    assert resources_from_workflow({"mpi": "mpirun", "tasks": 3, "threads": 2}, "local").resources.cpus == 6
+    with pytest.raises(ConfigurationError, match="this machine only"):
+        resources_from_workflow({"nodes": 2}, "local")
+
+
+MPI_SNAKEFILE = """
+    rule all:
+        input: "out/hosts.txt"
+
+    rule mpi_like:
+        output: "out/hosts.txt"
+        resources: mpi="srun", tasks=2
+        shell: "{resources.mpi} -n {resources.tasks} sh -c 'echo task $SLURM_PROCID' | sort > {output}"
+"""
+
+
+def test_a_two_task_srun_rule_runs_on_real_slurm(tmp_path):
+    require_or_skip(slurm_available(), "real SLURM")
+    wd = write_workflow(tmp_path / "wf", MPI_SNAKEFILE)
+    proc = run_snakemake(wd, "--executor", "poolparty", "--poolparty-queue", "slurm", "-j", "2",
+                         "--poolparty-polling-interval", "2", timeout=300)
+    assert proc.returncode == 0, tail(proc)
+    assert (wd / "out" / "hosts.txt").read_text().split("\n")[:2] == ["task 0", "task 1"]

@@ -38,6 +38,7 @@ class Executor(RemoteExecutor):
         self._log_bridge: Optional[logging.Handler] = None
         self._holding = False  # finished jobs held back for a burst: check again soon
         self._burst = False  # report finished jobs in bursts (cluster queues)
+        self._forked = False  # jobs run in children forked from a warm Snakemake process (element.py)
         super().__init__(workflow, logger)
 
     # -- set-up --------------------------------------------------------------------------------
@@ -52,6 +53,7 @@ class Executor(RemoteExecutor):
         if s.queue not in QUEUES:
             raise WorkflowError(f"--poolparty-queue {s.queue!r}: choose one of {', '.join(QUEUES)}")
         self._burst = not queue_class(s.queue).runs_on_this_host
+        self._forked = self._check_forked_jobs(s)
         if self.workflow.remote_execution_settings.immediate_submit:
             raise WorkflowError("poolparty does not support --immediate-submit: the engine in this Snakemake "
                                 "process submits, watches and resubmits the jobs, so it has to keep running")
@@ -73,12 +75,29 @@ class Executor(RemoteExecutor):
             raise WorkflowError(f"poolparty: cannot start the {s.queue} queue: {e}") from e
         # Snakemake's round is the window: it is submitted at once (window=None, flushed per round)
         sink = RoundSubmission(self._engine.name, self._register, self._report_error, self._wake)
+        # forked jobs: a round's jobs are packed several per element (each still its own task)
         self._window = BatchingWindow(self._engine, sink, window=None, kind="snakemake",
-                                      give_up_policy="fail_batch")
+                                      give_up_policy="fail_batch", tasks_per_job=None if self._forked else 1)
         self._log_bridge = SnakemakeLogBridge(self.logger)
         logging.getLogger("poolparty").addHandler(self._log_bridge)
         self.logger.info(f"poolparty: {s.queue} queue, pool {self._engine.name}, work directory "
                          f"{self._engine.work_dir}")
+
+    @staticmethod
+    def _check_forked_jobs(s: ExecutorSettings) -> bool:
+        """``--poolparty-fork-jobs``: refused with the reason when this Snakemake cannot run a job in a
+        forked child (a feature test of the entry point the element calls)."""
+        if not parse_bool(s.fork_jobs):
+            return False
+        from snakemake_executor_plugin_poolparty.element import supports_forked_jobs
+        from poolparty.engine.by_value import importable_on_nodes
+
+        why = supports_forked_jobs()
+        if why is not None:
+            raise WorkflowError(f"poolparty: cannot run Snakemake jobs in forked children: {why}; "
+                                "run with --poolparty-fork-jobs no")
+        importable_on_nodes("snakemake_executor_plugin_poolparty")  # the node runs the installed module
+        return True
 
     def _max_running(self, s: ExecutorSettings) -> Optional[int]:
         if s.max_running:
@@ -104,7 +123,7 @@ class Executor(RemoteExecutor):
         for job in jobs:
             try:
                 resources = self._resources(job)
-                command = job_command(self, job, self.workdir)
+                command = job_command(self, job, self.workdir, self._forked)
             except Exception as e:
                 self._report_error(SubmittedJobInfo(job), f"poolparty: cannot submit this job: {e}. ")
                 continue
@@ -184,10 +203,12 @@ class Executor(RemoteExecutor):
         from poolparty.store.logs import chunk_log_text
 
         msg = failure_message(error, info.external_jobid, task, self.settings.max_resubmissions)
-        try:
-            text = chunk_log_text(handle, task)
-        except Exception as e:
-            text = f"(poolparty: could not read the stored job log: {e})"
+        text = getattr(error, "log", None)  # a forked job's own output (its element may have run others)
+        if not isinstance(text, str):
+            try:
+                text = chunk_log_text(handle, task)
+            except Exception as e:
+                text = f"(poolparty: could not read the stored job log: {e})"
         try:
             assert self._run_logs is not None
             path: Optional[Path] = write_job_log(self._run_logs, info.job, msg, text, f"{handle.work_dir}/batches")

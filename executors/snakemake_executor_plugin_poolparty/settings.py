@@ -56,6 +56,12 @@ class ExecutorSettings(ExecutorSettingsBase):
         True, "yes: jobs that become ready together with the same resources go out as one job array "
         "(one sbatch/qsub); no: one plain scheduler job per Snakemake job.",
         type=parse_bool, metavar="yes|no")
+    fork_jobs: Optional[bool] = _setting(
+        True, "yes: an array element runs the Snakemake jobs it gets one after another, each in a child "
+        "forked from one process that imported Snakemake once (each job is still its own Snakemake run, "
+        "with its own exit status, log and attempt), and jobs ready together are packed several per "
+        "element; no: every job starts 'python -m snakemake' from scratch in an element of its own.",
+        type=parse_bool, metavar="yes|no")
     min_mem_mb: int = _setting(
         500, "Smallest memory request of a job in MB: each job runs a Snakemake process (about 100 MB) "
         "next to the rule, so a rule's tiny mem_mb would get the job killed for lack of memory. Larger "

@@ -13,6 +13,11 @@ name                   Resources field              SLURM                       
 ``mem_mib``/``mem_mb`` memory (MiB / MB)            ``--mem``                       ``-l h_vmem`` per slot
 ``runtime``            walltime (minutes)           ``--time``                      ``-l h_rt``
 ``gpu``/``gpus``       gpus                         ``--gpus``                      ``-l gpu=N``
+``gpu_model``          extra (with the gpu count)   ``--gpus=<model>:N``            ignored
+``tasks``              extra (validated here)       ``--ntasks``                    slots of ``sge_pe``
+``tasks_per_node``     extra (validated here)       ``--ntasks-per-node``           refused
+``nodes``              extra (validated here)       ``--nodes``                     refused if > 1
+``mpi``                (the rule's launcher)        nothing: the rule runs it       nothing
 ``slurm_partition``    partition                    ``--partition``                 ignored
 ``slurm_account``      account                      ``--account``                   ignored
 ``qos``                qos                          ``--qos``                       ignored
@@ -25,7 +30,13 @@ name                   Resources field              SLURM                       
 ``sge_extra``          extra (shlex-split)          ignored                         as given
 =====================  ===========================  ==============================  =====================
 
-On the local queue only cpus, memory, walltime and gpus are kept (it enforces memory and walltime).
+On the local queue only cpus, memory, walltime and gpus are kept (it enforces memory and walltime);
+``tasks`` multiply the cpus there, and ``nodes`` > 1 or ``tasks_per_node`` are refused on any queue that
+runs jobs on this host.
+
+Parallel jobs follow the SLURM plugin's documented meaning: ``mpi`` names the launcher the rule's own
+command uses (``shell: "{resources.mpi} -n {resources.tasks} prog"``, e.g. ``srun`` or ``mpirun``), so
+the job is not wrapped in one; an MPI job needs ``tasks`` or ``tasks_per_node`` (one of them, > 1).
 ``mem_mib`` wins over ``mem_mb`` when both are present (Snakemake derives one from the other).
 """
 from __future__ import annotations
@@ -60,6 +71,40 @@ def _int(name: str, value: Any) -> int:
 def _given(values: Mapping[str, Any], name: str) -> bool:
     v = values.get(name)
     return v is not None and v != "" and not (isinstance(v, str) and v.lower() in ("none", "null"))
+
+
+#: names every queue is asked about (validated here by :func:`task_layout`, turned into flags by the adapter)
+PARALLEL_NAMES = ("mpi", "tasks", "tasks_per_node", "nodes")
+
+
+def _count(values: Mapping[str, Any], name: str) -> int | None:
+    if not _given(values, name):
+        return None
+    n = _int(name, values[name])
+    if n < 1:
+        raise ConfigurationError(f"resource {name}={values[name]!r} must be an integer >= 1")
+    return n
+
+
+def task_layout(values: Mapping[str, Any]) -> dict[str, Any]:
+    """``tasks``, ``tasks_per_node``, ``nodes`` (validated integers) and ``mpi`` (the launcher), those given.
+
+    As the SLURM executor plugin documents them: an MPI job (``mpi`` set) needs ``tasks`` or
+    ``tasks_per_node``, not both, and more than one task."""
+    layout: dict[str, Any] = {name: n for name in ("tasks", "tasks_per_node", "nodes")
+                              if (n := _count(values, name)) is not None}
+    if _given(values, "mpi"):
+        layout["mpi"] = str(values["mpi"])
+        per_job, per_node = layout.get("tasks"), layout.get("tasks_per_node")
+        if per_job is None and per_node is None:
+            raise ConfigurationError(f"resource mpi={layout['mpi']!r}: an MPI job needs tasks=N or "
+                                     "tasks_per_node=N (the number of MPI processes)")
+        if per_job is not None and per_node is not None:
+            raise ConfigurationError("resources tasks and tasks_per_node: give one of them for an MPI job")
+        if (per_job or per_node) < 2:
+            raise ConfigurationError(f"resource mpi={layout['mpi']!r} with a single task: give tasks (or "
+                                     "tasks_per_node) > 1, or drop mpi for a serial job")
+    return layout
 
 
 def scheduler_only_names() -> list[str]:
@@ -100,6 +145,22 @@ def resources_from_workflow(values: Mapping[str, Any], queue: str,
     adapter = queue_class(queue)
     base = base or Resources()
     given = {name: values[name] for name in adapter.workflow_names if _given(values, name)}
-    fields, extra = adapter.translate_workflow(given, portable_fields(values), base)
+    given.update(task_layout(values))
+    fields = portable_fields(values)
+    if adapter.runs_on_this_host:
+        fields = _on_this_host(fields, given, queue)
+    fields, extra = adapter.translate_workflow(given, fields, base)
     ignored = [name for name in scheduler_only_names() if name not in adapter.workflow_names and _given(values, name)]
     return WorkflowResources(dataclasses.replace(base, **fields, extra=extra), tuple(ignored))
+
+
+def _on_this_host(fields: dict[str, Any], given: Mapping[str, Any], queue: str) -> dict[str, Any]:
+    """A queue that runs jobs on this machine: the tasks run here (their CPUs add up); more than one
+    node cannot be had."""
+    if given.get("nodes", 1) > 1 or "tasks_per_node" in given:
+        what = f"nodes={given['nodes']}" if given.get("nodes", 1) > 1 else "tasks_per_node"
+        raise ConfigurationError(f"resource {what}: the {queue} queue runs jobs on this machine only; use "
+                                 "tasks=N for several processes here, or a cluster queue")
+    if given.get("tasks", 1) > 1:
+        fields = {**fields, "cpus": given["tasks"] * fields.get("cpus", 1)}
+    return fields

@@ -300,10 +300,16 @@ class SgeQueue(QueueAdapter):
         extra = list(base.extra)
         if "sge_queue" in given:
             fields["partition"] = str(given["sge_queue"])
+        if given.get("nodes", 1) > 1 or "tasks_per_node" in given or (given.get("tasks", 1) > 1 and "sge_pe" not in given):
+            what = "tasks_per_node" if "tasks_per_node" in given else \
+                (f"nodes={given['nodes']}" if given.get("nodes", 1) > 1 else f"tasks={given['tasks']}")
+            raise UnsupportedResourceError(
+                f"resource {what}: on SGE the parallel environment places a job's processes; give "
+                "sge_pe=<an MPI parallel environment> and tasks=N (slots: tasks x cpus per task)")
         if "sge_pe" in given:
             # the adapter would ask for "-pe smp N": ask for the named PE instead; h_vmem is per slot,
             # so the memory becomes per slot here (resource_flags then divides by one slot)
-            slots = fields.pop("cpus", None) or base.cpus or 1
+            slots = (fields.pop("cpus", None) or base.cpus or 1) * given.get("tasks", 1)
             extra += ["-pe", str(given["sge_pe"]), str(slots)]
             if "memory" in fields:
                 fields["memory"] = max(1, math.ceil(fields["memory"] / slots))

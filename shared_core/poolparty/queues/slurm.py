@@ -151,7 +151,7 @@ class SlurmQueue(QueueAdapter):
     commands = ("sbatch", "squeue", "scancel", "scontrol")
     reserved_flags = ("--job-name", "-J", "--array", "-a", "--output", "-o", "--error", "-e", "--chdir", "-D",
                       "--parsable", "--export", "--wrap", "--open-mode")
-    workflow_names = ("slurm_partition", "slurm_account", "qos", "constraint", "gres", "slurm_extra")
+    workflow_names = ("slurm_partition", "slurm_account", "qos", "constraint", "gres", "gpu_model", "slurm_extra")
 
     def __init__(self, cli: SchedulerCLI):
         self.require_commands(cli)
@@ -230,6 +230,13 @@ class SlurmQueue(QueueAdapter):
             extra.append(f"--constraint={given['constraint']}")
         if "gres" in given:
             extra.append(f"--gres={given['gres']}")
+        if "gpu_model" in given:  # --gpus=<type>:<count> (sbatch(1)); the count defaults to one
+            extra.append(f"--gpus={given['gpu_model']}:{fields.pop('gpus', None) or 1}")
+        # tasks of a parallel job (validated by poolparty.api.workflow_resources.task_layout); an MPI
+        # rule starts them itself with its launcher (srun/mpirun), inside this allocation
+        for name, flag in (("nodes", "--nodes"), ("tasks", "--ntasks"), ("tasks_per_node", "--ntasks-per-node")):
+            if name in given:
+                extra.append(f"{flag}={given[name]}")
         if "slurm_extra" in given:
             extra += cls.raw_flags("slurm_extra", given["slurm_extra"])
         return fields, tuple(extra)
