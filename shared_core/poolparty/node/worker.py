@@ -54,14 +54,29 @@ def encode_result(ok: bool, value: object, limit: int | None = None) -> tuple[bo
             pickle.loads(data)  # e.g. a custom __init__ that unpickling cannot call
         return ok, data
     except BaseException as e:  # an unpicklable result or exception is reported, not lost silently
-        if ok:
-            err: BaseException = e if not isinstance(e, Exception) else TypeError(  # sys.exit() in __reduce__
-                f"the task's return value of type {type(value).__name__} cannot be pickled: {e}")
-            return False, dumps(ExceptionInfo.capture(err))
-        info = value  # an ExceptionInfo whose exception object does not pickle
+        if ok:  # the pickler's own error (TypeError, PicklingError, sys.exit() in a __reduce__ ...)
+            e.add_note(f"(poolparty: the task's return value of type {type(value).__name__} cannot be pickled "
+                       "to travel back; return data, not open files, locks or connections)")
+            info = ExceptionInfo.capture(e, "result", short_repr(value))
+            try:
+                data = dumps(info)
+                pickle.loads(data)  # an exception that a custom __reduce__ raised may not come back
+                return False, data
+            except BaseException:
+                pass
+        else:
+            info = value  # an ExceptionInfo whose exception object does not pickle (or unpickle)
         assert isinstance(info, ExceptionInfo)
-        info.exc = None
+        info.exc = None  # its type name and traceback still travel
         return False, dumps(info)
+
+
+def short_repr(value: object) -> str:
+    try:
+        text = repr(value)
+    except BaseException:
+        text = f"<{type(value).__name__} object>"
+    return text if len(text) <= 200 else text[:200] + "..."
 
 
 class ChunkRunner:
@@ -75,10 +90,13 @@ class ChunkRunner:
         self.shared_error: ExceptionInfo | None = None
         try:
             self.shared = files.read_shared()
-            if self.shared is not None and self.shared.initializer is not None:
-                self.shared.initializer(*self.shared.initargs)
         except Exception as e:  # e.g. ModuleNotFoundError: every task reports it, nothing hangs
             self.shared, self.shared_error = None, ExceptionInfo.capture(e)
+        if self.shared is not None and self.shared.initializer is not None:
+            try:  # once per process, before its first task, as in multiprocessing and concurrent.futures
+                self.shared.initializer(*self.shared.initargs)
+            except BaseException as e:  # each task reports it: an Executor calls itself broken
+                self.shared, self.shared_error = None, ExceptionInfo.capture(e, "initializer")
 
     def run(self, chunk: int, *, capture: bool = False) -> bool | None:
         """Run one chunk if this process may (see :func:`~poolparty.store.claims.claim`); None if it may not, else
