@@ -2,8 +2,11 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import os
 import threading
 import time
+from concurrent.futures.process import BrokenProcessPool
+from pathlib import Path
 
 import pytest
 
@@ -236,3 +239,150 @@ def test_max_workers_must_be_positive(tmp_path):
         cf.ThreadPoolExecutor(0)
     with pytest.raises(ValueError):
         poolparty.Executor(0, queue="local", work_root=tmp_path)
+
+
+# -- RUNNING, cancel() and the stdlib's state machine ------------------------------------------------
+def touch_then_sleep(marker, seconds, value):
+    Path(marker).touch()
+    time.sleep(seconds)
+    return value
+
+
+@pytest.mark.parametrize("kind", ["local", "fake-slurm", "slurm"])
+def test_a_future_is_running_once_its_job_started_it_and_cannot_be_cancelled(kind, make_queue_under_test,
+                                                                              tmp_path):
+    """concurrent.futures: RUNNING once a worker has the call; cancel() then returns False and the call
+    completes. Ours: the job's claim record in the work_dir says so (no scheduler call)."""
+    q = make_queue_under_test(kind)
+    started = tmp_path / "started"
+    with poolparty.Executor(1, **q.pool_options(polling_interval=60)) as ex:
+        fut = ex.submit(touch_then_sleep, str(started), 3, "done")
+        waiting = ex.submit(square, 7)  # max_workers=1: not started while the first runs
+        assert not fut.running() and not fut.done()
+        assert wait_until(started.exists, timeout=60)
+        polls_before = len(q.calls("squeue"))
+        assert wait_until(fut.running, timeout=2)  # seen on the next result check, not the next poll
+        assert len(q.calls("squeue")) == polls_before  # no scheduler call said so: the work_dir did
+        assert not waiting.running()
+        assert fut.cancel() is False and not fut.cancelled()
+        assert waiting.cancel() is True and waiting.cancelled()
+        assert fut.result(timeout=60) == "done"
+        with pytest.raises(cf.CancelledError):
+            waiting.result(timeout=0)
+
+
+def test_running_and_cancel_match_process_pool_executor(tmp_path):
+    with cf.ProcessPoolExecutor(1) as ref, poolparty.Executor(1, queue="local", work_root=tmp_path) as ex:
+        for e in (ref, ex):
+            fut = e.submit(touch_then_sleep, str(tmp_path / f"m-{id(e)}"), 1.5, "x")
+            assert wait_until(fut.running, timeout=30)
+            assert not fut.cancel() and fut.result(timeout=30) == "x"
+            assert not fut.running() and fut.done()
+
+
+# -- initializer -----------------------------------------------------------------------------------------
+def mark_initialized(marker_dir, value):
+    os.environ["POOLPARTY_TEST_INIT"] = value
+    count = Path(marker_dir, f"init-{os.getpid()}")
+    count.write_text(str(int(count.read_text()) + 1 if count.exists() else 1))
+
+
+def initialized_value(_x=None):
+    return os.environ.get("POOLPARTY_TEST_INIT"), os.getpid()
+
+
+def failing_initializer():
+    raise ValueError("the initializer fails")
+
+
+def test_initializer_runs_once_per_job_before_its_first_call(tmp_path):
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    with poolparty.Executor(2, None, mark_initialized, (str(markers), "ready"), queue="local",
+                            work_root=tmp_path / "w") as ex:
+        submitted = [f.result(timeout=30) for f in [ex.submit(initialized_value, i) for i in range(4)]]
+        mapped = list(ex.map(initialized_value, range(4), chunksize=2))
+    for value, pid in submitted + mapped:
+        assert value == "ready"  # set in this very process before the call
+        assert (markers / f"init-{pid}").read_text() == "1"  # once per process, however many calls
+    assert os.environ.get("POOLPARTY_TEST_INIT") is None
+
+
+def test_initializer_arguments_are_checked_as_process_pool_executor(tmp_path):
+    for make in (cf.ProcessPoolExecutor, lambda *a, **k: poolparty.Executor(*a, queue="local",
+                                                                           work_root=tmp_path, **k)):
+        with pytest.raises(TypeError):
+            make(1, initializer="not callable")
+        with pytest.raises(ValueError):
+            make(1, max_tasks_per_child=0)
+        with pytest.raises(TypeError):
+            make(1, max_tasks_per_child=1.5)
+
+
+def test_an_initializer_that_raises_breaks_the_executor_as_process_pool_executor(tmp_path):
+    ref = cf.ProcessPoolExecutor(1, initializer=failing_initializer)
+    ex = poolparty.Executor(1, queue="local", work_root=tmp_path, initializer=failing_initializer)
+    try:
+        for e in (ref, ex):
+            futures = [e.submit(square, i) for i in range(3)]
+            for f in futures:
+                with pytest.raises(BrokenProcessPool):
+                    f.result(timeout=60)
+            assert wait_until(lambda: _refuses(e), timeout=5)
+        assert isinstance(futures[0].exception().__cause__, ValueError)  # ours says why
+        assert "the initializer fails" in str(futures[0].exception())
+        assert wait_until(lambda: worker_pids(ex.work_dir) == [], timeout=8)  # no job left running
+    finally:
+        ref.shutdown(wait=False)
+        ex.shutdown(wait=False)
+
+
+def _refuses(executor) -> bool:
+    try:
+        executor.submit(square, 1)
+    except BrokenProcessPool:
+        return True
+    return False
+
+
+# -- results that cannot be pickled on the node ----------------------------------------------------------
+class RefusesPickling:
+    def __reduce__(self):
+        raise ZeroDivisionError("refuses to be pickled")
+
+
+def return_lock(_x):
+    return threading.Lock()
+
+
+def return_refusing(_x):
+    return RefusesPickling()
+
+
+@pytest.mark.parametrize("kind", ["local", "fake-slurm"])
+def test_an_unpicklable_result_is_the_picklers_own_error_as_process_pool_executor(kind, make_queue_under_test):
+    q = make_queue_under_test(kind)
+    with cf.ProcessPoolExecutor(1) as ref, poolparty.Executor(1, **q.pool_options()) as ex:
+        for fn, error in ((return_lock, TypeError), (return_refusing, ZeroDivisionError)):
+            theirs, ours = ref.submit(fn, 0).exception(timeout=60), ex.submit(fn, 0).exception(timeout=60)
+            assert type(ours) is type(theirs) is error
+            assert str(ours) == str(theirs)
+            assert isinstance(ours.__cause__, poolparty.RemoteTraceback)
+        assert ex.engine.stats["resubmissions"] == 0
+
+
+def test_a_call_cancelled_in_the_batching_window_is_never_submitted(tmp_path):
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    with poolparty.Executor(1, queue="local", work_root=tmp_path / "w") as ex:
+        ex._calls._window.window = 5.0  # a long batching window (local: 0.02 s), so the test is not a race
+        fut = ex.submit(touch_then_sleep, str(markers / "ran"), 0, "x")
+        assert fut.cancel() and fut.cancelled()
+        kept = ex.submit(square, 3)
+        ex._calls.flush()
+        assert kept.result(timeout=30) == 9
+        with pytest.raises(cf.CancelledError):
+            fut.result(timeout=0)
+        time.sleep(0.5)
+        assert not (markers / "ran").exists()
+        assert ex.engine.stats["submissions"] == 1

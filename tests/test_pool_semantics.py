@@ -7,9 +7,11 @@ from __future__ import annotations
 
 import multiprocessing
 import multiprocessing.pool
+from multiprocessing.pool import MaybeEncodingError
 import os
 import threading
 import time
+import warnings
 from pathlib import Path
 
 import cloudpickle
@@ -452,12 +454,22 @@ def test_unpicklable_exception_becomes_remote_error(pool):
         pool.map(raise_locked, ["x"])
 
 
-def test_unpicklable_return_value_gives_a_clear_typeerror(pool):
-    with pytest.raises(TypeError, match="Unpicklable") as info:
-        pool.apply(return_unpicklable, (0,))
-    assert "pickle" in str(info.value)
-    with pytest.raises(TypeError, match="Unpicklable"):
-        pool.map(return_unpicklable, [0, 1])
+def test_unpicklable_return_value_is_a_maybe_encoding_error_as_in_multiprocessing(pool, mp_pool):
+    """multiprocessing wraps a result its worker cannot pickle in MaybeEncodingError (the pickler's own
+    error in its message); ours does too, with that error as its cause."""
+    for p in (mp_pool, pool):
+        seen = []
+        res = p.apply_async(return_unpicklable, (0,), error_callback=seen.append)
+        with pytest.raises(MaybeEncodingError) as info:
+            res.get(timeout=30)
+        assert seen == [info.value]
+        assert "Unpicklable" in info.value.value and "cannot pickle" in info.value.exc
+        assert "Error sending result" in str(info.value)
+        with pytest.raises(MaybeEncodingError, match="Unpicklable"):
+            p.map(return_unpicklable, [0, 1])
+        with pytest.raises(MaybeEncodingError):
+            next(p.imap(return_unpicklable, [0]))
+    assert type(info.value.__cause__) is TypeError  # ours: the pickler's own error, from the node
 
 
 def test_map_with_one_failing_task(tmp_path, mp_pool):
@@ -480,3 +492,77 @@ def test_map_with_one_failing_task(tmp_path, mp_pool):
     assert sorted(stored) == [0, 1, 2, 3, 4, 5]
     assert {t: v for t, (ok, v) in stored.items() if ok} == {0: 0, 1: 10, 2: 20, 4: 40, 5: 50}
     assert stored[3][0] is False
+
+
+def test_processes_zero_or_negative_raise_valueerror_as_multiprocessing(tmp_path):
+    for bad in (0, -1):
+        with pytest.raises(ValueError, match="Number of processes must be at least 1") as theirs:
+            multiprocessing.get_context("spawn").Pool(processes=bad)
+        with pytest.raises(ValueError, match="Number of processes must be at least 1") as ours:
+            poolparty.Pool(processes=bad, queue="local", work_root=tmp_path)
+        assert str(ours.value) == str(theirs.value)
+    assert not any(tmp_path.iterdir())  # refused before any run directory was made
+
+
+def test_a_running_pool_dropped_without_close_warns_and_terminates_its_jobs(tmp_path):
+    """multiprocessing.Pool (3.8+): ResourceWarning "unclosed running multiprocessing pool" when a
+    running pool is garbage-collected; its jobs are cancelled all the same."""
+    import gc
+
+    ref = multiprocessing.get_context("fork").Pool(1)
+    with pytest.warns(ResourceWarning, match="unclosed running multiprocessing pool"):
+        del ref
+        gc.collect()
+    pool = poolparty.Pool(1, queue="local", work_root=tmp_path)
+    pool.apply_async(sleep_then, ((30, "never"),))
+    work_dir = pool.work_dir
+    assert wait_until(lambda: worker_pids(work_dir), timeout=30)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always", ResourceWarning)
+        del pool
+        gc.collect()
+    messages = [str(w.message) for w in seen if w.category is ResourceWarning]
+    assert len(messages) == 1 and messages[0].startswith("unclosed running multiprocessing pool <poolparty.Pool")
+    del seen  # the warning's source is the pool: once it goes, the pool does
+    gc.collect()
+    assert wait_until(lambda: worker_pids(work_dir) == [], timeout=10)
+    closed = poolparty.Pool(1, queue="local", work_root=tmp_path)
+    closed.close()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ResourceWarning)  # a closed pool is not a leak
+        del closed
+        gc.collect()
+
+
+def fail_initializer():
+    raise ValueError("the initializer fails")
+
+
+def test_initializer_runs_once_per_job_for_single_calls(tmp_path):
+    """One mechanism for map and apply: the initializer travels once per batch and runs once per job
+    before its first task, however many calls the job runs (not once per call)."""
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    with poolparty.Pool(1, initializer=count_init, initargs=(str(markers),), queue="local",
+                        work_root=tmp_path / "w") as pool:
+        results = [r.get(timeout=60) for r in [pool.apply_async(report_init, (i,)) for i in range(4)]]
+    for value, pid in results:
+        assert value == "counted" and (markers / f"init-{pid}").read_text() == "1"
+    assert len({pid for _, pid in results}) < 4  # a job ran several calls (it claimed its array's next)
+
+
+def count_init(marker_dir):
+    os.environ["POOLPARTY_TEST_INIT"] = "counted"
+    count = Path(marker_dir, f"init-{os.getpid()}")
+    count.write_text(str(int(count.read_text()) + 1 if count.exists() else 1))
+
+
+def test_an_initializer_that_raises_fails_each_task_with_its_error(tmp_path):
+    """multiprocessing.Pool restarts a worker whose initializer raised, forever (the call hangs); ours
+    fails each task with the initializer's own exception instead, and resubmits nothing."""
+    with poolparty.Pool(1, initializer=fail_initializer, queue="local", work_root=tmp_path) as pool:
+        with pytest.raises(ValueError, match="the initializer fails"):
+            pool.apply(square, (2,))
+        with pytest.raises(ValueError, match="the initializer fails"):
+            pool.map(square, range(3))
+        assert pool.engine.stats["resubmissions"] == 0

@@ -54,9 +54,35 @@ def test_keyboard_interrupt_and_generator_exit_raised_by_a_task_keep_their_type(
         assert pool.engine.stats["resubmissions"] == 0
 
 
-def test_sys_exit_while_the_result_is_pickled_comes_back_as_system_exit():
-    with poolparty.Executor(max_workers=1, queue="local") as ex:
+@pytest.mark.parametrize("kind", ["local", "fake-slurm"])
+def test_sys_exit_while_the_result_is_pickled_comes_back_as_system_exit(kind, make_queue_under_test):
+    """ProcessPoolExecutor: SystemExit ("exit during result pickle on worker"); our Pool the same (where
+    multiprocessing's worker dies and the call hangs)."""
+    q = make_queue_under_test(kind)
+    with poolparty.Executor(max_workers=1, **q.pool_options()) as ex:
         fut = ex.submit(exit_while_pickling_result, 0)
         with pytest.raises(SystemExit) as err:
             fut.result(timeout=120)
+        assert ex.engine.stats["resubmissions"] == 0
     assert err.value.code == 4
+    with poolparty.Pool(1, **q.pool_options()) as pool:
+        with pytest.raises(SystemExit) as err:
+            pool.apply(exit_while_pickling_result, (0,))
+        assert pool.engine.stats["resubmissions"] == 0
+    assert err.value.code == 4
+
+
+def exit_with(code):
+    sys.exit(code)
+
+
+@pytest.mark.parametrize("kind", ["local", "fake-slurm"])
+def test_sys_exit_in_a_submitted_call_comes_back_as_system_exit(kind, make_queue_under_test):
+    """ProcessPoolExecutor: "exit during func execution on worker" is SystemExit on the future."""
+    q = make_queue_under_test(kind)
+    with poolparty.Executor(max_workers=1, **q.pool_options()) as ex:
+        futures = [ex.submit(exit_with, 5), ex.submit(exit_with, "message")]
+        codes = [f.exception(timeout=120) for f in futures]
+        assert ex.engine.stats["resubmissions"] == 0
+    assert [type(e) for e in codes] == [SystemExit, SystemExit]
+    assert [e.code for e in codes] == [5, "message"]

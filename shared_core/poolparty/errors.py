@@ -79,7 +79,14 @@ class RetryLimitExceeded(PoolPartyError):
 
 
 class RemoteTraceback(Exception):
-    """Carries the traceback text of an exception raised on a compute node."""
+    """Carries the traceback text of an exception raised on a compute node, and where it was raised:
+    ``stage`` is ``"task"``, ``"initializer"`` or ``"result"`` (pickling the task's return value, whose
+    repr is ``value``)."""
+
+    def __init__(self, text: str, stage: str = "task", value: str | None = None):
+        super().__init__(text)
+        self.stage = stage
+        self.value = value
 
     def __str__(self) -> str:
         return "\n" + str(self.args[0]) if self.args else ""
@@ -106,4 +113,6 @@ class CommandFailed(PoolPartyError):
 
 
 class PoolClosedError(PoolPartyError, ValueError, RuntimeError):
-    """Work was submitted to a pool or executor that was closed."""
+    """Work was submitted to a pool or executor that was closed: a ``ValueError`` as ``multiprocessing``
+    raises ("Pool not running") and a ``RuntimeError`` as ``concurrent.futures`` raises ("cannot schedule
+    new futures after shutdown")."""

@@ -59,11 +59,16 @@ class ExceptionInfo:
     type_name: str
     message: str
     traceback: str
+    #: where it was raised: in the ``task``, in the pool's ``initializer`` (the standard executors then
+    #: call the pool broken) or while pickling the task's ``result`` (``multiprocessing`` then raises
+    #: ``MaybeEncodingError``); ``value`` is the repr of that unpicklable result
+    stage: str = "task"
+    value: str | None = None
 
     @classmethod
-    def capture(cls, exc: BaseException) -> "ExceptionInfo":
+    def capture(cls, exc: BaseException, stage: str = "task", value: str | None = None) -> "ExceptionInfo":
         tb = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-        return cls(exc, f"{type(exc).__module__}.{type(exc).__qualname__}", str(exc), tb)
+        return cls(exc, f"{type(exc).__module__}.{type(exc).__qualname__}", str(exc), tb, stage, value)
 
 
 def run_payload(item: Any, shared: SharedFunction | None) -> Any:

@@ -40,7 +40,7 @@ def main() -> None:
         pool.map_async(slow_square, [(x, a.markers, a.seconds) for x in range(a.n)], chunksize=1)
         while not list(Path(a.markers).iterdir()):
             time.sleep(0.1)
-        raise SystemExit(3)
+        raise RuntimeError("the driver fails with work in flight")  # a normal exit would finish the work
     with poolparty.Pool(**options) as pool:
         print(f"POOL {pool.engine.name}", flush=True)
         result = pool.map(slow_square, [(x, a.markers, a.seconds) for x in range(a.n)], chunksize=1)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Generic, Protocol, Sequence, TypeVar
 
 from poolparty.engine.handle import BatchHandle
 from poolparty.errors import RetryLimitExceeded
-from poolparty.payload import Payload
+from poolparty.payload import Payload, SharedFunction
 from poolparty.resources import Resources
 
 if TYPE_CHECKING:
@@ -31,7 +31,9 @@ class Placement:
 
 
 class OutcomeSink(Protocol[ItemContra]):
-    """How a way in reports outcomes; ``arrived`` and ``failed`` run on the engine's thread: be quick."""
+    """How a way in reports outcomes; ``arrived`` and ``failed`` run on the engine's thread: be quick.
+    A sink may also have ``started(item, where)``: a job has started the item's chunk (a Future's RUNNING),
+    and ``dropped(item)``: the item was withdrawn (a cancelled Future) and is not to be submitted."""
 
     def submitted(self, placed: Sequence[tuple[ItemContra, Placement]]) -> None:
         """One batch was accepted by the engine (called after its outcomes are linked)."""
@@ -63,8 +65,9 @@ class BatchingWindow(Generic[Item]):
 
     def __init__(self, engine: "Engine", sink: OutcomeSink[Item], *, window: float | None, kind: str,
                  give_up_policy: str = "cancel_pool", quiet: bool = False, tasks_per_job: int | None = 1,
-                 fail_given_up: bool = False, noun: str = "task"):
+                 fail_given_up: bool = False, noun: str = "task", shared: SharedFunction | None = None):
         self.engine = engine
+        self.shared = shared  # what every batch of this window shares (a pool's initializer)
         self.sink = sink
         self.window = window
         self.kind = kind
@@ -111,6 +114,9 @@ class BatchingWindow(Generic[Item]):
             with self._cond:
                 items, self._pending = self._pending, []
                 self._cond.notify_all()  # a waiting window thread finds nothing due and ends
+            dropped = getattr(self.sink, "dropped", None)
+            if dropped is not None:
+                items = [entry for entry in items if not dropped(entry[0])]
             groups: dict[Resources, list[tuple[Item, Payload]]] = {}
             for item, payload, resources in items:
                 groups.setdefault(resources, []).append((item, payload))
@@ -133,7 +139,7 @@ class BatchingWindow(Generic[Item]):
         layout = layout_chunks(len(members), self.tasks_per_job, self.engine.max_running)
         chunks = [[(i, members[i][1]) for i in indices] for indices in layout]
         try:
-            handle = self.engine.submit(None, chunks, resources, kind=self.kind,
+            handle = self.engine.submit(self.shared, chunks, resources, kind=self.kind,
                                         give_up_policy=self.give_up_policy)
         except BaseException as e:
             for item, _ in members:
@@ -174,6 +180,13 @@ class BatchingWindow(Generic[Item]):
                     self.sink.failed(*placed[task], error)
 
         handle.add_task_callback(on_task)
+        started = getattr(self.sink, "started", None)
+        if started is not None:
+            def on_start(tasks: list[int]) -> None:
+                for task in tasks:
+                    started(*placed[task])
+
+            handle.add_start_callback(on_start)
         if self.fail_given_up:
             handle.add_give_up_callback(on_give_up)
         handle.add_done_callback(on_done)

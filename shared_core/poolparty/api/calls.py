@@ -3,41 +3,55 @@ settled with its task's outcome; calls made close together leave as one array (:
 from __future__ import annotations
 
 from concurrent.futures import Future
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import cloudpickle
 
 from poolparty.api.batching import BatchingWindow, Placement
 from poolparty.engine.by_value import register_local_modules
-from poolparty.errors import ConfigurationError
-from poolparty.payload import Call, Payload
+from poolparty.payload import Call, Payload, SharedFunction
 from poolparty.resources import Resources
 
 if TYPE_CHECKING:
     from poolparty.engine.engine import Engine
 
+#: what a way in makes of a task's exception before its caller sees it (an Executor: BrokenProcessPool)
+Translate = Callable[[BaseException], BaseException]
 
-def check_picklable(item: Any, what: str) -> None:
-    """Fail in the caller's own line, not later on a thread, when an argument cannot travel."""
+
+def pickling_error(item: Any, what: str) -> BaseException | None:
+    """The pickler's own exception (``TypeError``, ``PicklingError``, whatever a ``__reduce__`` raised)
+    if ``item`` cannot travel, as ``multiprocessing`` and ``concurrent.futures`` report it; else None."""
     try:
         cloudpickle.dumps(item)
     except Exception as e:
-        raise ConfigurationError(f"cannot pickle {what}: {e}. It travels to the compute node with "
-                                 "cloudpickle; pass data, not open files, locks or connections.") from e
+        e.add_note(f"(poolparty: cannot pickle {what}; it travels to the compute node with cloudpickle: "
+                   "pass data, not open files, locks or connections)")
+        return e
+    return None
 
 
 class SingleCalls:
-    """The single calls of one pool: ``submit`` returns a Future at once; the window submits."""
+    """The single calls of one pool: ``submit`` returns a Future at once; the window submits. The
+    pool's ``initializer`` travels once per batch and runs once per job, before its first call."""
 
-    def __init__(self, engine: "Engine", window: float, give_up_policy: str = "cancel_pool"):
+    def __init__(self, engine: "Engine", window: float, give_up_policy: str = "cancel_pool", *,
+                 initializer: Callable[..., Any] | None = None, initargs: tuple[Any, ...] = (),
+                 translate: Translate | None = None):
+        self._sink = _FutureOutcomes(translate)
         self._window: BatchingWindow[Future[Any]] = BatchingWindow(
-            engine, _FutureOutcomes(), window=window, kind="calls", give_up_policy=give_up_policy)
+            engine, self._sink, window=window, kind="calls", give_up_policy=give_up_policy,
+            shared=SharedFunction(None, initializer=initializer, initargs=initargs) if initializer else None)
 
     def submit(self, payload: Payload, resources: Resources) -> Future[Any]:
+        """A Future for the call; one whose function or arguments cannot be pickled holds that error."""
+        fut: Future[Any] = Future()
         if isinstance(payload, Call):
             register_local_modules([payload.fn, *payload.args, *payload.kwargs.values()])
-            check_picklable(payload, f"the call {getattr(payload.fn, '__qualname__', payload.fn)!r}")
-        fut: Future[Any] = Future()
+            error = pickling_error(payload, f"the call {getattr(payload.fn, '__qualname__', payload.fn)!r}")
+            if error is not None:
+                fut.set_exception(error)
+                return fut
         self._window.add(fut, payload, resources)
         return fut
 
@@ -49,14 +63,33 @@ class SingleCalls:
 class _FutureOutcomes:
     """Each outcome settles its call's Future (unpickled on the engine's thread, as soon as it arrives)."""
 
+    def __init__(self, translate: Translate | None):
+        self._translate = translate
+
     def submitted(self, placed: Sequence[tuple[Future[Any], Placement]]) -> None:
         pass
+
+    def dropped(self, fut: Future[Any]) -> bool:
+        """Cancelled while still in the batching window: never submitted (``set_running_or_notify_cancel``
+        wakes its waiters, as the standard executors do for a cancelled call they skip)."""
+        return fut.cancelled() and not fut.set_running_or_notify_cancel()
+
+    def started(self, fut: Future[Any], where: Placement) -> None:
+        """A job runs the call: RUNNING, so ``cancel()`` says False, as for a call a worker has taken."""
+        if fut.running() or fut.done():  # a resubmitted chunk starts again
+            return
+        try:
+            fut.set_running_or_notify_cancel()  # False when cancelled: its result will be dropped
+        except RuntimeError:  # settled meanwhile
+            pass
 
     def arrived(self, fut: Future[Any], where: Placement) -> None:
         try:
             good, value = where.handle.outcome(where.task)
         except BaseException as e:  # the result does not unpickle on the driver
             good, value = False, e
+        if not good and self._translate is not None:
+            value = self._translate(value)
         _settle(fut, value=value if good else None, error=None if good else value)
 
     def failed(self, fut: Future[Any], where: Placement, error: BaseException) -> None:

@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import concurrent.futures as cf
+import threading
 import time
 import weakref
+from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from poolparty.engine.by_value import register_local_modules
 from poolparty.api.calls import SingleCalls
 from poolparty.engine.engine import Engine
-from poolparty.errors import PoolClosedError
+from poolparty.engine import lifecycle
+from poolparty.errors import PoolClosedError, RemoteTraceback
 from poolparty.payload import Call, SharedFunction
 from poolparty.api.progress import ProgressBar, wanted as progress_wanted
 from poolparty.resources import Resources
@@ -20,12 +23,34 @@ class Executor(cf.Executor):
     """``submit`` returns a ``concurrent.futures.Future``; calls submitted close together leave as one
     array. ``max_workers`` caps the jobs running at once (alias of ``max_running``)."""
 
-    def __init__(self, max_workers: int | None = None, **options: Any):
+    def __init__(self, max_workers: int | None = None, mp_context: Any = None,
+                 initializer: Callable[..., Any] | None = None, initargs: tuple[Any, ...] = (), *,
+                 max_tasks_per_child: int | None = None, **options: Any):
+        """As ``ProcessPoolExecutor``: ``initializer(*initargs)`` runs once in each job before its first
+        call; if it raises, the executor is broken (``BrokenProcessPool``). ``mp_context`` is accepted
+        and unused, and so is ``max_tasks_per_child``: each job is a fresh process already."""
         if max_workers is not None and max_workers <= 0:
             raise ValueError("max_workers must be greater than 0")
+        if initializer is not None and not callable(initializer):
+            raise TypeError("initializer must be a callable")
+        if max_tasks_per_child is not None:
+            if not isinstance(max_tasks_per_child, int):
+                raise TypeError("max_tasks_per_child must be an integer")
+            if max_tasks_per_child <= 0:
+                raise ValueError("max_tasks_per_child must be >= 1")
         self._engine = Engine(build_engine_options(max_workers, options))
         self._work_dir = self._engine.work_dir  # still known after shutdown: a failed run's dir is kept
-        self._calls = SingleCalls(self._engine, self._engine.queue.batching_window)
+        self._initializer, self._initargs = initializer, tuple(initargs)
+        self._broken: str | None = None
+        me = weakref.ref(self)  # the calls must not keep the executor alive (its finalizer cancels)
+
+        def translate(error: BaseException) -> BaseException:
+            executor = me()
+            return error if executor is None else executor._initializer_failed(error)
+
+        self._calls = SingleCalls(self._engine, self._engine.queue.batching_window, initializer=initializer,
+                                  initargs=self._initargs, translate=translate)
+        lifecycle.flush_at_exit(self._calls.flush)
         # a bar for long ``map`` calls, as Pool has (on a terminal, or progress=True)
         self._progress = ProgressBar(self._engine.progress, f"poolparty {self._engine.name}") \
             if progress_wanted(self._engine.options.progress) else None
@@ -51,8 +76,7 @@ class Executor(cf.Executor):
     def submit_with(self, fn: Callable[..., Any], args: tuple[Any, ...] = (), kwargs: Mapping[str, Any] | None = None,
                     *, resources: Mapping[str, Any] | None = None) -> "cf.Future[Any]":
         """``submit`` with per-call resources, e.g. ``resources={'memory': '8GB'}``."""
-        if self._shutdown:
-            raise PoolClosedError("cannot schedule new futures after shutdown")
+        self._check_open()
         fut = self._calls.submit(Call(fn, tuple(args), dict(kwargs or {})), self._resources(resources))
         self._futures.add(fut)
         fut.add_done_callback(self._futures.discard)
@@ -61,15 +85,14 @@ class Executor(cf.Executor):
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None,
             chunksize: int = 1, resources: Mapping[str, Any] | None = None) -> Iterator[Any]:
         """One array for the whole map (``chunksize`` tasks per job); results in order, lazily."""
-        if self._shutdown:
-            raise PoolClosedError("cannot schedule new futures after shutdown")
+        self._check_open()
         if chunksize < 1:
             raise ValueError("chunksize must be >= 1")
         end = None if timeout is None else time.monotonic() + timeout
         calls = [(i, Call(None, args)) for i, args in enumerate(zip(*iterables))]
         chunks = [calls[i:i + chunksize] for i in range(0, len(calls), chunksize)]
         register_local_modules([fn])
-        handle = self._engine.submit(SharedFunction(fn), chunks, self._resources(resources))
+        handle = self._engine.submit(self._shared(fn), chunks, self._resources(resources))
         if self._progress is not None:
             self._progress.track(handle)
         cursor = handle.cursor(ordered=True)
@@ -94,6 +117,43 @@ class Executor(cf.Executor):
 
         return results()
 
+    def _check_open(self) -> None:
+        """As ``concurrent.futures``: a RuntimeError once shut down, broken, or the interpreter exits."""
+        if self._broken is not None:
+            raise BrokenProcessPool(self._broken)
+        if self._shutdown:
+            raise PoolClosedError("cannot schedule new futures after shutdown")
+        if lifecycle.interpreter_exiting():  # the standard library's very type and words (atexit handlers)
+            raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+
+    def _shared(self, fn: Callable[..., Any]) -> SharedFunction:
+        """A map's function with the executor's initializer: one pickle per batch, one run per job."""
+        return SharedFunction(fn, initializer=self._initializer, initargs=self._initargs)
+
+    def _initializer_failed(self, error: BaseException) -> BaseException:
+        """A call's error, on the engine's thread: an initializer that raised breaks the executor (as
+        ``ProcessPoolExecutor``: every pending future and every later submit get BrokenProcessPool)."""
+        cause = error.__cause__
+        if not isinstance(cause, RemoteTraceback) or cause.stage != "initializer":
+            return error
+        broken = BrokenProcessPool(
+            f"an initializer raised on a compute node ({type(error).__name__}: {error}): the executor is not "
+            "usable anymore; fix the initializer and create a new one")
+        broken.__cause__ = error
+        if self._broken is None:
+            self._broken = str(broken)
+            threading.Thread(target=self._break, args=(broken,), name="poolparty-broken", daemon=True).start()
+        return broken
+
+    def _break(self, broken: BaseException) -> None:
+        for f in list(self._futures):
+            if not f.done():
+                try:
+                    f.set_exception(broken)
+                except Exception:  # settled meanwhile
+                    pass
+        self._terminate("initializer failed")
+
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self._shutdown = True
         self._calls.flush()
@@ -111,8 +171,6 @@ class Executor(cf.Executor):
             if self._progress is not None:
                 self._progress.stop()  # draws the final state of a bar on screen
         else:
-            import threading
-
             threading.Thread(target=self._engine.close, daemon=True).start()
 
     def _terminate(self, reason: str) -> None:

@@ -4,14 +4,17 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import threading
+import warnings
 import weakref
+from multiprocessing.pool import MaybeEncodingError
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from poolparty.engine.handle import BatchHandle
 from poolparty.engine.by_value import register_local_modules
 from poolparty.api.calls import SingleCalls
 from poolparty.engine.engine import Engine
-from poolparty.errors import PoolClosedError
+from poolparty.engine import lifecycle
+from poolparty.errors import PoolClosedError, RemoteTraceback
 from poolparty.payload import Call, SharedFunction
 from poolparty.api.progress import ProgressBar, wanted as progress_wanted
 from poolparty.resources import Resources
@@ -26,7 +29,9 @@ class AsyncResult:
 
     def __init__(self, pool: "Pool", wait: Callable[[float | None], bool], value: Callable[[], Any],
                  callback: Callable[[Any], None] | None, error_callback: Callable[[BaseException], None] | None):
-        self._pool = pool
+        # weakly, as multiprocessing's results do not keep their pool: a pool dropped with work pending
+        # is garbage-collected (ResourceWarning) and terminated, and this result fails instead of hanging
+        self._pool_ref = weakref.ref(pool)
         self._wait = wait
         self._value = value
         self._callback = callback
@@ -41,7 +46,7 @@ class AsyncResult:
                 try:
                     self._outcome = (True, self._value())
                 except BaseException as e:
-                    self._outcome = (False, e)
+                    self._outcome = (False, as_multiprocessing_error(e))
             return self._outcome
 
     def _fire_callbacks(self) -> None:
@@ -55,7 +60,9 @@ class AsyncResult:
             log.exception("poolparty: exception in the callback of %r", self)
         finally:
             self._event.set()
-            self._pool._callback_done()
+            pool = self._pool_ref()
+            if pool is not None:
+                pool._callback_done()
 
     def ready(self) -> bool:
         return self._event.is_set()
@@ -66,10 +73,14 @@ class AsyncResult:
         return self._resolve()[0]
 
     def wait(self, timeout: float | None = None) -> None:
-        self._pool._interruptible(lambda: self._event.wait(timeout))
+        self._interruptible(lambda: self._event.wait(timeout))
+
+    def _interruptible(self, fn: Callable[[], Any]) -> Any:
+        pool = self._pool_ref()
+        return fn() if pool is None else pool._interruptible(fn)
 
     def get(self, timeout: float | None = None) -> Any:
-        if not self._pool._interruptible(lambda: self._event.wait(timeout)):
+        if not self._interruptible(lambda: self._event.wait(timeout)):
             raise multiprocessing.TimeoutError
         ok, value = self._resolve()
         if ok:
@@ -97,7 +108,7 @@ class IMapIterator:
         except TimeoutError:
             raise multiprocessing.TimeoutError from None
         if not ok:
-            raise value
+            raise as_multiprocessing_error(value)
         return value
 
     __next__ = next
@@ -121,11 +132,19 @@ class Pool:
         self._state = "RUN"
         self._outstanding = 0
         self._cond = threading.Condition()
-        self._calls = SingleCalls(self._engine, self._engine.queue.batching_window)
+        self._calls = SingleCalls(self._engine, self._engine.queue.batching_window,
+                                  initializer=initializer, initargs=self._initargs)
+        lifecycle.flush_at_exit(self._calls.flush)
         self._progress = ProgressBar(self._engine.progress, f"poolparty {self._engine.name}") \
             if progress_wanted(self._engine.options.progress) else None
         # as multiprocessing.Pool: a pool dropped without close()/terminate() is terminated
         weakref.finalize(self, self._engine.terminate, "pool garbage-collected").atexit = False
+
+    def __del__(self, _warn: Callable[..., None] = warnings.warn) -> None:
+        # as multiprocessing.Pool (3.8+): a running pool dropped without close()/terminate() says so;
+        # the finalizer above still cancels its jobs
+        if getattr(self, "_state", None) == "RUN":
+            _warn(f"unclosed running multiprocessing pool {self!r}", ResourceWarning, source=self)
 
     # -- properties ----------------------------------------------------------------------------
     @property
@@ -209,8 +228,7 @@ class Pool:
                     error_callback: Callable[[BaseException], None] | None = None, *,
                     resources: Mapping[str, Any] | None = None) -> AsyncResult:
         self._check_running()
-        register_local_modules([func, self._initializer])  # before they are wrapped in _Initialized
-        call = Call(_with_initializer(func, self._initializer, self._initargs), tuple(args), dict(kwds))
+        call = Call(func, tuple(args), dict(kwds))  # the initializer travels once per batch (SingleCalls)
         fut = self._calls.submit(call, self._resources(resources) or self._engine.options.resources)
 
         def wait(timeout: float | None) -> bool:
@@ -287,20 +305,14 @@ class Pool:
         self.terminate()  # as multiprocessing.Pool: leaving the block terminates the pool
 
 
-def _with_initializer(func: Callable[..., Any], initializer: Callable[..., Any] | None,
-                      initargs: tuple[Any, ...]) -> Callable[..., Any]:
-    if initializer is None:
-        return func
-    return _Initialized(func, initializer, initargs)
-
-
-class _Initialized:
-    """A single call that runs the pool's initializer first, on the node (each job is a new process)."""
-
-    def __init__(self, func: Callable[..., Any], initializer: Callable[..., Any], initargs: tuple[Any, ...]):
-        self.func, self.initializer, self.initargs = func, initializer, initargs
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        self.initializer(*self.initargs)
-        return self.func(*args, **kwargs)
-
+def as_multiprocessing_error(error: BaseException) -> BaseException:
+    """As ``multiprocessing.Pool``: a result the node could not pickle is a ``MaybeEncodingError`` (the
+    pickler's own exception is its ``__cause__``); every other exception is the task's own."""
+    cause = error.__cause__
+    if not isinstance(cause, RemoteTraceback) or cause.stage != "result" or not isinstance(error, Exception):
+        return error  # a BaseException (sys.exit() in a __reduce__) keeps its own type
+    wrapped = MaybeEncodingError(error, None)
+    wrapped.value = cause.value or "<the task's return value>"  # its repr, made on the node
+    wrapped.args = (wrapped.exc, wrapped.value)
+    wrapped.__cause__ = error
+    return wrapped

@@ -44,8 +44,7 @@ class Collector:
                 names = os.listdir(b.files.incoming)
             except FileNotFoundError:
                 continue
-            if self.claims:
-                self._learn_runners(b, names)
+            self._learn_starts(b, names)
             changed |= self._collect_batch(b, names)
         return changed
 
@@ -133,8 +132,9 @@ class Collector:
                 log.warning("poolparty: could not cancel the left-over elements of job %s: %s", s.job_id, e)
 
     # -- claims ----------------------------------------------------------------------------------
-    def _learn_runners(self, b: Batch, names: list[str]) -> None:
-        """Which element runs each claimed chunk: the first record of a new part (or done) file says."""
+    def _learn_starts(self, b: Batch, names: list[str]) -> None:
+        """Which chunks a job has started (their futures are RUNNING) and, with claims, which element
+        runs each claimed chunk: the first record of a new part (or done) file says both."""
         for name in names:
             parsed = parse_part_name(name)
             if parsed is None or parsed in b.seen_parts:
@@ -146,7 +146,11 @@ class Collector:
             if found is None:  # its claim record is not written yet (or a driver's block): look again
                 continue
             b.seen_parts.add(parsed)
-            c, runner = b.chunks[chunk], _runner_element(b, found, sub)
+            c = b.chunks[chunk]
+            b.handle.chunk_started(chunk, c.tasks)
+            if not self.claims:
+                continue
+            runner = _runner_element(b, found, sub)
             if runner is not None and runner != c.element:
                 c.claimed_by(runner)
 

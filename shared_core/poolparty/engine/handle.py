@@ -14,7 +14,7 @@ from poolparty.payload import ExceptionInfo
 def rebuild_exception(info: ExceptionInfo, where: str) -> BaseException:
     """The original exception type when it unpickled, with the remote traceback as cause and note."""
     exc = info.exc if info.exc is not None else RemoteError(info.type_name, info.message)
-    exc.__cause__ = RemoteTraceback(info.traceback)
+    exc.__cause__ = RemoteTraceback(info.traceback, info.stage, info.value)
     if hasattr(exc, "add_note"):
         exc.add_note(f"(raised on the compute node, {where}; remote traceback above)")
     return exc
@@ -28,6 +28,9 @@ class BatchSink(Protocol):
 
     def deliver(self, items: list[tuple[int, bool, bytes]]) -> None:
         """Outcomes just stored: (task, ok, pickled value or pickled exception info)."""
+
+    def chunk_started(self, chunk: int, tasks: list[int]) -> None:
+        """A job has started running this chunk (its claim record is on disk): its tasks are RUNNING."""
 
     def chunk_given_up(self, chunk: int, tasks: list[int], why: str) -> None:
         """A chunk was given up: these of its tasks will have no result (the batch goes on)."""
@@ -51,6 +54,8 @@ class BatchHandle:
         self._callbacks: list[Callable[["BatchHandle"], None]] = []
         self._task_callbacks: list[Callable[[int, bool, bytes], None]] = []
         self._give_up_callbacks: list[Callable[[int, list[int], str], None]] = []
+        self._start_callbacks: list[Callable[[list[int]], None]] = []
+        self._started: set[int] = set()  # chunks a job has started (a resubmission starts them again)
         self.work_dir: str | None = None
         self.batch_dir: str | None = None  # this batch's files (inputs, results, logs, journal)
 
@@ -65,6 +70,13 @@ class BatchHandle:
         for task, ok, payload in items:
             for cb in self._task_callbacks:
                 cb(task, ok, payload)
+
+    def chunk_started(self, chunk: int, tasks: list[int]) -> None:
+        if chunk in self._started:
+            return
+        self._started.add(chunk)
+        for cb in self._start_callbacks:
+            cb(tasks)
 
     def chunk_given_up(self, chunk: int, tasks: list[int], why: str) -> None:
         """A chunk was given up: these of its tasks will have no result (the batch goes on)."""
@@ -108,6 +120,10 @@ class BatchHandle:
 
     def add_task_callback(self, fn: Callable[[int, bool, bytes], None]) -> None:
         self._task_callbacks.append(fn)
+
+    def add_start_callback(self, fn: Callable[[list[int]], None]) -> None:
+        """``fn(tasks)`` once a job has started the chunk holding these tasks (the dispatcher's thread)."""
+        self._start_callbacks.append(fn)
 
     def add_give_up_callback(self, fn: Callable[[int, list[int], str], None]) -> None:
         """``fn(chunk, tasks, why)`` when a chunk is given up, with its tasks that have no result: a

@@ -54,13 +54,20 @@ def encode_result(ok: bool, value: object, limit: int | None = None) -> tuple[bo
             pickle.loads(data)  # e.g. a custom __init__ that unpickling cannot call
         return ok, data
     except BaseException as e:  # an unpicklable result or exception is reported, not lost silently
-        if ok:
-            err: BaseException = e if not isinstance(e, Exception) else TypeError(  # sys.exit() in __reduce__
-                f"the task's return value of type {type(value).__name__} cannot be pickled: {e}")
-            return False, dumps(ExceptionInfo.capture(err))
-        info = value  # an ExceptionInfo whose exception object does not pickle
+        if ok:  # the pickler's own error (TypeError, PicklingError, sys.exit() in a __reduce__ ...)
+            e.add_note(f"(poolparty: the task's return value of type {type(value).__name__} cannot be pickled "
+                       "to travel back; return data, not open files, locks or connections)")
+            info = ExceptionInfo.capture(e, "result", short_repr(value))
+            try:
+                data = dumps(info)
+                pickle.loads(data)  # an exception that a custom __reduce__ raised may not come back
+                return False, data
+            except BaseException:
+                pass
+        else:
+            info = value  # an ExceptionInfo whose exception object does not pickle (or unpickle)
         assert isinstance(info, ExceptionInfo)
-        info.exc = None
+        info.exc = None  # its type name and traceback still travel
         return False, dumps(info)
 
 
@@ -69,6 +76,14 @@ def adopt_import_path(entries: list[str]) -> None:
     (the script's directory first), so that what did not travel by value (an ``import`` inside a task,
     a compiled extension next to the script) is imported as on the driver."""
     sys.path[:0] = [p for p in entries if p not in sys.path and os.path.exists(p)]
+
+
+def short_repr(value: object) -> str:
+    try:
+        text = repr(value)
+    except BaseException:
+        text = f"<{type(value).__name__} object>"
+    return text if len(text) <= 200 else text[:200] + "..."
 
 
 class ChunkRunner:
@@ -83,10 +98,13 @@ class ChunkRunner:
         try:
             adopt_import_path(files.import_path())  # before any unpickling: it may import the user's modules
             self.shared = files.read_shared()
-            if self.shared is not None and self.shared.initializer is not None:
-                self.shared.initializer(*self.shared.initargs)
         except Exception as e:  # e.g. ModuleNotFoundError: every task reports it, nothing hangs
             self.shared, self.shared_error = None, ExceptionInfo.capture(e)
+        if self.shared is not None and self.shared.initializer is not None:
+            try:  # once per process, before its first task, as in multiprocessing and concurrent.futures
+                self.shared.initializer(*self.shared.initargs)
+            except BaseException as e:  # each task reports it: an Executor calls itself broken
+                self.shared, self.shared_error = None, ExceptionInfo.capture(e, "initializer")
 
     def run(self, chunk: int, *, capture: bool = False) -> bool | None:
         """Run one chunk if this process may (see :func:`~poolparty.store.claims.claim`); None if it may not, else

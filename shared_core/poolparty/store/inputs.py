@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
-from poolparty.errors import ConfigurationError, CorruptWorkDirError, WorkDirMismatchError
+from poolparty.errors import CorruptWorkDirError, WorkDirMismatchError
 from poolparty.payload import Call, SharedFunction
 from poolparty.store import records
 from poolparty.store.atomic import read_json, write_json
@@ -41,13 +41,15 @@ def encode_batch(shared: SharedFunction | None, chunks: Sequence[Sequence[tuple[
     register_local_modules([getattr(shared, "fn", None), getattr(shared, "initializer", None)])
     register_local_modules(x for chunk in chunks for _, p in chunk if isinstance(p, Call)
                            for x in (p.fn, *p.args, *p.kwargs.values()))
+    # an unpicklable function or argument raises the pickler's own exception (TypeError, PicklingError,
+    # whatever a __reduce__ raised), as multiprocessing does, with a note saying what to do
     try:
         shared_bytes = dumps(shared) if shared is not None else None
     except Exception as e:
-        raise ConfigurationError(
-            f"cannot pickle the function {getattr(shared.fn, '__qualname__', shared.fn)!r}: {e}. "
-            "Functions travel to the nodes with cloudpickle; move unpicklable state (open files, locks, "
-            "connections) inside the function.") from e
+        e.add_note(f"(poolparty: cannot pickle the function {getattr(shared.fn, '__qualname__', shared.fn)!r}"
+                   " or the initializer: they travel to the nodes with cloudpickle; move unpicklable state "
+                   "(open files, locks, connections) inside the function)")
+        raise
     h = hashlib.sha256()
     out: list[tuple[list[int], bytes]] = []
     n = 0
@@ -56,9 +58,9 @@ def encode_batch(shared: SharedFunction | None, chunks: Sequence[Sequence[tuple[
         try:
             data = dumps([p for _, p in chunk])
         except Exception as e:
-            raise ConfigurationError(
-                f"cannot pickle the arguments of task(s) {indices[:5]}: {e}. Arguments travel to the nodes "
-                "with cloudpickle; pass data, not open resources.") from e
+            e.add_note(f"(poolparty: cannot pickle the arguments of task(s) {indices[:5]}: they travel to "
+                       "the nodes with cloudpickle; pass data, not open files, locks or connections)")
+            raise
         h.update(len(data).to_bytes(8, "little"))
         h.update(data)
         out.append((indices, data))
