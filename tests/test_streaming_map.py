@@ -217,3 +217,16 @@ def test_a_timed_out_map_cancels_what_is_left(ex):
         next(it)
     assert poll_until(lambda: local_worker_pids(ex.work_dir) == [], 10, 0.05)
 
+
+# -- bursts of single calls ---------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", FAKE_KINDS)  # local: its 0.02 s window splits a burst on a loaded machine
+def test_a_burst_of_submits_leaves_as_one_packed_array(kind, make_queue_under_test):
+    q = make_queue_under_test(kind)
+    with poolparty.Executor(max_workers=2, **q.pool_options()) as ex:
+        futures = [ex.submit(square, i) for i in range(200)]
+        assert sorted(f.result() for f in cf.as_completed(futures)) == sorted(x * x for x in range(200))
+        assert ex.engine._batch_count == 1  # one burst, one batch
+    (sub,) = q.calls("sbatch" if q.flavor == "slurm" else "qsub")
+    argv = " ".join(sub["argv"])
+    chunks = math.ceil(200 / math.ceil(200 / 32))  # 16 chunks per slot at most: 29 of 7 calls, not 200
+    assert (f"0-{chunks - 1}" if q.flavor == "slurm" else f"1-{chunks}") in argv, argv

@@ -2,6 +2,7 @@
 settled with its task's outcome; calls made close together leave as one array (:mod:`.batching`)."""
 from __future__ import annotations
 
+import weakref
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Sequence
 
@@ -26,20 +27,48 @@ def check_picklable(item: Any, what: str) -> None:
                                  "cloudpickle; pass data, not open files, locks or connections.") from e
 
 
+#: a burst of calls is held at most this many batching windows before it leaves
+CALL_BURST_WINDOWS = 10
+#: chunks per running slot a burst of calls is packed into (a burst of 2 calls per slot stays 1 per job)
+CALL_CHUNKS_PER_SLOT = 16
+
+
 class SingleCalls:
     """The single calls of one pool: ``submit`` returns a Future at once; the window submits."""
 
     def __init__(self, engine: "Engine", window: float, give_up_policy: str = "cancel_pool"):
+        # a burst of calls (submit in a loop) leaves as one array once the calls pause, packed a few
+        # chunks per running slot: each chunk costs a file round trip and a job (api/batching.py)
         self._window: BatchingWindow[Future[Any]] = BatchingWindow(
-            engine, _FutureOutcomes(), window=window, kind="calls", give_up_policy=give_up_policy)
+            engine, _FutureOutcomes(), window=window, kind="calls", give_up_policy=give_up_policy,
+            quiet=True, max_hold=window * CALL_BURST_WINDOWS, tasks_per_job=None,
+            chunks_per_slot=CALL_CHUNKS_PER_SLOT)
+        self._checked: "weakref.WeakKeyDictionary[Any, bool]" = weakref.WeakKeyDictionary()  # functions that pickle
 
     def submit(self, payload: Payload, resources: Resources) -> Future[Any]:
         if isinstance(payload, Call):
             register_local_modules([payload.fn, *payload.args, *payload.kwargs.values()])
-            check_picklable(payload, f"the call {getattr(payload.fn, '__qualname__', payload.fn)!r}")
+            self._check(payload)
         fut: Future[Any] = Future()
         self._window.add(fut, payload, resources)
         return fut
+
+    def _check(self, call: Call) -> None:
+        """A function sent by value costs ~0.5 ms to pickle: checked once per pool (submit in a loop),
+        then only the arguments are; the batch pickles everything again anyway."""
+        what = f"the call {getattr(call.fn, '__qualname__', call.fn)!r}"
+        try:
+            known = call.fn in self._checked
+        except TypeError:  # not weakly referable or not hashable: check it each time
+            known = False
+        if not known:
+            check_picklable(call, what)
+            try:
+                self._checked[call.fn] = True
+            except TypeError:
+                pass
+        else:
+            check_picklable((call.args, call.kwargs), what)
 
     def flush(self) -> None:
         """Submit the calls still in the window now (close, terminate, shutdown)."""
