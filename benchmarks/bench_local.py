@@ -6,7 +6,9 @@
 
 1. Throughput: N tasks of ~10 ms of CPU each (a calibrated busy loop, not a sleep) through
    ``poolparty.Pool(queue="local", max_running=P)`` and ``multiprocessing.Pool(P)``, P = os.cpu_count(),
-   with each library's default chunksize and with an explicit equal chunksize. Runs are interleaved
+   with each library's default chunksize and with an explicit equal chunksize; ``imap_unordered`` with
+   default arguments; and ``Executor.submit`` in a loop + ``as_completed`` against
+   ``ProcessPoolExecutor(P)``. Runs are interleaved
    (poolparty, multiprocessing, poolparty, ...), each in a fresh interpreter; the table shows medians.
 2. Footprint: 10,000 trivial tasks: files in the work_dir (peak, sampled by a thread, and at the end with
    ``keep_work_dir=True``) and the driver's peak RSS (``ru_maxrss``, one fresh interpreter per measurement).
@@ -36,6 +38,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 SRC = HERE.parent / "shared_core"
 TARGET_RATIO = 1.25
+TARGET_STREAM_RATIO = 1.2  # imap_unordered and Executor.submit rows
 TARGET_FILES = 50
 
 
@@ -121,6 +124,23 @@ def wait_quiet(max_wait: float, window: float = 0.5, threshold: float = 0.2) -> 
             return share
 
 
+def _submit_loop(lib: str, procs: int, items: list[int]) -> tuple[list[float], float]:
+    """``submit`` in a loop, then ``as_completed``: poolparty.Executor against ProcessPoolExecutor."""
+    import concurrent.futures as cf
+
+    if lib == "pp":
+        import poolparty
+
+        ex = poolparty.Executor(max_workers=procs, queue="local")
+    else:
+        ex = cf.ProcessPoolExecutor(procs)
+    with ex:
+        futures = [ex.submit(spin, n) for n in items]
+        durations = [f.result() for f in cf.as_completed(futures)]
+        t_map = time.perf_counter()
+    return durations, t_map
+
+
 def child_throughput(spec: dict) -> dict:
     procs, chunksize = spec["procs"], spec["chunksize"]
     items = [spec["iters"]] * spec["n_tasks"]
@@ -129,11 +149,18 @@ def child_throughput(spec: dict) -> dict:
     ru0, ruc0 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     m0 = machine_cpu()
     t0 = time.perf_counter()
-    pool = _make_pool(spec["lib"], procs)
-    durations = pool.map(spin, items, chunksize)
-    t_map = time.perf_counter()
-    pool.close()
-    pool.join()
+    api = spec.get("api", "map")
+    if api == "submit":
+        durations, t_map = _submit_loop(spec["lib"], procs, items)
+    else:
+        pool = _make_pool(spec["lib"], procs)
+        if api == "imap_unordered":  # default arguments: chunksize not given
+            durations = list(pool.imap_unordered(spin, items))
+        else:
+            durations = pool.map(spin, items, chunksize)
+        t_map = time.perf_counter()
+        pool.close()
+        pool.join()
     t1 = time.perf_counter()
     m1 = machine_cpu()
     ru1, ruc1 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -241,6 +268,8 @@ def main() -> int:
                     "(default 4; --quick 0)")
     ap.add_argument("--output", type=Path, help="markdown file (default results/local.md, "
                                                 "results/local-quick.md with --quick)")
+    ap.add_argument("--only", help="comma-separated throughput rows to run: default,10,imap_unordered,submit "
+                    "(the other sections run as always)")
     ap.add_argument("--_child", help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a._child:
@@ -277,10 +306,13 @@ def main() -> int:
     log(f"calibrated: spin({iters}) = {calibrated * 1e3:.2f} ms of CPU")
 
     # 1. throughput, interleaved poolparty / multiprocessing, a fresh interpreter per run
-    cases = [("default", None), (f"{a.chunksize}", a.chunksize)]
+    cases = [("default", "map", None), (f"{a.chunksize}", "map", a.chunksize),
+             ("imap_unordered", "imap_unordered", None), ("submit", "submit", None)]
+    if a.only:
+        cases = [c for c in cases if c[0] in a.only.split(",")]
     throughput = []
     retries_left = a.retries
-    for label, chunksize in cases:
+    for label, api, chunksize in cases:
         runs: dict[str, list[dict]] = {"pp": [], "mp": []}
         disturbed: list[tuple[dict, dict]] = []
         while len(runs["pp"]) < reps:
@@ -288,10 +320,10 @@ def main() -> int:
             for lib in ("pp", "mp"):  # interleaved: pp, mp, pp, mp, ...
                 before = wait_quiet(a.max_wait)
                 r = run_child({"kind": "throughput", "lib": lib, "procs": procs, "n_tasks": n_tasks,
-                               "iters": iters, "chunksize": chunksize})
+                               "iters": iters, "chunksize": chunksize, "api": api})
                 r["others_before"] = before
                 pair[lib] = r
-                log(f"throughput chunksize={label} {lib} run {len(runs[lib]) + 1}/{reps}: {r['wall']:.2f} s "
+                log(f"throughput {api} chunksize={label} {lib} run {len(runs[lib]) + 1}/{reps}: {r['wall']:.2f} s "
                     f"(other processes: {before:.0%} of the CPUs before, {r['others']:.0%} during)")
             if max(pair["pp"]["others"], pair["mp"]["others"]) > a.disturbed and retries_left > 0:
                 retries_left -= 1  # another program took the CPUs during this pair: run it again
@@ -300,7 +332,7 @@ def main() -> int:
                 continue
             for lib in pair:
                 runs[lib].append(pair[lib])
-        throughput.append((label, chunksize, runs, disturbed))
+        throughput.append((label, api, chunksize, runs, disturbed))
 
     # 2. footprint of 10,000 trivial tasks
     files = run_child({"kind": "files", "procs": procs, "n_tasks": n_trivial, "chunksize": None})
@@ -356,8 +388,10 @@ def main() -> int:
         "|---|---:|---:|---:|---:|---|---|---:|---:|---|---|---|---|---|---|",
     ]
     ratios = {}
-    for label, chunksize, runs, disturbed in throughput:
+    for label, api, chunksize, runs, disturbed in throughput:
         cs = chunksize or max(1, -(-n_tasks // (procs * 4)))  # both libraries' default policy
+        if api != "map":  # poolparty's own choice (api/streaming.py); multiprocessing's is 1 task per chunk
+            cs = max(1, -(-n_tasks // (procs * 16)))
         n_chunks = -(-n_tasks // cs)
         mp_w, pp_w = med(runs["mp"], "wall"), med(runs["pp"], "wall")
         ratio = pp_w / mp_w
@@ -365,9 +399,14 @@ def main() -> int:
         cpu_of = lambda rs: statistics.median(r["driver_cpu"] + r["workers_cpu"] for r in rs)  # noqa: E731
         ratios[label] = ratio
         name = f"default ({cs})" if chunksize is None else f"{chunksize} (explicit)"
-        verdict = "ok" if ratio <= TARGET_RATIO else "**missed**"
+        if api == "imap_unordered":
+            name = f"`imap_unordered` default (pp {cs}, mp 1)"
+        elif api == "submit":
+            name = f"`Executor.submit` x {n_tasks} + `as_completed` (pp {cs}/job, ProcessPoolExecutor)"
+        target = TARGET_RATIO if api == "map" else TARGET_STREAM_RATIO
+        verdict = "ok" if ratio <= target else "**missed**"
         lines.append(
-            f"| {name} | {n_chunks} | {mp_w:.2f} | {pp_w:.2f} | **{ratio:.2f}x** | <= {TARGET_RATIO}x {verdict} "
+            f"| {name} | {n_chunks} | {mp_w:.2f} | {pp_w:.2f} | **{ratio:.2f}x** | <= {target}x {verdict} "
             f"| {', '.join(f'{x:.2f}' for x in pairs)} | {(pp_w - mp_w) * procs / n_chunks * 1e3:.0f} ms "
             f"| {cpu_of(runs['pp']) / cpu_of(runs['mp']):.2f}x "
             f"| {med(runs['mp'], 'driver_cpu'):.2f} / {med(runs['pp'], 'driver_cpu'):.2f} "

@@ -119,6 +119,29 @@ def test_a_fixed_window_closes_on_time_a_quiet_one_waits_for_a_pause(quiet):
         assert len(engine.batches) >= 2
 
 
+def test_a_quiet_window_leaves_at_the_latest_max_hold_after_the_burst_began():
+    engine = RecordingEngine()
+    window = BatchingWindow(engine, RecordingSink(), window=0.2, kind="calls", quiet=True, max_hold=0.5)
+    for i in range(16):  # one item every 0.1 s for 1.6 s: never a pause of 0.2 s
+        window.add(i, call(i), SMALL)
+        time.sleep(0.1)
+    wait_for(lambda: sum(len(b["payloads"]) for b in engine.batches) == 16)
+    assert len(engine.batches) >= 2  # about every 0.5 s, not one batch after the stream ends
+
+
+def test_a_burst_is_packed_a_few_chunks_per_running_slot():
+    assert layout_chunks(2000, None, 2, chunks_per_slot=16) == [range(i, min(i + 63, 2000))
+                                                               for i in range(0, 2000, 63)]
+    assert layout_chunks(20, None, 2, chunks_per_slot=16) == [range(i, i + 1) for i in range(20)]
+    engine = RecordingEngine()  # max_running = 4
+    window = BatchingWindow(engine, RecordingSink(), window=None, kind="calls", tasks_per_job=None,
+                            chunks_per_slot=2)
+    for i in range(24):
+        window.add(i, call(i), SMALL)
+    window.flush()
+    assert [len(c) for c in engine.batches[0]["chunks"]] == [3] * 8  # 2 chunks per slot, 4 slots
+
+
 def test_a_hold_keeps_the_burst_open_and_its_release_submits_at_once():
     engine = RecordingEngine()
     window = BatchingWindow(engine, RecordingSink(), window=0.05, kind="prefect", quiet=True)

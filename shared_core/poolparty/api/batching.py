@@ -48,10 +48,12 @@ class OutcomeSink(Protocol[ItemContra]):
         """``Engine.submit`` raised for the item's group: nothing was queued."""
 
 
-def layout_chunks(n_items: int, tasks_per_job: int | None, max_running: int) -> list[range]:
+def layout_chunks(n_items: int, tasks_per_job: int | None, max_running: int,
+                  chunks_per_slot: int = 1) -> list[range]:
     """Item indices per chunk: ``tasks_per_job`` each, or (None) as many as spread the items over
-    ``max_running`` jobs, so that a burst of 1,000 with 50 running jobs packs 20 per job."""
-    per = tasks_per_job or max(1, math.ceil(n_items / max_running))
+    ``chunks_per_slot`` chunks per running job, so that a burst of 1,000 with 50 running jobs packs 20
+    per job (5 per job with 4 chunks per slot)."""
+    per = tasks_per_job or max(1, math.ceil(n_items / (max_running * chunks_per_slot)))
     return [range(start, min(start + per, n_items)) for start in range(0, n_items, per)]
 
 
@@ -59,13 +61,16 @@ class BatchingWindow(Generic[Item]):
     """Collects items for ``window`` seconds, then submits them; ``window=None``: only on ``flush``.
 
     The window opens with the first item of a burst; ``quiet=True`` keeps it open while items keep
-    coming (each one restarts it). ``hold``/``release`` keep a burst open however long it takes
-    (a ``map`` submitting its items one by one); the last ``release`` submits at once.
+    coming (each one restarts it), for at most ``max_hold`` seconds after the burst's first item.
+    ``hold``/``release`` keep a burst open however long it takes (a ``map`` submitting its items one by
+    one); the last ``release`` submits at once. ``tasks_per_job=None`` packs a burst into
+    ``chunks_per_slot`` chunks per running job (see :func:`layout_chunks`).
     """
 
     def __init__(self, engine: "Engine", sink: OutcomeSink[Item], *, window: float | None, kind: str,
                  give_up_policy: str = "cancel_pool", quiet: bool = False, tasks_per_job: int | None = 1,
-                 fail_given_up: bool = False, noun: str = "task", shared: SharedFunction | None = None):
+                 fail_given_up: bool = False, noun: str = "task", shared: SharedFunction | None = None,
+                 chunks_per_slot: int = 1, max_hold: float | None = None):
         self.engine = engine
         self.shared = shared  # what every batch of this window shares (a pool's initializer)
         self.sink = sink
@@ -74,11 +79,14 @@ class BatchingWindow(Generic[Item]):
         self.give_up_policy = give_up_policy
         self.quiet = quiet
         self.tasks_per_job = tasks_per_job
+        self.chunks_per_slot = chunks_per_slot
+        self.max_hold = max_hold
         self.fail_given_up = fail_given_up  # fail a given-up chunk's items at once, not at the batch's end
         self.noun = noun  # what an item is, in "ended without this task's result"
         self._cond = threading.Condition()
         self._pending: list[tuple[Item, Payload, Resources]] = []
         self._deadline = 0.0
+        self._opened = 0.0  # when the pending burst's first item came
         self._holds = 0
         self._waiter: threading.Thread | None = None
         self._submitting = threading.RLock()  # one burst at a time: close() waits for the one in flight
@@ -86,8 +94,13 @@ class BatchingWindow(Generic[Item]):
     def add(self, item: Item, payload: Payload, resources: Resources) -> None:
         """Queue one item; it leaves with the others of its burst that share its resources."""
         with self._cond:
+            now = time.monotonic()
+            if not self._pending:
+                self._opened = now
             if not self._pending or self.quiet:
-                self._deadline = time.monotonic() + (self.window or 0.0)
+                self._deadline = now + (self.window or 0.0)
+                if self.max_hold is not None:  # a steady stream of items still leaves now and then
+                    self._deadline = min(self._deadline, self._opened + self.max_hold)
             self._pending.append((item, payload, resources))
             if self.window is not None and self._waiter is None:
                 self._waiter = threading.Thread(target=self._wait_then_flush, daemon=True,
@@ -136,7 +149,7 @@ class BatchingWindow(Generic[Item]):
             self.flush()
 
     def _submit(self, resources: Resources, members: list[tuple[Item, Payload]]) -> None:
-        layout = layout_chunks(len(members), self.tasks_per_job, self.engine.max_running)
+        layout = layout_chunks(len(members), self.tasks_per_job, self.engine.max_running, self.chunks_per_slot)
         chunks = [[(i, members[i][1]) for i in indices] for indices in layout]
         try:
             handle = self.engine.submit(self.shared, chunks, resources, kind=self.kind,

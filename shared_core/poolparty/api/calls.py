@@ -2,6 +2,7 @@
 settled with its task's outcome; calls made close together leave as one array (:mod:`.batching`)."""
 from __future__ import annotations
 
+import weakref
 from concurrent.futures import Future
 from typing import TYPE_CHECKING, Any, Callable, Sequence
 
@@ -31,6 +32,12 @@ def pickling_error(item: Any, what: str) -> BaseException | None:
     return None
 
 
+#: a burst of calls is held at most this many batching windows before it leaves
+CALL_BURST_WINDOWS = 10
+#: chunks per running slot a burst of calls is packed into (a burst of 2 calls per slot stays 1 per job)
+CALL_CHUNKS_PER_SLOT = 16
+
+
 class SingleCalls:
     """The single calls of one pool: ``submit`` returns a Future at once; the window submits. The
     pool's ``initializer`` travels once per batch and runs once per job, before its first call."""
@@ -39,21 +46,44 @@ class SingleCalls:
                  initializer: Callable[..., Any] | None = None, initargs: tuple[Any, ...] = (),
                  translate: Translate | None = None):
         self._sink = _FutureOutcomes(translate)
+        # a burst of calls (submit in a loop) leaves as one array once the calls pause, packed a few
+        # chunks per running slot: each chunk costs a file round trip and a job (api/batching.py)
         self._window: BatchingWindow[Future[Any]] = BatchingWindow(
             engine, self._sink, window=window, kind="calls", give_up_policy=give_up_policy,
-            shared=SharedFunction(None, initializer=initializer, initargs=initargs) if initializer else None)
+            shared=SharedFunction(None, initializer=initializer, initargs=initargs) if initializer else None,
+            quiet=True, max_hold=window * CALL_BURST_WINDOWS, tasks_per_job=None,
+            chunks_per_slot=CALL_CHUNKS_PER_SLOT)
+        self._checked: "weakref.WeakKeyDictionary[Any, bool]" = weakref.WeakKeyDictionary()  # functions that pickle
 
     def submit(self, payload: Payload, resources: Resources) -> Future[Any]:
         """A Future for the call; one whose function or arguments cannot be pickled holds that error."""
         fut: Future[Any] = Future()
         if isinstance(payload, Call):
             register_local_modules([payload.fn, *payload.args, *payload.kwargs.values()])
-            error = pickling_error(payload, f"the call {getattr(payload.fn, '__qualname__', payload.fn)!r}")
+            error = self._pickling_error(payload)
             if error is not None:
                 fut.set_exception(error)
                 return fut
         self._window.add(fut, payload, resources)
         return fut
+
+    def _pickling_error(self, call: Call) -> BaseException | None:
+        """A function sent by value costs ~0.5 ms to pickle: checked once per pool (submit in a loop),
+        then only the arguments are; the batch pickles everything again anyway."""
+        what = f"the call {getattr(call.fn, '__qualname__', call.fn)!r}"
+        try:
+            known = call.fn in self._checked
+        except TypeError:  # not weakly referable or not hashable: check it each time
+            known = False
+        if known:
+            return pickling_error((call.args, call.kwargs), what)
+        error = pickling_error(call, what)
+        if error is None:
+            try:
+                self._checked[call.fn] = True
+            except TypeError:
+                pass
+        return error
 
     def flush(self) -> None:
         """Submit the calls still in the window now (close, terminate, shutdown)."""

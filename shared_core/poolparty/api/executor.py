@@ -10,6 +10,8 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from poolparty.engine.by_value import register_local_modules
 from poolparty.api.calls import SingleCalls
+from poolparty.api.streaming import MapStream, default_chunksize, is_sized
+from poolparty.engine.handle import BatchHandle
 from poolparty.engine.engine import Engine
 from poolparty.engine import lifecycle
 from poolparty.errors import PoolClosedError, RemoteTraceback
@@ -83,39 +85,56 @@ class Executor(cf.Executor):
         return fut
 
     def map(self, fn: Callable[..., Any], *iterables: Iterable[Any], timeout: float | None = None,
-            chunksize: int = 1, resources: Mapping[str, Any] | None = None) -> Iterator[Any]:
-        """One array for the whole map (``chunksize`` tasks per job); results in order, lazily."""
+            chunksize: int | None = None, resources: Mapping[str, Any] | None = None) -> Iterator[Any]:
+        """Results in order, lazily; the inputs are read lazily too (sequences leave as one array, other
+        iterables a window at a time: :mod:`poolparty.api.streaming`). ``timeout`` counts from this call,
+        as in the standard library; closing the iterator cancels what has not run."""
         self._check_open()
+        end = None if timeout is None else time.monotonic() + timeout
+        sized = all(is_sized(it) for it in iterables)
+        inputs: Iterable[Any] = list(zip(*iterables)) if sized else zip(*iterables)
+        if chunksize is None:
+            chunksize = default_chunksize(len(inputs) if sized else None, self._engine.max_running)  # type: ignore[arg-type]
         if chunksize < 1:
             raise ValueError("chunksize must be >= 1")
-        end = None if timeout is None else time.monotonic() + timeout
-        calls = [(i, Call(None, args)) for i, args in enumerate(zip(*iterables))]
-        chunks = [calls[i:i + chunksize] for i in range(0, len(calls), chunksize)]
         register_local_modules([fn])
-        handle = self._engine.submit(self._shared(fn), chunks, self._resources(resources))
-        if self._progress is not None:
-            self._progress.track(handle)
-        cursor = handle.cursor(ordered=True)
+        shared, res = self._shared(fn), self._resources(resources)
 
-        def results() -> Iterator[Any]:
-            try:
-                for _ in range(handle.n_tasks):
-                    left = None if end is None else end - time.monotonic()
-                    try:
-                        _, ok, value = cursor.next(left)
-                    except TimeoutError:
-                        raise cf.TimeoutError() from None
-                    except KeyboardInterrupt:
-                        self._engine.terminate("KeyboardInterrupt")
-                        raise
-                    if not ok:
-                        raise value
-                    yield value
-            finally:  # as the standard library: a timed-out or abandoned map cancels what is left
-                if not handle.done():
-                    self._engine.cancel(handle)
+        def submit(chunks: list[list[tuple[int, Any]]]) -> BatchHandle:
+            calls = [[(i, Call(None, args)) for i, args in chunk] for chunk in chunks]
+            handle = self._engine.submit(shared, calls, res)
+            if self._progress is not None:
+                self._progress.track(handle)
+            return handle
 
-        return results()
+        stream = MapStream(submit, inputs, chunksize=chunksize, max_running=self._engine.max_running,
+                           ordered=True)
+        self.__dict__.setdefault("_map_streams", weakref.WeakSet()).add(stream)
+        return self._map_results(stream, end)
+
+    def _map_results(self, stream: MapStream, end: float | None) -> Iterator[Any]:
+        """Yields each value without keeping it (the standard library pops its futures, too)."""
+        try:
+            while True:
+                try:
+                    yield _value_or_raise(stream.next(None if end is None else end - time.monotonic()))
+                except StopIteration:
+                    return
+                except TimeoutError:
+                    raise cf.TimeoutError() from None
+                except KeyboardInterrupt:
+                    self._engine.terminate("KeyboardInterrupt")
+                    raise
+        finally:  # as the standard library: a timed-out, failed or abandoned map cancels what is left
+            for handle in stream.stop():
+                self._engine.cancel(handle)
+
+    def _feed_maps(self, wait: bool) -> None:
+        """At shutdown: every map's remaining inputs are read and submitted (``wait``: before returning)."""
+        for stream in list(self.__dict__.get("_map_streams", ())):
+            stream.drain()
+            if wait:
+                stream.wait_fed()
 
     def _check_open(self) -> None:
         """As ``concurrent.futures``: a RuntimeError once shut down, broken, or the interpreter exits."""
@@ -157,6 +176,12 @@ class Executor(cf.Executor):
     def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
         self._shutdown = True
         self._calls.flush()
+        if not cancel_futures:
+            try:
+                self._feed_maps(wait)
+            except KeyboardInterrupt:
+                self._terminate("KeyboardInterrupt")
+                raise
         if cancel_futures:
             for f in list(self._futures):
                 f.cancel()
@@ -185,3 +210,10 @@ class Executor(cf.Executor):
             return None
         self.shutdown(wait=True)
         return None
+
+
+def _value_or_raise(outcome: tuple[bool, Any]) -> Any:
+    ok, value = outcome
+    if not ok:
+        raise value
+    return value

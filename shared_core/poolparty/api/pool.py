@@ -12,6 +12,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from poolparty.engine.handle import BatchHandle
 from poolparty.engine.by_value import register_local_modules
 from poolparty.api.calls import SingleCalls
+from poolparty.api.streaming import MapStream, SubmitChunks, cut_chunks, default_chunksize, is_sized
 from poolparty.engine.engine import Engine
 from poolparty.engine import lifecycle
 from poolparty.errors import PoolClosedError, RemoteTraceback
@@ -93,18 +94,21 @@ class MapResult(AsyncResult):
 
 
 class IMapIterator:
-    """As ``multiprocessing.pool.IMapIterator``: iterate, or ``next(timeout)``."""
+    """As ``multiprocessing.pool.IMapIterator``: iterate, or ``next(timeout)``; inputs are read lazily
+    (:mod:`poolparty.api.streaming`)."""
 
-    def __init__(self, pool: "Pool", handle: BatchHandle, ordered: bool):
+    def __init__(self, pool: "Pool", stream: MapStream):
         self._pool = pool
-        self._cursor = handle.cursor(ordered)
+        self._stream = stream
+        # an iterator dropped before its end reads no more input (its feeder thread ends)
+        weakref.finalize(self, stream.stop)
 
     def __iter__(self) -> "IMapIterator":
         return self
 
     def next(self, timeout: float | None = None) -> Any:
         try:
-            _, ok, value = self._pool._interruptible(lambda: self._cursor.next(timeout))
+            ok, value = self._pool._interruptible(lambda: self._stream.next(timeout))
         except TimeoutError:
             raise multiprocessing.TimeoutError from None
         if not ok:
@@ -135,6 +139,7 @@ class Pool:
         self._calls = SingleCalls(self._engine, self._engine.queue.batching_window,
                                   initializer=initializer, initargs=self._initargs)
         lifecycle.flush_at_exit(self._calls.flush)
+        self._streams: "weakref.WeakSet[MapStream]" = weakref.WeakSet()  # imap's, read lazily
         self._progress = ProgressBar(self._engine.progress, f"poolparty {self._engine.name}") \
             if progress_wanted(self._engine.options.progress) else None
         # as multiprocessing.Pool: a pool dropped without close()/terminate() is terminated
@@ -197,19 +202,40 @@ class Pool:
     def _submit_map(self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: int | None,
                     star: bool, resources: Mapping[str, Any] | None) -> BatchHandle:
         self._check_running()
-        items = list(iterable)
+        items = iterable if is_sized(iterable) else list(iterable)  # map reads all, as multiprocessing's
         if chunksize is None:
-            chunksize = self._default_chunksize(len(items))
+            chunksize = self._default_chunksize(len(items))  # type: ignore[arg-type]
         if chunksize < 1:
             raise ValueError(f"Chunksize must be 1+, not {chunksize:n}")
+        return self._window_submitter(func, star, resources)(cut_chunks(list(items), chunksize))
+
+    def _window_submitter(self, func: Callable[..., Any], star: bool,
+                          resources: Mapping[str, Any] | None) -> SubmitChunks:
+        """Submits chunks of (task index, input) as one batch of ``func``, tracked by the progress bar."""
         register_local_modules([func, self._initializer])
         shared = SharedFunction(func, star, self._initializer, self._initargs)
-        calls = [(i, Call(None, tuple(x) if star else (x,))) for i, x in enumerate(items)]
-        chunks = [calls[i:i + chunksize] for i in range(0, len(calls), chunksize)]
-        handle = self._engine.submit(shared, chunks, self._resources(resources))
-        if self._progress is not None:
-            self._progress.track(handle)
-        return handle
+        res = self._resources(resources)
+
+        def submit(chunks: list[list[tuple[int, Any]]]) -> BatchHandle:
+            calls = [[(i, Call(None, tuple(x) if star else (x,))) for i, x in chunk] for chunk in chunks]
+            handle = self._engine.submit(shared, calls, res)
+            if self._progress is not None:
+                self._progress.track(handle)
+            return handle
+
+        return submit
+
+    def _stream(self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: int | None,
+                resources: Mapping[str, Any] | None, ordered: bool) -> IMapIterator:
+        self._check_running()
+        if chunksize is None:
+            chunksize = default_chunksize(len(iterable) if is_sized(iterable) else None, len(self))  # type: ignore[arg-type]
+        if chunksize < 1:
+            raise ValueError(f"Chunksize must be 1+, not {chunksize:n}")
+        stream = MapStream(self._window_submitter(func, False, resources), iterable, chunksize=chunksize,
+                           max_running=len(self), ordered=ordered)
+        self._streams.add(stream)
+        return IMapIterator(self, stream)
 
     def _async(self, wait: Callable[[float | None], bool], value: Callable[[], Any],
                add_done: Callable[[Callable[..., None]], None], callback: Any, error_callback: Any,
@@ -266,23 +292,28 @@ class Pool:
         return self._async(handle.wait, handle.results, handle.add_done_callback, callback, error_callback,
                            MapResult)  # type: ignore[return-value]
 
-    def imap(self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: int = 1, *,
+    def imap(self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: int | None = None, *,
              resources: Mapping[str, Any] | None = None) -> IMapIterator:
-        handle = self._submit_map(func, iterable, chunksize, False, resources)
-        return IMapIterator(self, handle, ordered=True)
+        """Results in input order as they come; the input is read lazily. ``chunksize`` not given: see
+        :func:`poolparty.api.streaming.default_chunksize` (multiprocessing's default is 1)."""
+        return self._stream(func, iterable, chunksize, resources, ordered=True)
 
-    def imap_unordered(self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: int = 1, *,
+    def imap_unordered(self, func: Callable[..., Any], iterable: Iterable[Any], chunksize: int | None = None, *,
                        resources: Mapping[str, Any] | None = None) -> IMapIterator:
-        handle = self._submit_map(func, iterable, chunksize, False, resources)
-        return IMapIterator(self, handle, ordered=False)
+        """Results as they arrive; the input is read lazily (see :meth:`imap`)."""
+        return self._stream(func, iterable, chunksize, resources, ordered=False)
 
     def close(self) -> None:
         if self._state == "RUN":
             self._calls.flush()
+            for stream in list(self._streams):  # as multiprocessing: what was mapped still runs
+                stream.drain()
             self._state = "CLOSE"
 
     def terminate(self) -> None:
         self._state = "TERMINATE"
+        for stream in list(self._streams):
+            stream.stop()
         self._calls.flush()
         self._engine.terminate("terminate")
         if self._progress is not None:
@@ -292,6 +323,8 @@ class Pool:
         if self._state == "RUN":
             raise ValueError("Pool is still running")
         if self._state == "CLOSE":
+            for stream in list(self._streams):
+                self._interruptible(stream.wait_fed)
             self._interruptible(self._engine.close)
         with self._cond:
             while self._outstanding > 0:

@@ -51,7 +51,9 @@ class Endings:
         batch = next((b for b in batches if b.handle is handle), None)
         if batch is None:
             return
-        queued = [c.element for c in batch.chunks if c.phase is ChunkPhase.QUEUED and c.element is not None]
+        # a claimed chunk runs in another element (whose own chunk may be done): that one goes too
+        queued = sorted({e for c in batch.chunks if c.phase is ChunkPhase.QUEUED
+                         for e in (c.element, c.runner) if e is not None})
         if queued:
             try:
                 self.jobs.cancel(queued)
