@@ -522,11 +522,12 @@ def test_progress_line_layout_and_eta_on_literal_input():
 
 
 def test_executor_map_has_a_progress_bar_too(tmp_path):
+    """16 tasks of 0.4 s on 2 jobs: well past the 1 s before a line is shown (8 tasks were too close to it)."""
     (tmp_path / "bar.py").write_text(BAR_DRIVER)
-    proc = subprocess.run([sys.executable, str(tmp_path / "bar.py"), str(tmp_path / "wd"), "8", "executor"],
+    proc = subprocess.run([sys.executable, str(tmp_path / "bar.py"), str(tmp_path / "wd"), "16", "executor"],
                           capture_output=True, text=True, timeout=120, env={**os.environ, "XDG_CONFIG_HOME": str(tmp_path), "COLUMNS": "200"})
-    assert proc.returncode == 0 and "RESULT 28" in proc.stdout, proc.stderr
-    assert re.search(r"poolparty pp-\w+ .*8/8 tasks \| jobs: 0 running, 0 pending, 0 failed, 0 resubmitted \|",
+    assert proc.returncode == 0 and "RESULT 120" in proc.stdout, proc.stderr
+    assert re.search(r"poolparty pp-\w+ .*16/16 tasks \| jobs: 0 running, 0 pending, 0 failed, 0 resubmitted \|",
                      proc.stderr), proc.stderr
 
 
