@@ -40,13 +40,14 @@ def test_no_other_file_sets_a_version():
     assert core["project"]["name"] == CORE
     assert "version" not in core["project"] and core["project"]["dynamic"] == ["version"]
     assert core["tool"]["hatch"]["version"]["path"] == "shared_core/poolparty/_version.py"
-    for dist, package in PLUGINS.items():
+    for dist, package in PLUGINS.items():  # the code stays in executors/: a wheel copies it, editable links it
         meta = tomllib.loads((REPO / "distributions" / dist / "pyproject.toml").read_text())
         assert meta["project"]["name"] == dist
         assert "version" not in meta["project"] and set(meta["project"]["dynamic"]) == {"version", "dependencies"}
         assert meta["tool"]["hatch"]["metadata"]["hooks"]["custom"]["path"] == "../core_version.py"
-        include = meta["tool"]["hatch"]["build"]["targets"]["wheel"]["force-include"]
-        assert include == {f"../../executors/{package}": package}
+        wheel = meta["tool"]["hatch"]["build"]["targets"]["wheel"]
+        assert wheel["hooks"]["custom"] == {"path": "../plugin_code.py", "package": package}
+        assert wheel["dev-mode-dirs"] == ["../../executors"]
         assert (REPO / "executors" / package / "__init__.py").is_file()
 
 
@@ -59,3 +60,18 @@ def test_installed_distributions_carry_the_version_and_pin_the_core(dist):
     assert version == written_version()
     if dist != CORE:
         assert f"{CORE}=={version}" in [r.replace(" ", "") for r in metadata.requires(dist) or []]
+
+
+@pytest.mark.parametrize("dist", list(PLUGINS))
+def test_an_editable_plugin_runs_the_code_of_the_tree(dist):
+    """An editable install must not copy the plugin's files (then edits in executors/ would not count)."""
+    import importlib
+
+    try:
+        files = metadata.files(dist) or []
+    except metadata.PackageNotFoundError:
+        pytest.skip(f"{dist} is not installed (the README's test command installs it)")
+    if not any(str(f).endswith(".pth") for f in files):
+        pytest.skip(f"{dist} is installed from a wheel, not editable")
+    module = importlib.import_module(PLUGINS[dist])
+    assert Path(module.__file__).resolve() == (REPO / "executors" / PLUGINS[dist] / "__init__.py").resolve()
