@@ -17,7 +17,7 @@ jobs); the table shows wall time and the counts. Target of issue 4: poolparty ma
 the official plugin's submissions and is not slower.
 
 Needs a real SLURM (``sudo ci/start-slurm.sh``). poolparty runs with the ``snakemake`` of the interpreter
-running this script (the project's virtualenv: ``pip install -e '.[snakemake]'``). The official plugin
+running this script (the project's virtualenv: ``pip install -e . -e distributions/snakemake-executor-plugin-poolparty snakemake``). The official plugin
 runs from its own virtualenv, ``--venv DIR`` (default: a cached one in the system temp dir, created on
 first use with ``pip install snakemake==<same version> snakemake-executor-plugin-slurm``): it must not be
 installed next to poolparty, since Snakemake imports every installed plugin at every start, in the
