@@ -52,7 +52,7 @@ mkdir snakemake && cp "$REPO/ci/wheel-smoke/Snakefile" snakemake/
 [ "$(cat snakemake/c.txt)" = $'a\nb\nc' ] || { echo "[wheel-smoke] FAIL: c.txt is $(cat snakemake/c.txt)" >&2; exit 1; }
 log "snakemake: ok"
 log "smoke 3: a Prefect flow with .map"
-PREFECT_HOME="$WORK/prefect-home" PREFECT_SERVER_ANALYTICS_ENABLED=false "$PY" "$REPO/ci/wheel-smoke/prefect_map.py" \
+PREFECT_HOME="$WORK/prefect-home" PREFECT_SERVER_ANALYTICS_ENABLED=false PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=180 "$PY" "$REPO/ci/wheel-smoke/prefect_map.py" \
   > "$WORK/prefect.log" 2>&1 || { tail -40 "$WORK/prefect.log" >&2; exit 1; }
 tail -1 "$WORK/prefect.log"
 log "all three wheels work: ok"

@@ -1,5 +1,6 @@
 """Wheel smoke 3: a Prefect flow with .map through PoolPartyTaskRunner (installed prefect-poolparty wheel)
-on the local queue; Prefect runs its own temporary server."""
+on the local queue; Prefect runs its own temporary server (ci/wheel-smoke.sh gives it 180 s to start:
+the main suite runs beside it)."""
 import sys
 
 from prefect import flow, task
