@@ -26,7 +26,7 @@ Needs the test SLURM (``sudo ci/start-slurm.sh``) and a virtualenv of its own wi
 peers (not the project's .venv)::
 
     python3 -m venv /tmp/prefect-bench-venv
-    /tmp/prefect-bench-venv/bin/pip install -e '.[prefect]' prefect-dask dask-jobqueue
+    /tmp/prefect-bench-venv/bin/pip install -e . -e distributions/prefect-poolparty prefect-dask dask-jobqueue
     /tmp/prefect-bench-venv/bin/python benchmarks/bench_prefect.py
 
 Run it from a directory the jobs can see (its scratch directory is created there and removed).

@@ -24,7 +24,8 @@ submitted, found by the job names in its ``sbatch`` calls) and the CPU time used
 core-seconds are the difference. Targets of issue 18: poolparty at most 0.3x its own wall time before
 (variant 2) and 0.1x the official plugin's, with no more submissions.
 
-Needs a real SLURM (``sudo ci/start-slurm.sh``). The official plugin is not installed next to poolparty
+Needs a real SLURM (``sudo ci/start-slurm.sh``) and poolparty's plugin installed
+(``pip install -e . -e distributions/snakemake-executor-plugin-poolparty snakemake``). The official plugin is not installed next to poolparty
 (Snakemake imports every installed plugin at every start, in the jobs too, and this one runs
 ``scontrol`` when imported: that would be charged to poolparty): it is installed once with
 ``pip install --target DIR`` (``--official-path``, default a directory in the system temp dir) and put on

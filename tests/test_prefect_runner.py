@@ -759,10 +759,87 @@ def test_direct_mode_jobs_talk_to_the_api(local, tmp_path):
     assert state_history(out["ids"]["a"]) == ["Pending", "Running", "Completed"]
 
 
+@task(persist_result=True)
+def persisted(x: int) -> int:
+    return x * x
+
+
+@task(persist_result=True, result_storage="local-file-system/pp-results")
+def persisted_by_slug(x: int) -> int:
+    return x * x
+
+
+@flow(persist_result=True)
+def stored(by_slug: bool) -> list[Any]:
+    futures = (persisted_by_slug if by_slug else persisted).map(range(3))
+    return [f.wait() or f.state for f in futures]
+
+
+def test_result_storage_blocks_are_resolved_on_the_driver(local, tmp_path):
+    """A relayed job cannot load a block from the API: the task's ``result_storage=`` slug, the
+    flow's block and the default storage block of the settings are resolved by the runner and travel
+    with the task run, in a flow and with the runner used outside one. Every task run completes and
+    its result lands in the block's directory."""
+    from prefect.filesystems import LocalFileSystem
+    from prefect.settings import PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK, temporary_settings
+
+    block_dir = tmp_path / "block"
+    block = LocalFileSystem(basepath=str(block_dir))
+    block.save("pp-results", overwrite=True)
+
+    def written() -> int:
+        return len(os.listdir(block_dir)) if block_dir.exists() else 0
+
+    def outside_a_flow() -> list[Any]:
+        with local.runner() as runner:
+            futures = [runner.submit(persisted, {"x": x}) for x in range(3)]
+            return [f.wait() or f.state for f in futures]
+
+    default_block = {PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK: "local-file-system/pp-results"}
+    cases = [("task slug", {}, lambda: stored.with_options(task_runner=local.runner())(True)),
+             ("flow block", {}, lambda: stored.with_options(task_runner=local.runner(), result_storage=block)(False)),
+             ("default block", default_block, lambda: stored.with_options(task_runner=local.runner())(False)),
+             ("outside a flow, default block", default_block, outside_a_flow)]
+    for name, settings, run in cases:
+        before = written()
+        with temporary_settings(settings):
+            states = run()
+        assert [s.type for s in states] == [StateType.COMPLETED] * 3, (name, [s.message for s in states])
+        assert [s.result() for s in states] == [0, 1, 4], name
+        assert written() >= before + 3, name  # each result record is a file of the block
+
+
 def test_runner_must_be_started():
+    """The error reads like Prefect's own runners' (``ThreadPoolTaskRunner``: "Task runner is not started")."""
     runner = PoolPartyTaskRunner()
-    with pytest.raises(RuntimeError, match="must be started"):
+    with pytest.raises(RuntimeError, match="^Task runner is not started"):
         runner.submit(add, {"a": 1, "b": 2})
+    with pytest.raises(RuntimeError, match="^Task runner is not started"):
+        runner.map(add, {"a": [1, 2], "b": 3})
+
+
+def test_a_moved_prefect_internal_fails_before_any_job_naming_the_prefect_version(monkeypatch, tmp_path):
+    """Feature test, not version test: a Prefect without a hook the relay uses is refused when the
+    first task run is submitted (driver) and when a job installs the relay (node)."""
+    import prefect
+    from prefect import task_engine
+
+    from prefect_poolparty import offline
+    from prefect_poolparty.internals import PrefectInternalsMoved, check, missing
+
+    assert missing() == []
+    check()
+    monkeypatch.delattr(task_engine, "_concurrency")
+    assert missing() == ["prefect.task_engine:_concurrency"]
+    expected = f"Prefect {prefect.__version__}.*prefect.task_engine:_concurrency"
+    with pytest.raises(PrefectInternalsMoved, match=expected):
+        with PoolPartyTaskRunner(work_root=str(tmp_path)) as runner:
+            runner.submit(add, {"a": 1, "b": 2})
+    assert not (tmp_path / "runs").exists() and list(tmp_path.iterdir()) == []  # no engine, no work_dir
+    monkeypatch.setattr(offline, "_writer", None)
+    with pytest.raises(PrefectInternalsMoved, match=expected):
+        offline.install(str(tmp_path))
+    assert offline._writer is None
 
 
 def test_duplicate_pickle_and_enter_are_cheap():

@@ -5,7 +5,7 @@ Every point of a (damping x noise) grid is one task run; the grid leaves as one 
 retried by Prefect inside its job. Every task run, its states and its logs show up in the Prefect
 UI, although the jobs themselves never talk to the Prefect API (relay mode, the default).
 
-    pip install 'poolparty[prefect]'
+    pip install prefect-poolparty
     python examples/prefect/parameter_sweep.py                       # local processes
     POOLPARTY_QUEUE=slurm python examples/prefect/parameter_sweep.py # SLURM (run from a shared dir)
 

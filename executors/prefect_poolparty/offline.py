@@ -1,7 +1,8 @@
 """Job side of relay mode: run Prefect's task engine on a node that cannot reach the Prefect API.
 
-What a task run normally sends to the API, and where it goes instead (Prefect 3.8 internals, hence
-the ``prefect>=3.8,<3.9`` pin; ``tests/test_prefect_runner.py`` checks each of them):
+What a task run normally sends to the API, and where it goes instead (Prefect internals, the same in
+3.8 and 3.9: :mod:`.internals` checks that each exists before it is touched, and
+``tests/test_prefect_runner.py`` checks what each does):
 
 * state changes are events: ``EventsWorker.send`` is replaced by a synchronous append to the relay
   file (nothing queued in memory is lost when the job is killed), and the worker uses Prefect's own
@@ -33,6 +34,9 @@ def install(relay_dir: str) -> None:
     global _writer
     if _writer is not None:
         return
+    from .internals import check
+
+    check()
     from prefect import task_engine
     from prefect.events.worker import EventsWorker, ProcessPoolForwardingEventsClient
     from prefect.logging.handlers import set_api_log_sink

@@ -22,6 +22,10 @@ from poolparty.errors import ConfigurationError, UnknownResourceError
 from . import job
 from .resources import resources_from_tags
 
+#: Prefect's own words for a runner used before ``__enter__`` (``ThreadPoolTaskRunner.submit``).
+NOT_STARTED = ("Task runner is not started: enter it first (`with PoolPartyTaskRunner(...) as runner:`), "
+               "or pass it to a flow (`@flow(task_runner=PoolPartyTaskRunner(...))`)")
+
 _CONFIG = ("queue", "max_running", "relay", "tasks_per_job", "coalesce_window", "relay_interval", "options")
 
 
@@ -146,7 +150,10 @@ class PoolPartyTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
     def _session(self) -> Any:
         with self._session_lock:
             if self._submitter is None:
+                from .internals import check
                 from .submitter import Submitter
+
+                check()  # a Prefect that moved a hook the relay needs fails here, not on every node
 
                 if not self.relay:
                     from prefect.settings import get_current_settings
@@ -178,7 +185,7 @@ class PoolPartyTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
     def submit(self, task: Any, parameters: dict[str, Any], wait_for: Iterable[PrefectFuture[Any]] | None = None,
                dependencies: dict[str, Any] | None = None) -> PrefectConcurrentFuture[Any]:
         if not self._started:
-            raise RuntimeError("The task runner must be started before submitting work.")
+            raise RuntimeError(NOT_STARTED)
         if job.ON_COMPUTE_NODE:
             return self._local_runner().submit(task, parameters, wait_for, dependencies)
         submitter = self._session()
@@ -192,7 +199,7 @@ class PoolPartyTaskRunner(TaskRunner[PrefectConcurrentFuture[Any]]):
         if self._started and job.ON_COMPUTE_NODE:
             return self._local_runner().map(task, parameters, wait_for)
         if not self._started:
-            raise RuntimeError("The task runner must be started before submitting work.")
+            raise RuntimeError(NOT_STARTED)
         with self._session().holding():  # every item of the map leaves in one array
             return super().map(task, parameters, wait_for)
 

@@ -5,10 +5,16 @@ and a small *call*: the task run id, the parameters and ``wait_for`` with every 
 replaced by its final State, as Prefect's process pool ships them. The engine on the node turns a
 Completed state into its value and any other into ``Pending(NotReady)`` (or, under
 ``allow_failure``, the exception), and records the edge from the state's task run id.
+
+A relayed job cannot load blocks from the API, so the result storage a task run writes to (the
+task's ``result_storage=``, the flow's, the default storage block of the settings or the server) is
+resolved here, on the driver, and travels with the task as a block (see :func:`storage_resolved`).
 """
 from __future__ import annotations
 
 import contextvars
+import copy
+import dataclasses
 import threading
 from typing import Any
 
@@ -24,7 +30,8 @@ class PickledOnce:
     """The flow run's serialized contexts and its tasks, each pickled once: ``serialize_context()``
     is slow (a settings dump) and a ``.map`` ships the same task N times."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, resolve_storage: bool = False) -> None:
+        self._resolve_storage = resolve_storage  # relay mode: the job cannot load blocks itself
         self._lock = threading.Lock()
         self._contexts: dict[tuple[Any, ...], tuple[tuple[Any, ...], ShippedContext]] = {}
         self._tasks: dict[int, tuple[Any, bytes]] = {}
@@ -69,8 +76,9 @@ class PickledOnce:
         if hit is not None:
             return hit[1]
         register_local_modules([task.fn])
+        shipped = storage_resolved(task) if self._resolve_storage else task
         try:
-            blob = cloudpickle.dumps(task)
+            blob = cloudpickle.dumps(shipped)
         except Exception as e:
             raise ConfigurationError(f"cannot pickle the task {task.name!r} for the compute nodes: {e}. Move "
                                      "unpicklable state (open files, locks, connections) inside the task.") from e
@@ -79,9 +87,35 @@ class PickledOnce:
         return blob
 
 
+def storage_resolved(task: Any) -> Any:
+    """``task``, or a copy of it whose result storage (and cache-key storage) is the block Prefect's
+    engine would use for it in the calling context, loaded here through the API.
+
+    The engine resolves a block slug (``result_storage="s3-bucket/results"``), a default storage block
+    (``PREFECT_RESULTS_DEFAULT_STORAGE_BLOCK`` or the server's) and a slug in the cache policy's
+    ``key_storage`` by loading the block from the API when the task run starts; a relayed job would
+    crash there. The resolved block keeps its document id, so result records name it as they would.
+    Its settings (credentials included, as in Prefect's own serialized context) travel in the
+    task's pickle, in the private work_dir.
+    """
+    from prefect.results import get_result_store
+
+    store = get_result_store().update_for_task(task, _sync=True)
+    policy = getattr(task, "cache_policy", None)
+    key_storage = getattr(policy, "key_storage", None)
+    resolve_key = isinstance(key_storage, str) and store.metadata_storage is not None
+    if store.result_storage is task.result_storage and not resolve_key:
+        return task
+    shipped = copy.copy(task)
+    shipped.result_storage = store.result_storage
+    if resolve_key and dataclasses.is_dataclass(policy):
+        shipped.cache_policy = dataclasses.replace(policy, key_storage=store.metadata_storage)
+    return shipped
+
+
 def pickle_annotations_by_value() -> None:
-    """Prefect 3.8's annotations (``allow_failure``, ``unmapped``, ``quote`` ...) are tuple
-    subclasses whose ``__new__`` wraps its argument, so a pickle round trip nests them:
+    """Prefect's annotations (``allow_failure``, ``unmapped``, ``quote`` ...) are tuple
+    subclasses whose ``__new__`` wraps its argument, so a pickle round trip nests them (3.8 and 3.9):
     ``allow_failure(x)`` comes back as ``allow_failure((x,))``. Pickle them as ``cls(value)``."""
     import copyreg
 

@@ -70,7 +70,7 @@ class Submitter:
         self.header = JobHeader(relay_dir=str(self.relay_dir) if self.relay_dir else None, cwd=os.getcwd())
         self._lock = threading.Lock()
         self._orders: dict[uuid.UUID, Order] = {}  # unresolved
-        self._pickled = PickledOnce()
+        self._pickled = PickledOnce(resolve_storage=relay)
         self._cancelled: str | None = None
         self._released: "queue.Queue[Any]" = queue.Queue()
         self._completed: "queue.Queue[Completion | object]" = queue.Queue()

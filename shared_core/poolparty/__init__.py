@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from typing import Any
 
-__version__ = "0.1.0"
+from poolparty import _version
+
+__version__ = _version.__version__
 
 _EXPORTS = {
     "Pool": ("poolparty.api.pool", "Pool"),
