@@ -19,6 +19,7 @@ sys.path.insert(0, str(TESTS))
 
 from real_wlm import require_or_skip, sge_available, slurm_available  # noqa: E402
 
+import poolparty  # noqa: E402
 from poolparty.queues.base import QueueAdapter  # noqa: E402
 from poolparty.queues.cli import SchedulerCLI  # noqa: E402
 
@@ -323,3 +324,18 @@ def wait_until(predicate: Callable[[], Any], timeout: float, what: str, interval
     if not value:
         raise AssertionError(f"timed out after {timeout} s waiting for {what}")
     return value
+
+
+# -- a local Pool / Executor for the semantics tests, ended whatever the test did ------------------------
+@pytest.fixture
+def pool(tmp_path):
+    p = poolparty.Pool(2, queue="local", work_root=tmp_path)
+    yield p
+    p.terminate()
+
+
+@pytest.fixture
+def ex(tmp_path):
+    e = poolparty.Executor(2, queue="local", work_root=tmp_path)
+    yield e
+    e.shutdown(wait=False, cancel_futures=True)

@@ -44,13 +44,6 @@ def wait_until(predicate, timeout=8.0, interval=0.02):
 
 
 @pytest.fixture
-def ex(tmp_path):
-    e = poolparty.Executor(2, queue="local", work_root=tmp_path)
-    yield e
-    e.shutdown(wait=False, cancel_futures=True)
-
-
-@pytest.fixture
 def ref():
     with cf.ThreadPoolExecutor(2) as e:
         yield e

@@ -27,20 +27,6 @@ def started_files(work_dir) -> list[Path]:
     return [p for p in Path(work_dir).glob("batches/*/incoming/*") if p.suffix in (".log", ".part", ".done")]
 
 
-@pytest.fixture
-def pool(tmp_path):
-    p = poolparty.Pool(2, queue="local", work_root=tmp_path)
-    yield p
-    p.terminate()
-
-
-@pytest.fixture
-def ex(tmp_path):
-    e = poolparty.Executor(2, queue="local", work_root=tmp_path)
-    yield e
-    e.shutdown(wait=False, cancel_futures=True)
-
-
 # -- unpicklable arguments and functions -----------------------------------------------------------
 POOL_CALLS = {
     "map": lambda p, f, arg: p.map(f, [1, arg]),

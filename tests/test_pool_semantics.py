@@ -118,13 +118,6 @@ def mp_pool(mp_markers):
         yield p
 
 
-@pytest.fixture
-def pool(tmp_path):
-    p = poolparty.Pool(2, queue="local", work_root=tmp_path)
-    yield p
-    p.terminate()
-
-
 # -- map / starmap / imap -------------------------------------------------------------------------------
 @pytest.mark.parametrize("chunksize", [1, 3, None, 50])
 def test_map_order_matches_multiprocessing(pool, mp_pool, chunksize):

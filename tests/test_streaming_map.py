@@ -83,20 +83,6 @@ def drain(it) -> list:
             out.append(f"ValueError: {e}")
 
 
-@pytest.fixture
-def pool(tmp_path):
-    p = poolparty.Pool(2, queue="local", work_root=tmp_path)
-    yield p
-    p.terminate()
-
-
-@pytest.fixture
-def ex(tmp_path):
-    e = poolparty.Executor(2, queue="local", work_root=tmp_path)
-    yield e
-    e.shutdown(wait=False, cancel_futures=True)
-
-
 # -- the pure rules -------------------------------------------------------------------------------
 def test_sequences_are_sized_and_iterators_are_not():
     is_sized = streaming.is_sized

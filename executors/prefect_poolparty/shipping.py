@@ -20,7 +20,7 @@ from typing import Any
 
 import cloudpickle
 
-from poolparty.engine.by_value import register_local_modules
+from poolparty.engine.by_value import dumps as dumps_keeping_file_names, register_local_modules
 from poolparty.errors import ConfigurationError
 
 from .orders import ShippedContext
@@ -78,7 +78,7 @@ class PickledOnce:
         register_local_modules([task.fn])
         shipped = storage_resolved(task) if self._resolve_storage else task
         try:
-            blob = cloudpickle.dumps(shipped)
+            blob = dumps_keeping_file_names(shipped)  # a failing task's traceback names its file and line
         except Exception as e:
             raise ConfigurationError(f"cannot pickle the task {task.name!r} for the compute nodes: {e}. Move "
                                      "unpicklable state (open files, locks, connections) inside the task.") from e
