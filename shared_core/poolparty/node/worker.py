@@ -210,8 +210,9 @@ def drop_quiet_log(incoming: Path) -> None:
 
 
 def job_token() -> str:
-    """The scheduler's id of this job: stable when the scheduler requeues it, distinct for a duplicate."""
-    for var in ("SLURM_JOB_ID", "JOB_ID", "POOLPARTY_JOB_ID"):
+    """The scheduler's id of this job: stable when the scheduler requeues it, distinct for a duplicate.
+    (SLURM, SGE, PBS, LSF, the local queue; LSF's id is the array's, the element's chunk tells them apart.)"""
+    for var in ("SLURM_JOB_ID", "JOB_ID", "PBS_JOBID", "LSB_JOBID", "POOLPARTY_JOB_ID"):
         value = os.environ.get(var, "")
         if value:
             return "".join(ch if ch.isalnum() else "_" for ch in value)
