@@ -255,7 +255,9 @@ def test_a_future_is_running_once_its_job_started_it_and_cannot_be_cancelled(kin
         assert wait_until(started.exists, timeout=60)
         polls_before = len(q.calls("squeue"))
         assert wait_until(fut.running, timeout=2)  # seen on the next result check, not the next poll
-        assert len(q.calls("squeue")) == polls_before  # no scheduler call said so: the work_dir did
+        if not q.real:  # no scheduler call said so: the work_dir did. (A real SLURM starts the job on its
+            # own time, and a state change it reports makes the next polls come fast, so one may fall here)
+            assert len(q.calls("squeue")) == polls_before
         assert not waiting.running()
         assert fut.cancel() is False and not fut.cancelled()
         assert waiting.cancel() is True and waiting.cancelled()
