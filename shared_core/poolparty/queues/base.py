@@ -7,7 +7,7 @@ import abc
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
 from poolparty.errors import ConfigurationError
 from poolparty.queues.arrays import ArrayPart
@@ -79,6 +79,9 @@ class QueueAdapter(abc.ABC):
     reserved_flags: tuple[str, ...] = ()
     #: workflow resource names (Snakemake's) only this scheduler understands; other queues ignore them
     workflow_names: tuple[str, ...] = ()
+    #: scheduler-named workflow resources that stand for a portable field, and the name of raw flags
+    workflow_renames: ClassVar[Mapping[str, str]] = {}
+    workflow_extra: ClassVar[str | None] = None
 
     @classmethod
     def from_cli(cls, cli: "SchedulerCLI") -> "QueueAdapter":
@@ -110,16 +113,14 @@ class QueueAdapter(abc.ABC):
     def translate_workflow(cls, given: Mapping[str, Any], fields: dict[str, Any],
                            base: Resources) -> tuple[dict[str, Any], tuple[str, ...]]:
         """This scheduler's own workflow resource names (``given``: those of :attr:`workflow_names` that
-        are set) over the portable ``fields``; returns the fields and the whole list of extra flags."""
-        return fields, base.extra
-
-    @classmethod
-    def renamed_workflow(cls, given: Mapping[str, Any], fields: dict[str, Any], base: Resources,
-                         renames: Mapping[str, str], extra_name: str) -> tuple[dict[str, Any], tuple[str, ...]]:
-        """The usual translation: scheduler names that stand for a portable field (``pbs_queue`` ->
-        ``partition``) and one name of raw flags (``pbs_extra``) appended to the extra flags."""
-        fields = {**fields, **{field: str(given[name]) for name, field in renames.items() if name in given}}
-        extra = list(base.extra) + (cls.raw_flags(extra_name, given[extra_name]) if extra_name in given else [])
+        are set) over the portable ``fields``; returns the fields and the whole list of extra flags. The
+        usual translation, declared by an adapter: :attr:`workflow_renames` (``pbs_queue`` ->
+        ``partition``) and one name of raw flags, :attr:`workflow_extra` (``pbs_extra``)."""
+        fields = {**fields, **{field: str(given[name]) for name, field in cls.workflow_renames.items()
+                               if name in given}}
+        extra = list(base.extra)
+        if cls.workflow_extra is not None and cls.workflow_extra in given:
+            extra += cls.raw_flags(cls.workflow_extra, given[cls.workflow_extra])
         return fields, tuple(extra)
 
     @classmethod

@@ -13,7 +13,7 @@ import math
 import re
 import shlex
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from poolparty.errors import ConfigurationError, SchedulerCommandError, SubmissionError, UnsupportedResourceError
 from poolparty.queues.arrays import compress_indices
@@ -148,6 +148,8 @@ class LsfQueue(QueueAdapter):
     commands = ("bsub", "bjobs", "bkill")
     reserved_flags = ("-J", "-o", "-e", "-oo", "-eo", "-cwd", "-K", "-I", "-Ip", "-Is")
     workflow_names = ("lsf_queue", "lsf_project", "lsf_extra")
+    workflow_renames = {"lsf_queue": "partition", "lsf_project": "account"}
+    workflow_extra = "lsf_extra"
 
     def __init__(self, cli: SchedulerCLI):
         self.require_commands(cli)
@@ -208,12 +210,6 @@ class LsfQueue(QueueAdapter):
         """``-o j%J_%I.log``: LSF writes ``1234_4`` for element ``1234[4]`` and ``1234_0`` for a plain job."""
         job, _, index = element.partition("[")
         return log_dir / job_log_name(f"{job}_{index.rstrip(']') or 0}")
-
-    @classmethod
-    def translate_workflow(cls, given: Any, fields: dict[str, Any],
-                           base: Resources) -> tuple[dict[str, Any], tuple[str, ...]]:
-        return cls.renamed_workflow(given, fields, base, {"lsf_queue": "partition", "lsf_project": "account"},
-                                    "lsf_extra")
 
     @classmethod
     def limits_report(cls, timeout: float = 15.0) -> SchedulerReport:

@@ -176,6 +176,8 @@ class PbsQueue(QueueAdapter):
     commands = ("qsub", "qstat", "qdel", "qselect")
     reserved_flags = ("-N", "-J", "-o", "-e", "-j", "-V", "-r", "-W", "--")
     workflow_names = ("pbs_queue", "pbs_account", "pbs_extra")
+    workflow_renames = {"pbs_queue": "partition", "pbs_account": "account"}
+    workflow_extra = "pbs_extra"
 
     @classmethod
     def require_commands(cls, cli: SchedulerCLI) -> None:
@@ -255,12 +257,6 @@ class PbsQueue(QueueAdapter):
             return False
         self.cli.run(["qalter", "-W", f"max_run_subjobs={throttle}", job_id], ok_codes=(0, 1))
         return True
-
-    @classmethod
-    def translate_workflow(cls, given: Any, fields: dict[str, Any],
-                           base: Resources) -> tuple[dict[str, Any], tuple[str, ...]]:
-        return cls.renamed_workflow(given, fields, base, {"pbs_queue": "partition", "pbs_account": "account"},
-                                    "pbs_extra")
 
     @classmethod
     def limits_report(cls, timeout: float = 15.0) -> SchedulerReport:
