@@ -235,3 +235,10 @@ def test_submit_query_and_log_paths():
     q.query("pp-r1")
     assert cli.argvs == [["bjobs", "-a", "-json", "-o", BJOBS_FIELDS, "-J", "pp-r1*"]]
     assert q.set_throttle("88", 5) and cli.argvs[-1] == ["bmod", "-J", "%5", "88"]
+
+
+def test_workflow_resources_lsf_queue_project_and_raw_flags():
+    """Snakemake's lsf_* resources: queue and project stand for the portable fields, lsf_extra adds flags."""
+    given = {"lsf_queue": "long", "lsf_project": "lab42", "lsf_extra": "-x"}
+    fields, extra = LsfQueue.translate_workflow(given, {}, Resources())
+    assert fields == {"partition": "long", "account": "lab42"} and extra == ("-x",)

@@ -247,3 +247,12 @@ def test_an_old_server_cannot_raise_a_limit():
     q = PbsQueue(cli)
     assert not q.throttles_arrays and not q.set_throttle("5[].s", 3)
     assert q.max_array_index() == 9999  # the server default max_array_size 10000
+
+
+def test_workflow_resources_pbs_queue_account_and_raw_flags():
+    """Snakemake's pbs_* resources: queue and account stand for the portable fields, pbs_extra adds flags."""
+    given = {"pbs_queue": "long", "pbs_account": "lab42", "pbs_extra": "-m abe"}
+    fields, extra = PbsQueue.translate_workflow(given, {"cpus": 2}, Resources(extra=("-p", "5")))
+    assert fields == {"cpus": 2, "partition": "long", "account": "lab42"}
+    assert extra == ("-p", "5", "-m", "abe")
+    assert PbsQueue.translate_workflow({}, {"cpus": 2}, Resources()) == ({"cpus": 2}, ())
