@@ -29,12 +29,14 @@ def test_ten_thousand_tasks_stay_under_fifty_files(tmp_path):
     assert peak < 50 and end < 50, (peak, end)
 
 
-def test_a_quiet_map_keeps_four_files_per_batch(tmp_path):
-    """Index and function live inside chunks.rec; empty logs of successful jobs are not stored."""
+def test_a_quiet_map_keeps_five_files_per_batch(tmp_path):
+    """Index and function live inside chunks.rec; empty logs of successful jobs are not stored; what the
+    workers measured of themselves (for the efficiency report) is one more file, usage.rec, whatever the
+    number of chunks."""
     with poolparty.Pool(queue="local", max_running=2, work_root=tmp_path, keep_work_dir=True) as pool:
         assert pool.map(abs, range(-20, 0), chunksize=5) == list(range(20, 0, -1))
         batch = pool.work_dir / "batches" / "0001"
         files = sorted(p.name for p in batch.iterdir() if p.is_file())
         incoming = list((batch / "incoming").iterdir())
-    assert files == ["chunks.rec", "journal.rec", "meta.json", "results.rec"], files
+    assert files == ["chunks.rec", "journal.rec", "meta.json", "results.rec", "usage.rec"], files
     assert incoming == []

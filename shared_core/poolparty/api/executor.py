@@ -56,6 +56,7 @@ class Executor(cf.Executor):
         # a bar for long ``map`` calls, as Pool has (on a terminal, or progress=True)
         self._progress = ProgressBar(self._engine.progress, f"poolparty {self._engine.name}") \
             if progress_wanted(self._engine.options.progress) else None
+        self._engine.report_efficiency = self._progress is not None  # its last line summarises the report
         weakref.finalize(self, self._engine.terminate, "executor garbage-collected").atexit = False
         self._shutdown = False
         self._futures: "set[cf.Future[Any]]" = set()

@@ -142,6 +142,7 @@ class Pool:
         self._streams: "weakref.WeakSet[MapStream]" = weakref.WeakSet()  # imap's, read lazily
         self._progress = ProgressBar(self._engine.progress, f"poolparty {self._engine.name}") \
             if progress_wanted(self._engine.options.progress) else None
+        self._engine.report_efficiency = self._progress is not None  # its last line summarises the report
         # as multiprocessing.Pool: a pool dropped without close()/terminate() is terminated
         weakref.finalize(self, self._engine.terminate, "pool garbage-collected").atexit = False
 

@@ -131,6 +131,19 @@ def _fit(name: str, done: int, total: int, jobs: dict[str, int], elapsed: float,
     return Line(head, min(room, BAR_MAX) if room >= BAR_MIN else 0, text)
 
 
+def summary_line(width: int, parts: list[str]) -> str:
+    """The efficiency report's summary under the finished line: ``efficiency: CPU 42% of 120 core-s |
+    peak 1.2 GiB of 8.0 GiB | memory='1.5GB' would ...``, parts dropped from the end until it fits
+    ``width`` (the first one is cut if even it alone does not)."""
+    shown = list(parts)
+    while shown:
+        text = "efficiency: " + " | ".join(shown)
+        if len(text) < width or len(shown) == 1:
+            return text[:max(width - 1, 0)]
+        shown.pop()
+    return ""
+
+
 def short_name(label: str) -> str:
     """``poolparty pp-9c547898ef4d`` -> ``pp-9c54``: enough to tell two pools apart on one screen."""
     last = label.split()[-1] if label.split() else label
@@ -151,6 +164,7 @@ class ProgressBar:
         self._handles: list[BatchHandle] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._summary: list[str] | None = None  # the efficiency summary of the map that ended last
 
     def track(self, handle: BatchHandle) -> None:
         """Show ``handle``'s map (starts the drawing thread if it is not running)."""
@@ -179,6 +193,7 @@ class ProgressBar:
                 self._handles.remove(h)
                 frozen |= h.error is not None
                 finished += h.n_tasks
+                self._summary = h.efficiency or self._summary
             if self._handles and not self._stop.is_set() and not frozen:
                 return True, finished, False
             frozen |= bool(self._handles)
@@ -204,7 +219,8 @@ class ProgressBar:
                 if line is None and now - started < self.delay:
                     continue
                 line = line or _TerminalLine(self._stream or sys.stderr)
-                line.draw(_Frame(self.label, shown, total, job_counts(snap), now - started, rate.eta(now, shown, total)))
+                line.draw(_Frame(self.label, shown, total, job_counts(snap), now - started, rate.eta(now, shown, total),
+                                 None if busy else self._summary))
                 if not busy:
                     return
         finally:
@@ -216,26 +232,35 @@ class _Frame:
     """What the line shows at one moment; rendered by rich at the console's width (see :func:`layout`)."""
 
     def __init__(self, name: str, done: int, total: int, jobs: dict[str, int], elapsed: float,
-                 eta: float | None):
+                 eta: float | None, summary: list[str] | None = None):
         self.args = (name, done, total, jobs, elapsed, eta)
+        self.summary = summary  # the last frame's second line: the efficiency report in short
 
     def __rich_console__(self, console: Any, options: Any) -> Any:
-        from rich.progress_bar import ProgressBar as Bar
-        from rich.table import Table
         from rich.text import Text
 
         _, done, total, *_ = self.args
         line = layout(options.max_width, *self.args)
         if not line.bar:
             yield Text(" ".join(filter(None, [line.head, line.tail])), no_wrap=True, overflow="crop")
-            return
+        else:
+            yield self._grid(line, done, total)
+        if self.summary:
+            yield Text(summary_line(options.max_width, self.summary), no_wrap=True, overflow="crop")
+
+    @staticmethod
+    def _grid(line: Line, done: int, total: int) -> Any:
+        from rich.progress_bar import ProgressBar as Bar
+        from rich.table import Table
+        from rich.text import Text
+
         grid = Table.grid(padding=(0, 1))
         for width in ([len(line.head)] if line.head else []) + [line.bar, len(line.tail)]:
             grid.add_column(width=width, no_wrap=True)
         cells = ([Text(line.head, style="bold")] if line.head else []) + [
             Bar(total=max(total, 1), completed=min(done, total), width=line.bar), Text(line.tail)]
         grid.add_row(*cells)
-        yield grid
+        return grid
 
 
 class _TerminalLine:

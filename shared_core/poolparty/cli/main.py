@@ -13,6 +13,7 @@ from poolparty.cli.clean import clean
 from poolparty.cli.config import config_command
 from poolparty.cli.doctor import doctor
 from poolparty.cli.logs import logs
+from poolparty.cli.report import report
 from poolparty.cli.resume import resume
 from poolparty.cli.status import status
 
@@ -31,9 +32,9 @@ class _Group(click.Group):
 @click.version_option(__version__, prog_name="poolparty")
 @click.option("-v", "--verbose", is_flag=True, help="Log what the engine does (logger 'poolparty').")
 def main(verbose: bool) -> None:
-    """Inspect, resume, cancel and clean poolparty runs; check the cluster set-up."""
+    """Inspect, resume, cancel, report on and clean poolparty runs; check the cluster set-up."""
     logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format="%(message)s")
 
 
-for command in (status, resume, cancel, logs, clean, doctor, config_command):
+for command in (status, resume, cancel, logs, report, clean, doctor, config_command):
     main.add_command(command)

@@ -139,6 +139,7 @@ def resume(work_dir: Path, output: Path | None, fmt: str | None, queue: str | No
     options = engine_options(run, kind, max_running, python, remove)
     engine = Engine(options)
     bar = ProgressBar(engine.progress, f"poolparty resume {engine.name}") if progress_wanted(None) else None
+    engine.report_efficiency = bar is not None  # its last line summarises the report
     handles: dict[int, BatchHandle] = {}
     try:
         for number, files, meta, shared, chunks in loaded:

@@ -20,6 +20,7 @@ class Recovery:
     def job_lost(self, b: Batch, c: ChunkRun, failure: FailureClass, detail: str) -> None:
         """The retry policy decides: the chunk waits to be submitted again, or it is given up."""
         decision = self.retry.decide(failure, c.resubmissions, c.resources)
+        b.journal.record_lost(c.chunk, c.element, failure.value, detail)  # the report's "resubmitted, why"
         missing = self.collector.store_log(b, c)
         if missing:  # the job never started: say why, and what to do
             detail += f" ({missing}: set python_path to an interpreter that exists on the nodes)"

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
+from poolparty.engine.accounting import efficiency_report
 from poolparty.engine.batch_state import Batch, ChunkRun
 from poolparty.store.inputs import BatchFiles, encode_batch
 from poolparty.engine import lifecycle
@@ -74,7 +75,10 @@ class Engine:
         if not os.path.isabs(python):
             raise ConfigurationError(f"python_path={python!r} must be an absolute path to the interpreter "
                                      "on the compute nodes")
-        self.queue = make_queue(options.queue, SchedulerCLI(timeout=options.scheduler_timeout))
+        self._cli = SchedulerCLI(timeout=options.scheduler_timeout)
+        self.queue = make_queue(options.queue, self._cli)
+        #: build the efficiency report when a map ends although nobody logs at INFO (a progress line shows it)
+        self.report_efficiency = False
         try:
             self.queue.check_interpreter(python)
         except BaseException:
@@ -171,6 +175,7 @@ class Engine:
         handle = BatchHandle(encoded.n_tasks, f"batch {number} of pool {self.name}")
         handle.work_dir = str(self.run.path)
         handle.batch_dir = str(files.path)
+        handle.kind = kind
         store = ResultStore(files)
         damage = store.damage_report(encoded.n_tasks)
         if damage is not None:
@@ -189,6 +194,20 @@ class Engine:
         self._dispatcher.add(batch)
         return handle
 
+    def _report(self, batch: Batch) -> None:
+        """A finished map's efficiency report (one accounting call), logged at INFO and kept on its handle
+        for the progress line; only for a map (``Pool.map``, ``Executor.map``, not each group of calls or
+        workflow jobs), only when someone will see it, and never at the map's expense."""
+        if batch.handle.kind != "map" or not (self.report_efficiency or log.isEnabledFor(logging.INFO)):
+            return  # a workflow's many small batches are reported by `poolparty report`, not a call each
+        try:
+            report = efficiency_report([batch.files], type(self.queue), self.name, self._cli)
+        except Exception as e:  # the report is a courtesy: the map's results are what matters
+            log.warning("poolparty: %s: no efficiency report (%s: %s)", batch.handle.label, type(e).__name__, e)
+            return
+        batch.handle.efficiency = report.summary()
+        log.info("poolparty: %s: %s", batch.handle.label, report.text())
+
     def _batch_ended(self, batch: Batch, error: BaseException | None) -> None:
         """A batch whose every task has an outcome is the caller's, failed tasks included (their
         exceptions reached the caller: a raised map, a future's exception), and so is one its caller
@@ -199,6 +218,8 @@ class Engine:
             log.info("poolparty: %s did not finish (%s); its files stay for resume: %s", batch.handle.label,
                      type(error).__name__, batch.files.path)
             return
+        if error is None:
+            self._report(batch)
         if not self.options.keep_work_dir:
             if self.explicit_dir:
                 self._keep_for_resume.append(batch.files.path)  # removed when the pool closes clean

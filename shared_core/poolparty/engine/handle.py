@@ -58,6 +58,8 @@ class BatchHandle:
         self._started: set[int] = set()  # chunks a job has started (a resubmission starts them again)
         self.work_dir: str | None = None
         self.batch_dir: str | None = None  # this batch's files (inputs, results, logs, journal)
+        self.kind = "map"  # what made the batch: map, calls, snakemake, prefect (as meta.json says)
+        self.efficiency: list[str] | None = None  # the efficiency report's summary, set as the map ends
 
     # -- dispatcher side (BatchSink) -----------------------------------------------------------
     def deliver(self, items: list[tuple[int, bool, bytes]]) -> None:

@@ -28,6 +28,7 @@ from poolparty.store.journal import StoredChunks
 from poolparty.store.result_limit import ResultTooLargeError
 from poolparty.store.run_info import read_result_limit
 from poolparty.store.trust import check_batch
+from poolparty.store.usage import measure
 
 
 def dumps(value: object) -> bytes:
@@ -127,6 +128,7 @@ class ChunkRunner:
                 all_ok = self._run_tasks(out, indices, payloads, done, error)
             if captured.data or (capture and not all_ok):
                 out.append({"log": True, "runner": self.own}, captured.data)
+            out.append(measure(self.own))  # this process's CPU, peak memory and wall so far: the report's
             out.sync()
             publish(out.path)
         return all_ok

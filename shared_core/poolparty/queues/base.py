@@ -9,7 +9,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
 
-from poolparty.errors import ConfigurationError
+from poolparty.errors import ConfigurationError, SchedulerCommandError
+from poolparty.queues.accounting import Accounting, JobUsage
 from poolparty.queues.arrays import ArrayPart
 from poolparty.queues.states import JobStatus
 from poolparty.resources import Resources
@@ -82,6 +83,8 @@ class QueueAdapter(abc.ABC):
     #: scheduler-named workflow resources that stand for a portable field, and the name of raw flags
     workflow_renames: ClassVar[Mapping[str, str]] = {}
     workflow_extra: ClassVar[str | None] = None
+    #: the command that says what ended jobs used (sacct, qacct ...); None: the workers measure themselves
+    accounting_command: ClassVar[str | None] = None
 
     @classmethod
     def from_cli(cls, cli: "SchedulerCLI") -> "QueueAdapter":
@@ -103,6 +106,39 @@ class QueueAdapter(abc.ABC):
             return queue.query(name)
         finally:
             queue.close()
+
+    @classmethod
+    def account(cls, name: str, job_ids: Sequence[str], cli: "SchedulerCLI") -> Accounting:
+        """What the pool's jobs (``job_ids``: its submissions; ``name``: its job name) used and were given,
+        in ONE accounting call; where the scheduler keeps no accounting, why not (the report then falls
+        back on what the workers measured themselves)."""
+        command = cls.accounting_command
+        if command is None:
+            return Accounting({}, "worker")
+        try:
+            cli.require(command, cls.name)
+            # rc 1 is an answer too: qacct's "job id not found", sacct's "accounting storage is disabled"
+            proc = cli.run(cls.accounting_argv(name, job_ids), ok_codes=(0, 1))
+        except (ConfigurationError, SchedulerCommandError) as e:
+            return Accounting({}, command, str(e).strip().splitlines()[0])
+        if proc.returncode != 0:
+            return Accounting({}, command, cls.accounting_refusal(proc.stderr or proc.stdout))
+        return Accounting(cls.parse_accounting(proc.stdout, name), command)
+
+    @classmethod
+    def accounting_argv(cls, name: str, job_ids: Sequence[str]) -> list[str]:
+        """The one accounting command for these submissions of the pool named ``name``."""
+        raise NotImplementedError(f"{cls.name} has no accounting command")
+
+    @classmethod
+    def parse_accounting(cls, text: str, name: str) -> dict[str, JobUsage]:
+        """The accounting command's output -> {element id: usage} of the jobs named ``name``."""
+        raise NotImplementedError(f"{cls.name} has no accounting command")
+
+    @classmethod
+    def accounting_refusal(cls, text: str) -> str | None:
+        """Why the accounting command (exit status 1) gave nothing: None when it only knew no job yet."""
+        return text.strip().splitlines()[0] if text.strip() else None
 
     @classmethod
     def limits_report(cls, timeout: float = 15.0) -> "SchedulerReport | None":

@@ -17,6 +17,7 @@ from typing import Sequence
 
 from poolparty.errors import ConfigurationError, SchedulerCommandError, SubmissionError, UnsupportedResourceError
 from poolparty.queues.arrays import compress_indices
+from poolparty.queues.accounting import JobUsage, clock_seconds, size_bytes
 from poolparty.queues.base import ArrayRequest, QueueAdapter, Submitted
 from poolparty.queues.cli import SchedulerCLI
 from poolparty.queues.limits import SchedulerReport, doctor_cli, first_line, key_values, scheduler_answer
@@ -132,6 +133,43 @@ def parse_bjobs(text: str, name: str) -> dict[str, JobStatus]:
     return states
 
 
+#: bjobs -o fields of the efficiency report (bjobs -o in the LSF 10.1 reference); -hms writes the times
+#: as hh:mm:ss and the run limit without its host name
+USAGE_FIELDS = "jobid jobindex stat exit_reason job_name run_time cpu_used max_mem memlimit runtimelimit nalloc_slot"
+
+
+def _lsf_size(text: str) -> int | None:
+    """``10 Mbytes``, ``512 Kbytes``, ``2 G`` (bjobs' memory fields) -> bytes."""
+    return size_bytes(re.sub(r"\s*([KMGTP])bytes$", r"\1", text.strip(), flags=re.IGNORECASE))
+
+
+def _lsf_seconds(text: str) -> float | None:
+    """``00:01:05`` (-hms), ``65 second(s)``, ``1.0/hostA`` (a run limit in minutes) -> seconds."""
+    text = text.strip()
+    if "/" in text:
+        minutes = text.split("/")[0]
+        return float(minutes) * 60 if re.fullmatch(r"[\d.]+", minutes) else None
+    return clock_seconds(re.sub(r"\s*second\(s\)$", "", text))
+
+
+def parse_bjobs_usage(text: str, name: str) -> dict[str, JobUsage]:
+    """``bjobs -a -json -hms -o USAGE_FIELDS -J name*`` -> {element id: usage} of the pool's jobs."""
+    start = text.find("{")
+    out: dict[str, JobUsage] = {}
+    for r in json.loads(text[start:]).get("RECORDS", []) if start >= 0 else []:
+        if base_name(r.get("JOB_NAME", "")) != name or "JOBID" not in r:
+            continue
+        index = str(r.get("JOBINDEX") or "0")
+        element = r["JOBID"] if index == "0" else f"{r['JOBID']}[{index}]"
+        slots = str(r.get("NALLOC_SLOT", ""))
+        out[element] = JobUsage(
+            element, translate_state(r.get("STAT", ""), r.get("EXIT_REASON", "")).value,
+            _lsf_seconds(r.get("RUN_TIME", "")) or 0.0, _lsf_seconds(r.get("CPU_USED", "")) or 0.0,
+            int(slots) if slots.isdigit() else None, _lsf_size(r.get("MAX_MEM", "")),
+            _lsf_size(r.get("MEMLIMIT", "")), _lsf_seconds(r.get("RUNTIMELIMIT", "")))
+    return out
+
+
 def parse_max_array_size(params: str) -> int:
     """``bparams -a`` -> MAX_JOB_ARRAY_SIZE (LSF's default 1000)."""
     value = key_values(params, "=").get("MAX_JOB_ARRAY_SIZE", "")
@@ -185,6 +223,20 @@ class LsfQueue(QueueAdapter):
 
     def _bsub(self, argv: list[str]) -> str:
         return parse_bsub(self.cli.run(argv, submission=True).stdout, argv)
+
+    accounting_command = "bjobs"
+
+    @classmethod
+    def accounting_argv(cls, name: str, job_ids: Sequence[str]) -> list[str]:
+        return ["bjobs", "-a", "-json", "-hms", "-o", USAGE_FIELDS, "-J", f"{name}*"]
+
+    @classmethod
+    def parse_accounting(cls, text: str, name: str) -> dict[str, JobUsage]:
+        return parse_bjobs_usage(text, name)
+
+    @classmethod
+    def accounting_refusal(cls, text: str) -> str | None:
+        return None  # rc 255 is bjobs' "no job found" (as in query)
 
     def query(self, name: str) -> dict[str, JobStatus]:
         # -a: finished jobs too (CLEAN_PERIOD); the wildcard catches the elements' "name[i]"; bjobs exits

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from poolparty.errors import ConfigurationError, PoolPartyError, SubmissionError, UnsupportedResourceError
+from poolparty.queues.accounting import JobUsage, clock_seconds, size_bytes
 from poolparty.queues.base import ArrayRequest, QueueAdapter, Submitted
 from poolparty.queues.cli import SchedulerCLI
 from poolparty.queues.limits import SchedulerReport, doctor_cli, first_line, scheduler_answer
@@ -149,6 +150,26 @@ def parse_qstat(text: str, name: str) -> dict[str, JobStatus]:
     return states
 
 
+def parse_qstat_usage(text: str, name: str) -> dict[str, JobUsage]:
+    """``qstat -f -F json -x -t`` -> {job or subjob id: usage} of the pool's jobs that ran, from
+    ``resources_used`` (cput, mem, walltime, ncpus) and ``Resource_List`` (mem, walltime): PBS Professional
+    Reference Guide, "Job Attributes" and "Resources"; sizes like ``1234kb``, times ``HH:MM:SS``."""
+    out: dict[str, JobUsage] = {}
+    for job_id, attrs in (json.loads(text or "{}").get("Jobs") or {}).items():
+        used = attrs.get("resources_used") or {}
+        if attrs.get("Job_Name") != name or "[]" in job_id or not used:
+            continue
+        asked = attrs.get("Resource_List") or {}
+        cpus = used.get("ncpus", asked.get("ncpus"))
+        limit = asked.get("walltime")
+        out[job_id] = JobUsage(
+            job_id, translate_state(str(attrs.get("job_state", "")), attrs.get("Exit_status")).value,
+            clock_seconds(str(used.get("walltime", "0"))) or 0.0, clock_seconds(str(used.get("cput", "0"))) or 0.0,
+            int(cpus) if cpus is not None else None, size_bytes(str(used.get("mem", ""))),
+            size_bytes(str(asked.get("mem", ""))), clock_seconds(str(limit)) if limit else None)
+    return out
+
+
 def parse_server(text: str) -> dict[str, str]:
     """``qstat -B -f -F json`` -> the server's attributes (``pbs_version``, ``max_array_size`` ...)."""
     servers = json.loads(text or "{}").get("Server") or {}
@@ -237,6 +258,16 @@ class PbsQueue(QueueAdapter):
 
     def _qsub(self, argv: list[str]) -> str:
         return parse_qsub(self.cli.run(argv, submission=True).stdout, argv)
+
+    accounting_command = "qstat"
+
+    @classmethod
+    def accounting_argv(cls, name: str, job_ids: Sequence[str]) -> list[str]:
+        return list(QSTAT)  # finished jobs too (-x), filtered by name as the status query is
+
+    @classmethod
+    def parse_accounting(cls, text: str, name: str) -> dict[str, JobUsage]:
+        return parse_qstat_usage(text, name)
 
     def query(self, name: str) -> dict[str, JobStatus]:
         # no job ids on the command line: OpenPBS issue #2672 (qstat -f -F json with several ids printing

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, ClassVar, Mapping, Sequence
 
 from poolparty.errors import ConfigurationError, SchedulerCommandError, SubmissionError
+from poolparty.queues.accounting import JobUsage, clock_seconds, size_bytes
 from poolparty.queues.arrays import compress_indices, parse_indices
 from poolparty.queues.base import ArrayRequest, QueueAdapter, Submitted
 from poolparty.store.layout import job_log_name
@@ -123,6 +124,46 @@ def parse_squeue(out: str) -> dict[str, JobStatus]:
     return states
 
 
+#: sacct's fields for the efficiency report (sacct(1)): CPUTimeRAW is elapsed x allocated cores, TotalCPU the
+#: user + system time of every step, MaxRSS is on the steps (the batch step), TimelimitRaw in minutes
+SACCT_FIELDS = "JobID,State,ElapsedRaw,TotalCPU,CPUTimeRAW,AllocCPUS,ReqMem,MaxRSS,TimelimitRaw"
+
+
+def sacct_argv(job_ids: Sequence[str]) -> list[str]:
+    """ONE ``sacct`` for every submission of the pool (an array's id covers its tasks); --noconvert
+    writes MaxRSS in bytes."""
+    return ["sacct", "--parsable2", "--noheader", "--noconvert", f"--jobs={','.join(job_ids)}",
+            f"--format={SACCT_FIELDS}"]
+
+
+def parse_sacct_usage(text: str) -> dict[str, JobUsage]:
+    """``sacct --parsable2 --noheader --noconvert --format=SACCT_FIELDS`` -> {element id: usage}. A job's
+    row has the element id (``6505_1``, ``6508``); its steps (``6505_1.batch``) hold the peak memory."""
+    jobs: dict[str, list[str]] = {}
+    peaks: dict[str, int] = {}
+    for line in text.splitlines():
+        f = line.strip().split("|")
+        if len(f) != 9 or not f[0]:
+            continue
+        element, _, step = f[0].partition(".")
+        if step:
+            rss = size_bytes(f[7])
+            if rss is not None:
+                peaks[element] = max(peaks.get(element, 0), rss)
+        elif "[" not in element:  # "6505_[2-7]": tasks that never started
+            jobs[element] = f
+    out = {}
+    for element, (_, state, elapsed, total_cpu, _cputime, cpus, req_mem, _, limit) in jobs.items():
+        n = int(cpus) if cpus.isdigit() else None
+        per_cpu = req_mem.endswith("c")  # before 21.08 ReqMem ended in c (per CPU) or n (per node)
+        mem = size_bytes(req_mem.rstrip("cn"), "M")
+        out[element] = JobUsage(element, translate_state(state or "?", "").value, float(elapsed or 0),
+                                clock_seconds(total_cpu) or 0.0, n, peaks.get(element),
+                                mem * (n or 1) if mem is not None and per_cpu else mem,
+                                float(limit) * 60 if limit.isdigit() else None)
+    return out
+
+
 def parse_max_array_index(config: str) -> int:
     """``scontrol show config`` -> the highest array index allowed (MaxArraySize - 1)."""
     m = re.search(r"^MaxArraySize\s*=\s*(\d+)", config, re.MULTILINE)
@@ -149,6 +190,7 @@ class SlurmQueue(QueueAdapter):
     vanish_grace = 30.0
     min_poll_interval = 2.0
     commands = ("sbatch", "squeue", "scancel", "scontrol")
+    accounting_command = "sacct"
     reserved_flags = ("--job-name", "-J", "--array", "-a", "--output", "-o", "--error", "-e", "--chdir", "-D",
                       "--parsable", "--export", "--wrap", "--open-mode")
     workflow_names = ("slurm_partition", "slurm_account", "qos", "constraint", "gres", "gpu_model", "slurm_extra")
@@ -161,6 +203,14 @@ class SlurmQueue(QueueAdapter):
 
     def manual_cancel(self, name: str) -> str:
         return f"scancel --name={name}"
+
+    @classmethod
+    def accounting_argv(cls, name: str, job_ids: Sequence[str]) -> list[str]:
+        return sacct_argv(job_ids)
+
+    @classmethod
+    def parse_accounting(cls, text: str, name: str) -> dict[str, JobUsage]:
+        return parse_sacct_usage(text)
 
     def max_array_index(self) -> int | None:
         if self._max_index is False:

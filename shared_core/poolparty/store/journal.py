@@ -17,6 +17,8 @@ if TYPE_CHECKING:  # the worker reads the journal (StoredChunks) and imports lit
 #: once whose results the store no longer holds (damaged): the latest of STORED/REOPENED per chunk holds;
 #: chunks whose jobs the driver cancelled itself (Ctrl-C, terminate): not lost, not to be adopted
 SUBMITTED, GAVE_UP, STORED, REOPENED, CANCELLED = "sub", "giveup", "stored", "reopened", "cancelled"
+#: a chunk's job ended without its result (why, in the retry policy's words): read by the efficiency report
+LOST = "lost"
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,11 @@ class Journal:
         adopting jobs it would find gone ("vanished") and count as resubmissions."""
         if chunks:
             self._w().append({"ev": CANCELLED, "chunks": chunks})
+
+    def record_lost(self, chunk: int, element: str | None, failure: str, detail: str) -> None:
+        """A chunk's job ended without its result (``failure``: the retry policy's class of it), for the
+        efficiency report's "resubmitted, and why"; written before the retry or give-up it leads to."""
+        self._w().append({"ev": LOST, "chunk": chunk, "element": element, "failure": failure, "why": detail})
 
     def record_give_up(self, chunk: int, why: str) -> None:
         self._w().append({"ev": GAVE_UP, "chunk": chunk, "why": why})

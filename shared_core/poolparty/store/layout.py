@@ -9,6 +9,7 @@ Layout (file count is O(1) in the number of tasks; ``incoming/`` holds only file
       local_queue.json     the local queue's workers (local queue only)
       batches/<NNNN>/      one per map
         meta.json  chunks.rec  journal.rec  results.rec  logs.rec (logs.rec: once a job wrote output)
+        usage.rec          what each worker measured of itself (CPU, peak memory, wall), for the report
         incoming/          c<chunk>.s<submission>.part|.done written by workers, j<element>.log job logs
 
 Stdlib only, and nothing costly: the worker on the node imports this.
@@ -36,6 +37,7 @@ CHUNKS_FILE = "chunks.rec"
 JOURNAL_FILE = "journal.rec"
 RESULTS_FILE = "results.rec"
 LOGS_FILE = "logs.rec"
+USAGE_FILE = "usage.rec"
 INCOMING_DIR = "incoming"
 
 PART, DONE = ".part", ".done"
@@ -51,6 +53,7 @@ class BatchPaths:
         self.journal = path / JOURNAL_FILE
         self.results = path / RESULTS_FILE
         self.logs = path / LOGS_FILE
+        self.usage = path / USAGE_FILE
         self.incoming = path / INCOMING_DIR
 
     @property

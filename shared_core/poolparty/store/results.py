@@ -1,4 +1,5 @@
-"""The reduced store: every task's result in one append-only record file, every job log in another.
+"""The reduced store: every task's result in one append-only record file, every job log in another, what
+the workers measured of themselves (for the efficiency report) in a third.
 
 A worker's ``.done``/``.part`` files are deleted only after their records are fsynced into the store
 (a result once written is never lost). The first record stored for a task wins; later duplicates from
@@ -12,6 +13,8 @@ from typing import Iterable
 from poolparty.store import records
 from poolparty.store.incoming import chunk_files
 from poolparty.store.inputs import BatchFiles
+from poolparty.store.layout import parse_part_name
+from poolparty.store.usage import is_usage, stored_usage
 
 LOG_TAIL_BYTES = 1 << 20
 
@@ -27,6 +30,7 @@ class ResultStore:
             self.stored.setdefault(rec.key["task"], (rec.key["ok"], rec.offset))
         self._results = records.RecordWriter(files.results)
         self._logs: records.RecordWriter | None = None
+        self._usage: records.RecordWriter | None = None
 
     def damage_report(self, n_tasks: int) -> str | None:
         """What the reader skipped of ``results.rec`` (a flipped bit, a lost block), or None when nothing."""
@@ -47,12 +51,16 @@ class ResultStore:
         ``sync=False``: the caller calls :meth:`sync` before it deletes ``paths`` (one fsync for many chunks)."""
         new: list[tuple[int, bool, bytes]] = []
         seen: set[int] = set()
+        usage: list[dict] = []
         for path in paths:
             logs: list[records.Record] = []
             before = len(new)
             for rec in records.read_records(path):
                 if "log" in rec.key:  # the output of a chunk that ran in another chunk's job
                     logs.append(rec)
+                    continue
+                if is_usage(rec.key):  # what the worker measured of itself, kept for the report
+                    usage.append(stored_usage(rec.key, chunk, _submission(path)))
                     continue
                 task = rec.key.get("task")
                 if task is None:  # the claim record naming the runner
@@ -64,6 +72,7 @@ class ResultStore:
             if len(new) > before:  # a duplicate run's output is not kept twice
                 for rec in logs:
                     self._append_log(chunk, f"in the job of chunk {rec.key.get('runner')}", rec.payload)
+        self._append_usage(usage)
         offsets = self._results.append_many([({"task": t, "ok": ok, "chunk": chunk}, data) for t, ok, data in new])
         for (task, ok, _), offset in zip(new, offsets):
             self.stored[task] = (ok, offset)
@@ -107,14 +116,28 @@ class ResultStore:
             self._logs = records.RecordWriter(self.files.logs)
         self._logs.append({"chunk": chunk, "element": element, "truncated": truncated}, data)
 
+    def _append_usage(self, usage: list[dict]) -> None:
+        """Written, never fsynced (a crash may cost the report a measure; no extra fsync per group of
+        results for it)."""
+        if usage:
+            if self._usage is None:
+                self._usage = records.RecordWriter(self.files.usage)
+            self._usage.append_many([(k, b"") for k in usage])
+
     def read(self, task: int) -> tuple[bool, bytes]:
         ok, offset = self.stored[task]
         return ok, records.read_at(self.files.results, offset).payload
 
     def close(self) -> None:
         self._results.close()
-        if self._logs is not None:
-            self._logs.close()
+        for writer in (self._logs, self._usage):
+            if writer is not None:
+                writer.close()
+
+
+def _submission(path: Path) -> int:
+    parsed = parse_part_name(path.name)
+    return parsed.sub if parsed is not None else -1
 
 
 def remove_files(paths: Iterable[Path]) -> None:
