@@ -130,10 +130,8 @@ def build(asked: Mapping[str, Resources], accounting: Accounting, measured: Mapp
             usage = JobUsage(element, "measured", mine.wall, mine.cpu, res.cpus or 1, mine.peak_memory or None,
                              res.memory, res.walltime)
             from_workers += 1
-        elif usage is not None and mine is not None and mine.peak_memory > (usage.peak_memory or 0):
-            # the scheduler samples memory (sacct's MaxRSS every JobAcctGatherFrequency seconds) and misses
-            # a short peak; the worker's ru_maxrss is exact for its process: the larger is the truth
-            usage = replace(usage, peak_memory=mine.peak_memory)
+        elif usage is not None and mine is not None:
+            usage = completed(usage, mine)
         if usage is not None and (usage.elapsed > 0 or usage.cpu_time > 0):
             jobs.append(usage)
     largest = Resources(cpus=_largest(r.cpus for r in asked.values()),
@@ -143,6 +141,15 @@ def build(asked: Mapping[str, Resources], accounting: Accounting, measured: Mapp
                               resubmissions, dict(Counter(losses)))
     report.suggestions = suggestions(report)
     return report
+
+
+def completed(usage: JobUsage, mine: WorkerUsage) -> JobUsage:
+    """The accounting's figures, with what the worker measured where the accounting has none (a
+    scheduler that records no CPU time or run time), and the larger peak memory: the scheduler samples it
+    (sacct's MaxRSS every JobAcctGatherFrequency seconds) and misses a short peak, while the worker's
+    ru_maxrss is exact for its process."""
+    return replace(usage, elapsed=usage.elapsed or mine.wall, cpu_time=usage.cpu_time or mine.cpu,
+                   peak_memory=max(usage.peak_memory or 0, mine.peak_memory) or None)
 
 
 def suggestions(report: EfficiencyReport) -> list[str]:
