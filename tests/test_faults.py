@@ -269,3 +269,30 @@ def test_an_old_pbs_without_array_limits_gets_no_more_subjobs_than_slots(make_qu
     assert len(argvs) >= 3 and not any(a.startswith("max_run_subjobs") for argv in argvs for a in argv)
     assert all(argv[argv.index("-J") + 1].count("-") == 1 for argv in argvs if "-J" in argv)
     assert 1 <= peak.value <= 2
+
+
+def wait_for_release(args):
+    """Touches a marker, then (``release`` given) waits until that file exists; returns x."""
+    x, marker_dir, release = args
+    Path(marker_dir, f"{x}-{uuid.uuid4().hex}").touch()
+    while release and not Path(release).exists():
+        time.sleep(0.05)
+    return x
+
+
+def test_sge_asks_qacct_only_for_elements_whose_chunks_have_no_result(make_queue_under_test, markers, tmp_path):
+    """Three elements end with their results while a fourth runs on: SGE drops them from qstat, but their
+    ends do not matter any more, so no poll asks qacct about them."""
+    q = make_queue_under_test("fake-sge")
+    release = tmp_path / "release"
+    with poolparty.Pool(**q.pool_options(max_running=4, claim_chunks=False)) as pool:
+        pending = pool.map_async(wait_for_release, [(x, str(markers), str(release) if x == 3 else "")
+                                                    for x in range(4)], chunksize=1)
+        wait_until(lambda: len(runs_per_task(markers)) == 4 and sum(
+            1 for j in q.cluster.jobs() if j.get("state") == "RUNNING") == 1, 30, "three elements ended")
+        polls = pool.engine.stats["polls"]
+        wait_until(lambda: pool.engine.stats["polls"] >= polls + 4, 30, "four more polls")
+        qacct_calls = len(q.calls("qacct"))
+        release.touch()
+        assert pending.get(60) == [0, 1, 2, 3]
+    assert qacct_calls == 0, q.calls("qacct")

@@ -1,5 +1,5 @@
 """PoolPartyTaskRunner: real Prefect flows against a real Prefect server (``prefect_test_harness``),
-on the local queue and on the real SLURM (skipped without one, a failure in CI).
+on the local queue and on the real SLURM and SGE (skipped without them, a failure in CI).
 
 Each queue runs a handful of flows; a module-scoped fixture runs a flow once and several tests
 check what it left in its futures, in the Prefect API and on disk. Jobs import Prefect (~1.5 s),
@@ -38,7 +38,7 @@ from prefect.states import StateType
 from prefect.utilities.annotations import allow_failure, unmapped
 
 from conftest import REAL_TIMING, install_call_counter, is_dry_run, wait_until
-from real_wlm import require_or_skip, slurm_available
+from real_wlm import require_or_skip, sge_available, slurm_available
 
 from poolparty.errors import ConfigurationError, UnknownResourceError
 from poolparty.resources import Resources
@@ -77,15 +77,16 @@ def prefect_api():
 
 @dataclasses.dataclass
 class Cluster:
-    kind: str  # local | slurm
+    kind: str  # local | slurm | sge
     tmp: Path
     call_log: Path
 
-    def sbatch_calls(self) -> list[list[str]]:
+    def submit_calls(self) -> list[list[str]]:
+        """The argv of every sbatch / qsub that submitted jobs (not the dry runs checking resources)."""
         if not self.call_log.exists():
             return []
         rows = [json.loads(line) for line in self.call_log.read_text().splitlines() if line.strip()]
-        return [r["argv"] for r in rows if r["cmd"] == "sbatch" and not is_dry_run(r)]
+        return [r["argv"] for r in rows if r["cmd"] in ("sbatch", "qsub") and not is_dry_run(r)]
 
     def runner(self, **kw: Any) -> PoolPartyTaskRunner:
         options: dict[str, Any] = dict(queue=self._queue, work_root=str(self.tmp / "runs"),
@@ -111,6 +112,11 @@ class Cluster:
                                   "--states=PENDING,RUNNING,CONFIGURING,COMPLETING,SUSPENDED", "--format=%i"],
                                  capture_output=True, text=True, timeout=30).stdout
             return [line for line in out.splitlines() if line.strip()]
+        if self.kind == "sge":
+            from poolparty.queues.sge import QSTAT, parse_qstat
+
+            out = subprocess.run(QSTAT, capture_output=True, text=True, timeout=30).stdout
+            return list(parse_qstat(out, report["job_name"]))
         return _local_workers(report["work_dir"])
 
 
@@ -129,15 +135,15 @@ def _local_workers(work_dir: str) -> list[str]:
 
 
 def make_cluster(kind: str, tmp: Path, mp: pytest.MonkeyPatch) -> Cluster:
-    """The local queue, or the real SLURM behind a PATH shim that logs every scheduler call."""
-    if kind == "slurm":
-        require_or_skip(slurm_available(), "real SLURM")
-        install_call_counter(tmp / "shim", "slurm", tmp / "calls.jsonl")
+    """The local queue, or the real SLURM or SGE behind a PATH shim that logs every scheduler call."""
+    if kind in ("slurm", "sge"):
+        require_or_skip(slurm_available() if kind == "slurm" else sge_available(), f"real {kind.upper()}")
+        install_call_counter(tmp / "shim", kind, tmp / "calls.jsonl")
         mp.setenv("PATH", f"{tmp / 'shim'}{os.pathsep}{os.environ['PATH']}")
     return Cluster(kind, tmp, tmp / "calls.jsonl")
 
 
-@pytest.fixture(scope="module", params=["local", "slurm"])
+@pytest.fixture(scope="module", params=["local", "slurm", "sge"])
 def cluster(request, tmp_path_factory, prefect_api):
     mp = pytest.MonkeyPatch()
     try:
@@ -348,7 +354,7 @@ def semantics_run(cluster, tmp_path_factory):
     mp = pytest.MonkeyPatch()
     mp.setenv("PP_TEST_NONET_LOG", str(nonet_log))
     mp.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH")) if p))
-    sbatch_before = len(cluster.sbatch_calls())
+    submits_before = len(cluster.submit_calls())
     try:
         state, report = run_flow(semantics, cluster.runner(max_running=2), str(directory))
     finally:
@@ -359,7 +365,7 @@ def semantics_run(cluster, tmp_path_factory):
     final = {name: v[1].type for name, v in out.items() if isinstance(v, tuple)}
     api = wait_for_api(out["flow_run_id"], ids, final)
     return dict(out=out, report=report, api=api, ids=ids, directory=directory, nonet_log=nonet_log,
-                sbatch=cluster.sbatch_calls()[sbatch_before:], kind=cluster.kind)
+                submits=cluster.submit_calls()[submits_before:], kind=cluster.kind)
 
 
 def _value(entry: tuple[Any, Any]) -> Any:
@@ -460,10 +466,11 @@ def test_jobs_had_no_network_and_everything_arrived(semantics_run):
 
 
 def test_per_task_resources_from_tags(semantics_run):
-    if semantics_run["kind"] != "slurm":
+    if semantics_run["kind"] == "local":
         pytest.skip("the local queue has no job header to look at; see test_resources_from_tags")
-    with_mem = [argv for argv in semantics_run["sbatch"] if "--mem=1024M" in argv]
-    assert len(with_mem) == 1, semantics_run["sbatch"]
+    flag = {"slurm": "--mem=1024M", "sge": "h_vmem=1024M"}[semantics_run["kind"]]
+    with_mem = [argv for argv in semantics_run["submits"] if any(flag in a for a in argv)]
+    assert len(with_mem) == 1, semantics_run["submits"]
 
 
 # -------------------------------------------------- infrastructure failures: resubmission, give-up
@@ -473,8 +480,8 @@ def victim(directory: str, kind: str) -> str:
     marker = Path(directory, "victim")
     if marker.exists():
         return "survived"
-    target = (f"{os.environ['SLURM_ARRAY_JOB_ID']}_{os.environ['SLURM_ARRAY_TASK_ID']}" if kind == "slurm"
-              else str(os.getpid()))
+    target = {"slurm": f"{os.environ.get('SLURM_ARRAY_JOB_ID')}_{os.environ.get('SLURM_ARRAY_TASK_ID')}",
+              "sge": f"{os.environ.get('JOB_ID')} {os.environ.get('SGE_TASK_ID')}"}.get(kind, str(os.getpid()))
     marker.write_text(target)
     time.sleep(300)
     return "not killed"
@@ -503,6 +510,9 @@ def test_killed_job_is_resubmitted_and_a_lost_cause_crashes(cluster, tmp_path):
         time.sleep(0.5)
         if cluster.kind == "slurm":
             subprocess.run(["scancel", target], check=True, timeout=30)  # behind the runner's back
+        elif cluster.kind == "sge":
+            job, index = target.split()
+            subprocess.run(["qdel", job, "-t", index], check=True, timeout=30)
         else:
             os.kill(int(target), signal.SIGKILL)
 
@@ -947,15 +957,16 @@ def thousand_runs(prefect_api, tmp_path_factory):
     (hence also last in the file)."""
     mp = pytest.MonkeyPatch()
     clusters = {"local": make_cluster("local", tmp_path_factory.mktemp("thousand-local"), mp)}
-    if not slurm_available():
-        clusters["slurm"] = make_cluster("slurm", tmp_path_factory.mktemp("thousand-slurm"), mp)
+    for kind, unavailable in (("slurm", slurm_available()), ("sge", sge_available())):
+        if not unavailable:
+            clusters[kind] = make_cluster(kind, tmp_path_factory.mktemp(f"thousand-{kind}"), mp)
     results: dict[str, Any] = {}
 
     def run(kind: str, cluster: Cluster) -> None:
         try:
             t0 = time.monotonic()
             state, report = run_flow(thousand, cluster.runner(max_running=5))  # 200 task runs per job
-            results[kind] = (state, report, time.monotonic() - t0, cluster.sbatch_calls())
+            results[kind] = (state, report, time.monotonic() - t0, cluster.submit_calls())
         except BaseException as e:
             results[kind] = e
 
@@ -970,24 +981,24 @@ def thousand_runs(prefect_api, tmp_path_factory):
     return results
 
 
-@pytest.mark.parametrize("kind", ["local", "slurm"])
+@pytest.mark.parametrize("kind", ["local", "slurm", "sge"])
 def test_map_over_1000_items_is_one_array(kind, thousand_runs):
-    if kind == "slurm":
-        require_or_skip(slurm_available(), "real SLURM")
+    if kind != "local":
+        require_or_skip(slurm_available() if kind == "slurm" else sge_available(), f"real {kind.upper()}")
     got = thousand_runs.get(kind)
     if isinstance(got, BaseException):
         raise got
     assert got is not None, "the flow did not finish in time"
-    state, report, wall, sbatch = got
+    state, report, wall, submits = got
     values, submitted = state.result()
     assert values == [x * x for x in range(1000)]
     assert report["submissions"] == 1 and report["batches"] == 1 and report["task_runs"] == 1000
-    if kind == "slurm":
-        assert len(sbatch) == 1  # one sbatch for the whole map
+    if kind != "local":
+        assert len(submits) == 1  # one sbatch / qsub for the whole map
     assert submitted < 10  # .map returned without waiting for any job
     # every state change and log went to Prefect (3 states and 1 log per task run); the test server
     # takes a minute more to record them on this machine (so does it with Prefect's own thread pool
     # runner), so the API side is checked in detail by the smaller flows
     assert report["relayed_events"] == 3000 and report["relayed_logs"] == 1000
-    print(f"\n[{kind}] .map over 1,000: {report['submissions']} submission(s), flow {wall:.1f} s (both queues "
+    print(f"\n[{kind}] .map over 1,000: {report['submissions']} submission(s), flow {wall:.1f} s (all queues "
           f"at once), .map returned in {submitted:.2f} s")

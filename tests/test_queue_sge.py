@@ -332,3 +332,17 @@ def test_qacct_is_asked_once_per_poll_only_for_elements_that_left_the_queue():
     assert states["19.2"].state is JobState.TIMEOUT
     q.query("pp-r1")
     assert [a[0] for a in cli.argvs][-2:] == ["qstat", "qacct"]  # 19.1 and 19.3 not accounted yet: asked again
+
+
+def test_qacct_is_not_asked_for_elements_whose_chunks_have_their_results():
+    """The dispatcher says which elements it still waits for: one that left the queue with its chunk's
+    result stored needs no accounting."""
+    empty = "<?xml version='1.0'?>\n<job_info>\n  <queue_info>\n  </queue_info>\n  <job_info>\n  </job_info>\n</job_info>"
+    cli = RecordingCLI(qsub="19.1-3:1\n", qstat=empty, qacct=THIS_MACHINE_H_RT)
+    q = SgeQueue(cli)
+    q.submit(request((1, 2, 3)))
+    cli.argvs.clear()
+    assert q.query_awaiting("pp-r1", set()) == {}
+    assert [a[0] for a in cli.argvs] == ["qstat"]
+    q.query_awaiting("pp-r1", {"19.2"})  # one chunk still without its result: asked once for the pool
+    assert cli.argvs[1:] == [["qstat"] + QSTAT[1:], ["qacct", "-j", "pp-r1"]]

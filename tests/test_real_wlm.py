@@ -121,6 +121,22 @@ def test_sge_walltime_overrun_is_read_from_qacct_and_resubmitted_with_more_wallt
     assert any(c["argv"][:1] == ["-j"] for c in q.calls("qacct"))
 
 
+@pytest.mark.sge
+def test_sge_task_over_h_vmem_is_resubmitted_with_more_memory(make_queue_under_test, markers, scenario):
+    """h_vmem is an address-space rlimit: the task's allocation fails with MemoryError (qacct: failed 0,
+    exit 1), the worker records the chunk as out of memory, and it comes back with twice the h_vmem.
+    (200M leaves room for Python and the worker, tried by hand with qsub; 300 MiB fits in 400M.)"""
+    q = make_queue_under_test("sge")
+    with poolparty.Pool(max_running=1, memory="200MB", **q.pool_options()) as pool:
+        assert pool.map(allocate, [(1, str(markers)), (300, str(markers))], chunksize=2) == [1, 300]
+        measure(scenario, q, pool)
+    limits = [a for c in q.calls("qsub") for a in c["argv"] if "h_vmem=" in a]
+    scenario["h_vmem"] = limits
+    assert limits == ["h_vmem=200M", "h_vmem=400M"], limits
+    assert scenario["resubmissions"] == 1
+    assert len(list(markers.iterdir())) == 3  # the first task ran once: its result was kept
+
+
 def test_slurm_out_of_memory_is_resubmitted_with_more_memory(make_queue_under_test, markers, scenario):
     q = make_queue_under_test("slurm")
     cgroup = "cgroup" in run(["scontrol", "show", "config"])

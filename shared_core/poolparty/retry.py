@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from poolparty.queues.states import JobState
 from poolparty.resources import Resources
+from poolparty.store.incoming import END_OUT_OF_MEMORY
 
 
 class FailureClass(enum.Enum):
@@ -54,6 +55,20 @@ def classify(state: JobState | None) -> FailureClass:
     if state is None:
         return FailureClass.VANISHED
     return _BY_STATE.get(state, FailureClass.WORKER_CRASH)
+
+
+#: the scheduler saw these jobs end but not why: the worker's own record of a chunk's end may say it
+UNEXPLAINED = frozenset({FailureClass.WORKER_CRASH, FailureClass.VANISHED})
+_BY_WORKER_END = {END_OUT_OF_MEMORY: FailureClass.OUT_OF_MEMORY}
+
+
+def classify_worker_end(failure: FailureClass, end: str | None) -> FailureClass:
+    """The class of a lost job once its worker's record of the chunk's end (``end``, from
+    :func:`poolparty.store.incoming.recorded_end`) is known: a job that stopped at its address-space
+    limit (SGE's h_vmem) exits by itself, which its scheduler reports as a plain failure."""
+    if end is None or failure not in UNEXPLAINED:
+        return failure
+    return _BY_WORKER_END.get(end, failure)
 
 
 @dataclass(frozen=True)

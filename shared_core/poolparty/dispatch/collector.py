@@ -16,6 +16,7 @@ from poolparty.store.job_script import interpreter_missing
 from poolparty.engine.batch_state import Batch, ChunkRun
 from poolparty.phases import ChunkPhase
 from poolparty.store.claims import runner_of
+from poolparty.store.incoming import recorded_end
 from poolparty.store.layout import is_done_name, parse_part_name, part_path
 from poolparty.store.results import remove_files
 
@@ -90,6 +91,10 @@ class Collector:
         missing = interpreter_missing(path)
         b.store.store_log(c.chunk, c.element, path)
         return missing
+
+    def worker_end(self, b: Batch, c: ChunkRun) -> tuple[str, str] | None:
+        """(end, detail) the worker of the chunk's current submission recorded if it stopped it early."""
+        return None if c.sub is None else recorded_end(b.files.incoming, c.chunk, c.sub)
 
     def drop_left_over_logs(self, b: Batch) -> None:
         """The logs of elements whose chunk ran elsewhere, cancelled as they started: empty, they say nothing."""

@@ -40,7 +40,8 @@ class Poller:
 
     def _poll(self, batches: list[Batch], now: float) -> bool:
         queue = self.jobs.queue
-        states = queue.query(self.jobs.name)
+        awaited = {c.watched for b in batches for c in b.chunks if c.phase is ChunkPhase.QUEUED and c.watched}
+        states = queue.query_awaiting(self.jobs.name, awaited)
         self.jobs.stats["polls"] += 1
         changed = states != self.jobs.last_states
         self.jobs.last_states = states

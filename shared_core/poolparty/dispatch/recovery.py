@@ -6,7 +6,7 @@ import logging
 from poolparty.dispatch.collector import Collector
 from poolparty.dispatch.pool_jobs import PoolJobs
 from poolparty.engine.batch_state import Batch, ChunkRun
-from poolparty.retry import ActionKind, FailureClass, RetryPolicy
+from poolparty.retry import ActionKind, FailureClass, RetryPolicy, classify_worker_end
 
 log = logging.getLogger("poolparty")
 
@@ -18,7 +18,12 @@ class Recovery:
         self.collector = collector
 
     def job_lost(self, b: Batch, c: ChunkRun, failure: FailureClass, detail: str) -> None:
-        """The retry policy decides: the chunk waits to be submitted again, or it is given up."""
+        """The retry policy decides: the chunk waits to be submitted again, or it is given up. What the
+        chunk's worker recorded of its end (out of memory) tells apart an end the scheduler cannot."""
+        end, why = self.collector.worker_end(b, c) or (None, "")
+        told = classify_worker_end(failure, end)
+        if told is not failure:
+            failure, detail = told, f"{detail}; {why}"
         decision = self.retry.decide(failure, c.resubmissions, c.resources)
         b.journal.record_lost(c.chunk, c.element, failure.value, detail)  # the report's "resubmitted, why"
         missing = self.collector.store_log(b, c)

@@ -2,7 +2,9 @@
 
 It runs the tasks of one chunk and appends each result to its own part file, flushed per task, then
 renames the part file to ``.done`` (atomic). Tasks already recorded by an earlier attempt of the same
-chunk (requeue, resubmission while the first job was still finishing) are not run again. It reads and
+chunk (requeue, resubmission while the first job was still finishing) are not run again. A task that
+runs out of the job's address-space limit stops the chunk, recorded as out of memory (see
+:mod:`poolparty.node.memory_limit`), and the job. It reads and
 writes the work_dir only through :mod:`poolparty.store`, and imports only what it needs, never the
 dispatcher or the engine.
 """
@@ -18,11 +20,12 @@ from typing import NamedTuple
 
 from poolparty.errors import CorruptWorkDirError
 from poolparty.node.capture import OutputCapture
+from poolparty.node.memory_limit import MemoryLimitReached, address_space_limit, is_over_memory_limit
 from poolparty.queues.arrays import parse_indices
 from poolparty.payload import ExceptionInfo, run_payload
 from poolparty.store import records
 from poolparty.store.claims import claim, is_claimed
-from poolparty.store.incoming import publish, published, recorded_tasks
+from poolparty.store.incoming import END_OUT_OF_MEMORY, publish, published, record_end, recorded_tasks
 from poolparty.store.inputs import BatchFiles
 from poolparty.store.journal import StoredChunks
 from poolparty.store.result_limit import ResultTooLargeError
@@ -95,6 +98,7 @@ class ChunkRunner:
         self.files, self.sub, self.own, self.token = files, sub, own, job_token()
         self.stored = StoredChunks(files.journal)
         self.limit = read_result_limit(files.run)
+        self.memory_limit = address_space_limit()
         self.shared_error: ExceptionInfo | None = None
         try:
             adopt_import_path(files.import_path())  # before any unpickling: it may import the user's modules
@@ -110,7 +114,8 @@ class ChunkRunner:
     def run(self, chunk: int, *, capture: bool = False) -> bool | None:
         """Run one chunk if this process may (see :func:`~poolparty.store.claims.claim`); None if it may not, else
         whether every task succeeded. ``capture``: the chunk is not this element's own, so its output
-        goes into its part file (a ``log`` record) instead of this job's log file."""
+        goes into its part file (a ``log`` record) instead of this job's log file. Raises
+        :class:`MemoryLimitReached` once the chunk's part file says so (its finished tasks kept in it)."""
         out = claim(self.files.incoming, self.stored, chunk, self.sub, self.own, self.token)
         if out is None:
             return None
@@ -124,11 +129,18 @@ class ChunkRunner:
                 indices, error = self.files.chunk_tasks(chunk), ExceptionInfo.capture(e)
                 payloads = [None] * len(indices)
             done = recorded_tasks(self.files.incoming, chunk)
+            stopped = None
             with OutputCapture(capture) as captured:
-                all_ok = self._run_tasks(out, indices, payloads, done, error)
+                try:
+                    all_ok = self._run_tasks(out, indices, payloads, done, error)
+                except MemoryLimitReached as e:
+                    all_ok, stopped = False, e
             if captured.data or (capture and not all_ok):
                 out.append({"log": True, "runner": self.own}, captured.data)
-            out.append(measure(self.own))  # this process's CPU, peak memory and wall so far: the report's
+            out.append(measure(self.own))  # this process's CPU, peak memory and wall so far, for the efficiency report
+            if stopped is not None:  # not published: the driver resubmits the chunk with more memory
+                record_end(out, END_OUT_OF_MEMORY, str(stopped))
+                raise stopped
             out.sync()
             publish(out.path)
         return all_ok
@@ -146,6 +158,8 @@ class ChunkRunner:
                 try:
                     ok, data = encode_result(True, run_payload(item, self.shared), self.limit)
                 except BaseException as e:  # sys.exit(3), KeyboardInterrupt: the task's outcome, not our death
+                    if is_over_memory_limit(e, self.memory_limit):  # the job's memory, not the task
+                        raise MemoryLimitReached(index, self.memory_limit or 0) from None
                     ok, data = encode_result(False, ExceptionInfo.capture(e))
             sys.stdout.flush()
             sys.stderr.flush()
@@ -174,6 +188,9 @@ def run_element(files: BatchFiles, own: int, sub: int, others: list[int], wallti
             longest = max(longest, time.monotonic() - t0)
     return 0
 
+
+#: the exit status of a job that stopped its chunk at the memory limit (the part file says why)
+EXIT_MEMORY_LIMIT = 1
 
 #: published chunks the driver has not stored yet beyond which an element waits before claiming another
 MAX_UNSTORED = 16
@@ -307,10 +324,15 @@ def main(argv: list[str] | None = None) -> int:
         watch_deadline(args.deadline)
     files = BatchFiles(args.batch.resolve())
     check_batch(files.path, files.incoming)  # pickles are code: only from directories nobody else can write
-    if args.chunk is not None:  # a plain job: its one chunk
-        return run_element(files, args.chunk, args.sub, [], None)
-    own = chunk_from_environment(args.offset, args.index_env)
-    return run_element(files, own, args.sub, [args.offset + i for i in args.claim], args.walltime)
+    try:
+        if args.chunk is not None:  # a plain job: its one chunk
+            return run_element(files, args.chunk, args.sub, [], None)
+        own = chunk_from_environment(args.offset, args.index_env)
+        return run_element(files, own, args.sub, [args.offset + i for i in args.claim], args.walltime)
+    except MemoryLimitReached as e:  # no further chunk: the next one would likely run out as well
+        print(f"poolparty: {e}; the chunk stops here, and the driver resubmits it with more memory",
+              file=sys.stderr)
+        return EXIT_MEMORY_LIMIT
 
 
 if __name__ == "__main__":

@@ -7,7 +7,7 @@ import abc
 import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Mapping, Sequence
+from typing import TYPE_CHECKING, AbstractSet, Any, ClassVar, Mapping, Sequence
 
 from poolparty.errors import ConfigurationError, SchedulerCommandError
 from poolparty.queues.accounting import Accounting, JobUsage
@@ -199,6 +199,12 @@ class QueueAdapter(abc.ABC):
     @abc.abstractmethod
     def query(self, name: str) -> dict[str, JobStatus]:
         """States of every job of the pool (by job name), in ONE scheduler call. Keys: element ids."""
+
+    def query_awaiting(self, name: str, awaited: AbstractSet[str]) -> dict[str, JobStatus]:
+        """The dispatcher's poll: :meth:`query`, told which elements' ends it still waits for (their
+        chunk has no result). An adapter that asks a second source how jobs that left the queue ended
+        (SGE's ``qacct``) asks it only about these."""
+        return self.query(name)
 
     @abc.abstractmethod
     def cancel(self, job_ids: Sequence[str], name: str | None = None) -> None:

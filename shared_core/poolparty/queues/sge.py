@@ -9,7 +9,7 @@ import re
 import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from typing import Any, ClassVar, Mapping, Sequence
+from typing import AbstractSet, Any, ClassVar, Mapping, Sequence
 
 from poolparty.errors import SchedulerCommandError, SubmissionError, UnsupportedResourceError
 from poolparty.queues.accounting import JobUsage, clock_seconds, size_bytes
@@ -281,10 +281,14 @@ class SgeQueue(QueueAdapter):
         return job
 
     def query(self, name: str) -> dict[str, JobStatus]:
-        """qstat shows only queued jobs: a finished one is gone. For elements submitted here that left it
-        without a known end, ONE ``qacct -j <name>`` per poll says how they ended (walltime and memory
-        kills, failed 37, escalate as on SLURM); asked until ``2 * vanish_grace`` after they left
-        (qacct lags up to its flush_time, 15 s by default)."""
+        return self.query_awaiting(name, self._left.keys())
+
+    def query_awaiting(self, name: str, awaited: AbstractSet[str]) -> dict[str, JobStatus]:
+        """qstat shows only queued jobs: a finished one is gone. For ``awaited`` elements submitted here
+        that left it without a known end, ONE ``qacct -j <name>`` per poll says how they ended (walltime
+        and memory kills, failed 37, escalate as on SLURM); asked until ``2 * vanish_grace`` after they
+        left (qacct lags up to its flush_time, 15 s by default). An element whose chunks all have their
+        results is not awaited: its end no longer matters, and qacct is not asked for it."""
         live = parse_qstat(self.cli.run(QSTAT).stdout, name)
         now = time.monotonic()
         unknown = []
@@ -294,7 +298,7 @@ class SgeQueue(QueueAdapter):
                 self._ended.pop(element, None)  # back in the queue (rerun): a new end will follow
                 continue
             since = self._left[element] = self._left[element] or now
-            if element not in self._ended and now - since < 2 * self.vanish_grace:
+            if element in awaited and element not in self._ended and now - since < 2 * self.vanish_grace:
                 unknown.append(element)
         if unknown:
             proc = self.cli.run(["qacct", "-j", name], ok_codes=(0, 1))  # 1: nothing accounted yet

@@ -1,13 +1,18 @@
 """A batch's ``incoming/`` directory as both sides use it: the worker writes a chunk's part file and
 publishes it as done, the driver lists a chunk's files to store them, and either side asks what tasks
-an earlier attempt already recorded (a chunk is never run twice for a task it has a result of)."""
+an earlier attempt already recorded (a chunk is never run twice for a task it has a result of). A worker
+that stops a chunk early for a reason of its job (the memory limit) says why in the part file, which
+then stays unpublished, like the part file of a job the scheduler killed."""
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
 from poolparty.store import records
-from poolparty.store.layout import chunk_file_names, done_path, is_done_name, parse_part_name
+from poolparty.store.layout import chunk_file_names, done_path, is_done_name, parse_part_name, part_path
+
+#: a chunk's worker stopped it because a task reached the job's memory limit (see :func:`recorded_end`)
+END_OUT_OF_MEMORY = "out of memory"
 
 
 def chunk_files(incoming: Path, chunk: int, listing: list[str] | None = None) -> list[Path]:
@@ -23,6 +28,21 @@ def recorded_tasks(incoming: Path, chunk: int) -> set[int]:
     """Task indices that any attempt of this chunk has already recorded."""
     return {r.key["task"] for path in chunk_files(incoming, chunk) for r in records.read_records(path)
             if "task" in r.key}
+
+
+def record_end(out: records.RecordWriter, end: str, detail: str) -> None:
+    """Record in a chunk's part file why its worker stops it before its last task (``end``: one of the
+    ``END_*`` words), and make it durable: the driver reads it once the job is gone."""
+    out.append({"end": end, "detail": detail})
+    out.sync()
+
+
+def recorded_end(incoming: Path, chunk: int, sub: int) -> tuple[str, str] | None:
+    """(end, detail) that the worker of submission ``sub`` recorded for this chunk, if it stopped it early."""
+    for r in records.read_records(part_path(incoming, chunk, sub)):
+        if "end" in r.key:
+            return str(r.key["end"]), str(r.key.get("detail", ""))
+    return None
 
 
 def published(incoming: Path) -> int:
