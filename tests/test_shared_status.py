@@ -16,7 +16,7 @@ import pytest
 from poolparty.errors import UnsafeWorkDirError
 from poolparty.queues import make_queue
 from poolparty.queues.call_budget import BucketState, CallBudget, take_token
-from poolparty.queues.cli import SchedulerCLI
+from poolparty.queues.cli import RateLimiter, SchedulerCLI
 from poolparty.queues.lsf import parse_user_bjobs
 from poolparty.queues.pbs import parse_qstat as parse_pbs_qstat, parse_user_qstat as parse_user_pbs_qstat
 from poolparty.queues.sge import parse_qstat as parse_sge_qstat, parse_user_qstat as parse_user_sge_qstat
@@ -225,3 +225,49 @@ def test_a_busy_controller_holds_back_the_users_other_processes(tmp_path):
     started = time.monotonic()
     other.acquire()
     assert time.monotonic() - started >= 0.7
+
+
+FLAKY_COMMAND = """#!/bin/sh
+# answers like a busy slurmctld the first time, then works
+if [ ! -e "$0.seen" ]; then : > "$0.seen"; echo "sbatch: error: Batch job submission failed: Socket timed out on send/recv operation" >&2; exit 1; fi
+echo 42
+"""
+
+
+def test_submissions_and_cancels_take_the_shared_budget_status_queries_do_not(tmp_path):
+    cli = SchedulerCLI(calls_per_second=4.0, budget=CallBudget(4.0, directory=tmp_path),
+                       limiter=RateLimiter(rate=1000.0, burst=1000))  # the process-wide limit out of the way
+    started = time.monotonic()
+    for _ in range(12):  # a burst of 8, then 4 more at 4 per second
+        cli.run(["true"], changes_queue=True)
+    assert time.monotonic() - started >= 0.9
+    started = time.monotonic()
+    for _ in range(12):
+        cli.run(["true"])  # a status query: only the process-wide limiter
+    assert time.monotonic() - started < 0.9
+    assert json.loads((tmp_path / "calls.json").read_text())["tokens"] < 1
+
+
+def test_a_busy_answer_to_a_submission_makes_every_process_back_off(tmp_path):
+    command = tmp_path / "sbatch"
+    command.write_text(FLAKY_COMMAND)
+    command.chmod(0o755)
+    cli = SchedulerCLI(backoff_base=0.4, budget=CallBudget(directory=tmp_path / "state"))
+    (tmp_path / "state").mkdir(mode=0o700)
+    failed_at = time.time()
+    assert cli.run([str(command)], submission=True).stdout.strip() == "42"
+    busy_until = json.loads((tmp_path / "state" / "calls.json").read_text())["busy_until"]
+    assert busy_until >= failed_at + 0.2  # the jittered pause (0.4 s x 0.5..1.5), for every process to honour
+    started = time.monotonic()
+    CallBudget(directory=tmp_path / "state").acquire()  # another process's next submission
+    assert time.monotonic() - started >= busy_until - time.time() - 0.05
+
+
+def test_scheduler_calls_per_second_is_a_pool_option_and_a_setting(monkeypatch):
+    from poolparty import config
+    from poolparty.api.options import build_engine_options
+
+    assert build_engine_options(None, {"scheduler_calls_per_second": 2}).scheduler_calls_per_second == 2
+    monkeypatch.setenv("POOLPARTY_SCHEDULER_CALLS_PER_SECOND", "0.5")
+    assert config.load().values["scheduler_calls_per_second"] == 0.5
+    assert build_engine_options(None, {}).scheduler_calls_per_second == 0.5

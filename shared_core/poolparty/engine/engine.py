@@ -144,7 +144,8 @@ class Engine:
 
     @property
     def stats(self) -> dict[str, int]:
-        """Scheduler traffic so far (a copy): submissions, resubmissions, polls, cancels."""
+        """Scheduler traffic so far (a copy): submissions, resubmissions, polls (shared_polls of them answered
+        by another pool's status query, without a scheduler call), cancels."""
         return dict(self._dispatcher.stats)
 
     # -- submission ----------------------------------------------------------------------------
