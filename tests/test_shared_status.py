@@ -16,7 +16,7 @@ import pytest
 from poolparty.errors import UnsafeWorkDirError
 from poolparty.queues import make_queue
 from poolparty.queues.call_budget import BucketState, CallBudget, take_token
-from poolparty.queues.cli import RateLimiter, SchedulerCLI
+from poolparty.queues.cli import RateLimiter, SchedulerCLI, controller_busy
 from poolparty.queues.lsf import parse_user_bjobs
 from poolparty.queues.pbs import parse_qstat as parse_pbs_qstat, parse_user_qstat as parse_user_pbs_qstat
 from poolparty.queues.sge import parse_qstat as parse_sge_qstat, parse_user_qstat as parse_user_sge_qstat
@@ -271,3 +271,20 @@ def test_scheduler_calls_per_second_is_a_pool_option_and_a_setting(monkeypatch):
     monkeypatch.setenv("POOLPARTY_SCHEDULER_CALLS_PER_SECOND", "0.5")
     assert config.load().values["scheduler_calls_per_second"] == 0.5
     assert build_engine_options(None, {}).scheduler_calls_per_second == 0.5
+
+
+@pytest.mark.parametrize("answer", [
+    "squeue: error: slurm_load_jobs error: Socket timed out on send/recv operation",
+    "sbatch: error: Batch job submission failed: Resource temporarily unavailable",
+    "squeue: error: slurm_load_jobs error: Unable to contact slurm controller (connect failure)",
+    "error: commlib error: got select error (Connection refused)",
+    "unable to contact qmaster using port 6444 on host \"vm\"",
+    'unable to send message to qmaster using port 6444 on host "vm": got send error',
+])
+def test_a_busy_controller_is_recognised(answer):
+    assert controller_busy(answer)
+
+
+def test_a_refusal_is_not_a_busy_controller():
+    assert not controller_busy("slurm_load_jobs error: Invalid job id specified")
+    assert not controller_busy("sbatch: error: Batch job submission failed: Invalid account or account/partition")

@@ -23,11 +23,17 @@ TRANSIENT_PATTERNS = (
     r"socket timed out", r"timed out on send/recv", r"rate too high", r"rate limit", r"try again",
     r"unable to contact slurm controller", r"slurm_load_jobs error: (?!invalid job id)",
     r"connection refused", r"temporarily unavailable", r"resource temporarily", r"commlib error",
-    r"unable to send message to qmaster", r"can't contact qmaster", r"failed receiving gdi request",
+    r"unable to send message to qmaster", r"can't contact qmaster", r"unable to contact qmaster", r"failed receiving gdi request",
     r"too many open files", r"transient", r"cannot connect to server", r"cannot connect to lsf",
     r"lsf is down", r"daemon not responding",
 )
 _TRANSIENT = re.compile("|".join(TRANSIENT_PATTERNS), re.IGNORECASE)
+
+
+def controller_busy(stderr: str) -> bool:
+    """The scheduler's answer says it is overloaded or out of reach for now: retry later, and let the
+    user's other processes hold back too."""
+    return bool(_TRANSIENT.search(stderr))
 
 
 class RateLimiter:
@@ -108,7 +114,7 @@ class SchedulerCLI:
                 if proc.returncode in ok_codes:
                     return proc
                 rc, stderr = proc.returncode, (proc.stderr or proc.stdout)
-                if not _TRANSIENT.search(stderr):
+                if not controller_busy(stderr):
                     raise error(argv, rc, stderr, attempt)
             if attempt < self.attempts:
                 delay = min(self.backoff_max, self.backoff_base * 2 ** (attempt - 1))
