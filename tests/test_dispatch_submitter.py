@@ -99,6 +99,7 @@ class ThrottleRecorder:
     """A queue that refuses to change the limit of job "10" and records the others."""
 
     min_poll_interval = 1.0
+    shares_status = False  # a QueueAdapter capability: this queue is never asked for status
 
     def __init__(self):
         self.calls: list[tuple[str, int]] = []

@@ -83,6 +83,8 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
             "longest pause between two scheduler status queries (seconds)"),
     Setting("scheduler_timeout", _positive_float, (int, float), "60",
             "timeout of each scheduler command (seconds)"),
+    Setting("scheduler_calls_per_second", _positive_float, (int, float), "5",
+            "submissions and cancels per second, for all your poolparty processes on this host together"),
     Setting("max_resubmissions", int, (int,), "3", "resubmissions of a chunk for infrastructure failures"),
     Setting("array", _bool, (bool,), "true", "submit job arrays (false: one plain job per chunk)"),
     Setting("claim_chunks", _bool, (bool,), "true",

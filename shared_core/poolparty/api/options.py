@@ -13,7 +13,7 @@ from poolparty.resources import Resources, parse_memory
 from poolparty.retry import RetryPolicy
 
 ENGINE_KEYWORDS = ("queue", "max_running", "work_dir", "work_root", "keep_work_dir", "python_path",
-                   "polling_interval", "verbose", "scheduler_timeout", "max_resubmissions", "retry", "array",
+                   "polling_interval", "verbose", "scheduler_timeout", "scheduler_calls_per_second", "max_resubmissions", "retry", "array",
                    "claim_chunks", "max_result_size", "progress")
 
 

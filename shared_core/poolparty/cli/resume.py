@@ -30,6 +30,7 @@ from poolparty.store.inspect import batch_dirs
 from poolparty.store.journal import replay
 from poolparty.store.run_info import read_run_info
 from poolparty.queues import QUEUE_NAMES
+from poolparty.queues.call_budget import DEFAULT_CALLS_PER_SECOND
 from poolparty.cli.common import WORK_DIR, queue_kind, run_dir_argument, shown_path
 
 RESUMABLE = ("map", "calls")  # Snakemake and Prefect batches are resumed by rerunning the workflow
@@ -76,7 +77,9 @@ def engine_options(run: Path, kind: str, max_running: int | None, python: str | 
         queue=kind, max_running=max_running or info.get("max_running"), work_dir=run, keep_work_dir=not remove,
         python_path=python or (recorded_python if recorded_python and os.path.isabs(recorded_python) else None),
         polling_interval=configured.get("polling_interval"),
-        scheduler_timeout=configured.get("scheduler_timeout", 60.0), verbose=configured.get("verbose", False),
+        scheduler_timeout=configured.get("scheduler_timeout", 60.0),
+        scheduler_calls_per_second=configured.get("scheduler_calls_per_second", DEFAULT_CALLS_PER_SECOND),
+        verbose=configured.get("verbose", False),
         retry=RetryPolicy(max_resubmissions=info.get("max_resubmissions", 3)), array=info.get("array", True),
         resources=Resources.from_json(info["resources"]) if info.get("resources") else Resources(),
         max_result_size=info.get("max_result_size"))

@@ -1,5 +1,6 @@
-"""The status poll: one scheduler query for the whole pool on an adaptive interval, the watcher's
-verdict on every queued chunk, and what each verdict sets off."""
+"""The status poll: at most one scheduler query for the whole pool on an adaptive interval (none when
+another pool of the user just asked: queues/shared_status.py), the watcher's verdict on every queued
+chunk, and what each verdict sets off."""
 from __future__ import annotations
 
 import logging
@@ -41,8 +42,7 @@ class Poller:
     def _poll(self, batches: list[Batch], now: float) -> bool:
         queue = self.jobs.queue
         awaited = {c.watched for b in batches for c in b.chunks if c.phase is ChunkPhase.QUEUED and c.watched}
-        states = queue.query_awaiting(self.jobs.name, awaited)
-        self.jobs.stats["polls"] += 1
+        states = self.jobs.query(awaited)
         changed = states != self.jobs.last_states
         self.jobs.last_states = states
         grace = GraceSettings.of(queue, self.max_resubmissions)

@@ -1,11 +1,13 @@
 """The pool's jobs as the dispatcher knows them: live submissions (the unit of the running limit),
-the scheduler's last answer, the counters, and the one place a job is cancelled."""
+the scheduler's last answer, the counters, and the one place a job is cancelled or its status asked."""
 from __future__ import annotations
 
-from typing import Sequence
+import time
+from typing import AbstractSet, Sequence
 
 from poolparty.engine.batch_state import Submission
 from poolparty.queues.base import QueueAdapter
+from poolparty.queues.shared_status import SharedStatus
 from poolparty.queues.states import JobStatus
 
 
@@ -15,10 +17,22 @@ class PoolJobs:
         self.name = name  # the pool's job name: cancelling by name reaches jobs we lost track of
         self.submissions: dict[str, Submission] = {}  # job id -> submission, oldest first
         self.last_states: dict[str, JobStatus] = {}  # element -> status, from the last poll
-        self.stats = {"submissions": 0, "resubmissions": 0, "polls": 0, "cancels": 0}
+        # polls: status polls; shared_polls: those answered by another pool's query (no scheduler call)
+        self.stats = {"submissions": 0, "resubmissions": 0, "polls": 0, "shared_polls": 0, "cancels": 0}
+        self.status = SharedStatus(queue)
+        self._changed_at = 0.0  # wall time of our last submission or cancel: an older snapshot misses it
 
     def add(self, submission: Submission) -> None:
         self.submissions[submission.job_id] = submission
+        self._changed_at = time.time()
+
+    def query(self, awaited: AbstractSet[str]) -> dict[str, JobStatus]:
+        """The pool's states: from the user's shared snapshot when it is fresh, else one scheduler query.
+        ``awaited``: the elements whose chunks have no result yet (only their ends are worth asking for)."""
+        states, shared = self.status.query(self.name, awaited, not_before=self._changed_at)
+        self.stats["polls"] += 1
+        self.stats["shared_polls"] += shared
+        return states
 
     def cancel(self, elements: Sequence[str], by_name: bool = False) -> None:
         """One scheduler call for these elements (and, ``by_name``, every other job of the pool)."""
@@ -26,6 +40,7 @@ class PoolJobs:
             return
         self.stats["cancels"] += 1
         self.queue.cancel(elements, name=self.name if by_name else None)
+        self._changed_at = time.time()
 
     def live_job_ids(self) -> list[str]:
         """Job ids of the live submissions that can be cancelled by id."""

@@ -26,6 +26,7 @@ from poolparty.queues.base import QueueAdapter
 from poolparty.resources import Resources
 from poolparty.store.results import ResultStore
 from poolparty.retry import RetryPolicy
+from poolparty.queues.call_budget import DEFAULT_CALLS_PER_SECOND
 from poolparty.queues.cli import SchedulerCLI
 from poolparty.store.layout import job_name
 from poolparty.store.run_dir import RunDir, new_run_dir, remove_run_dir
@@ -45,6 +46,7 @@ class EngineOptions:
     polling_interval: float | None = None
     verbose: bool = False
     scheduler_timeout: float = 60.0
+    scheduler_calls_per_second: float = DEFAULT_CALLS_PER_SECOND  # shared by the user's processes on this host
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     array: bool = True
     claim_chunks: bool = True  # an array element that finished its chunk runs chunks not started yet
@@ -75,7 +77,8 @@ class Engine:
         if not os.path.isabs(python):
             raise ConfigurationError(f"python_path={python!r} must be an absolute path to the interpreter "
                                      "on the compute nodes")
-        self._cli = SchedulerCLI(timeout=options.scheduler_timeout)
+        self._cli = SchedulerCLI(timeout=options.scheduler_timeout,
+                                 calls_per_second=options.scheduler_calls_per_second)
         self.queue = make_queue(options.queue, self._cli)
         #: build the efficiency report when a map ends although nobody logs at INFO (a progress line shows it)
         self.report_efficiency = False
@@ -145,7 +148,8 @@ class Engine:
 
     @property
     def stats(self) -> dict[str, int]:
-        """Scheduler traffic so far (a copy): submissions, resubmissions, polls, cancels."""
+        """Scheduler traffic so far (a copy): submissions, resubmissions, polls (shared_polls of them answered
+        by another pool's status query, without a scheduler call), cancels."""
         return dict(self._dispatcher.stats)
 
     # -- submission ----------------------------------------------------------------------------

@@ -21,6 +21,17 @@ if TYPE_CHECKING:
     from poolparty.queues.limits import SchedulerReport
 
 
+def current_user() -> str:
+    """The login name of this process's uid (not $USER, which the environment may set to anything)."""
+    import os
+    import pwd
+
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return str(os.getuid())
+
+
 @dataclass(frozen=True)
 class ArrayRequest:
     """Everything an adapter needs to submit one array (or, in plain mode, one job per index)."""
@@ -74,6 +85,12 @@ class QueueAdapter(abc.ABC):
     batching_window: float = 0.5
     #: jobs run as processes of this machine (no shared filesystem, no scheduler between us and them)
     runs_on_this_host: bool = False
+    #: one scheduler query answers for every poolparty job of the user (:meth:`query_user`): all pools
+    #: of the user on this host then share one status snapshot (queues/shared_status.py); the local
+    #: queue has no scheduler to spare
+    shares_status: bool = False
+    #: environment variables that choose which scheduler the commands talk to: part of the snapshot's scope
+    scope_env: tuple[str, ...] = ()
     #: the scheduler commands the adapter runs: each must be on PATH
     commands: tuple[str, ...] = ()
     #: options poolparty sets on the submit command itself: a raw flag repeating one breaks the submission
@@ -205,6 +222,27 @@ class QueueAdapter(abc.ABC):
         chunk has no result). An adapter that asks a second source how jobs that left the queue ended
         (SGE's ``qacct``) asks it only about these."""
         return self.query(name)
+
+    def query_user(self) -> dict[str, dict[str, JobStatus]]:
+        """States of every poolparty job of the current user, by pool name (job name), in ONE scheduler
+        call; only where :attr:`shares_status`."""
+        raise NotImplementedError(f"queue {self.name!r} has no per-user status query")
+
+    def settle(self, name: str, live: dict[str, JobStatus], awaited: AbstractSet[str]) -> dict[str, JobStatus]:
+        """The pool's states from what the status query listed: the list itself, unless the scheduler
+        must be asked how ``awaited`` jobs that left it ended (SGE's qacct)."""
+        return live
+
+    def status_scope(self) -> str:
+        """A short name of the scheduler instance the commands reach (its commands' paths and the
+        environment that selects it): pools share a snapshot only with pools of the same scheduler."""
+        import hashlib
+        import os
+        import shutil
+
+        words = [self.name, *(shutil.which(c) or c for c in self.commands),
+                 *(os.environ.get(v, "") for v in self.scope_env)]
+        return f"{self.name}-{hashlib.sha1(chr(0).join(words).encode()).hexdigest()[:12]}"
 
     @abc.abstractmethod
     def cancel(self, job_ids: Sequence[str], name: str | None = None) -> None:

@@ -13,7 +13,7 @@ import math
 import re
 import shlex
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 from poolparty.errors import ConfigurationError, SchedulerCommandError, SubmissionError, UnsupportedResourceError
 from poolparty.queues.arrays import compress_indices
@@ -23,7 +23,7 @@ from poolparty.queues.cli import SchedulerCLI
 from poolparty.queues.limits import SchedulerReport, doctor_cli, first_line, key_values, scheduler_answer
 from poolparty.queues.states import JobState, JobStatus
 from poolparty.resources import Resources
-from poolparty.store.layout import job_log_name
+from poolparty.store.layout import JOB_NAME_PREFIX, job_log_name
 
 #: bjobs STAT words (LSF "Job states"); EXIT is refined by the termination reason
 TRANSLATE_TABLE = {
@@ -120,17 +120,28 @@ def base_name(job_name: str) -> str:
 def parse_bjobs(text: str, name: str) -> dict[str, JobStatus]:
     """``bjobs -json -o "jobid jobindex stat exit_code exit_reason job_name"`` -> {element id: status}
     of the jobs named ``name``. An element is ``1234`` (plain, JOBINDEX 0) or ``1234[4]``."""
+    return bjobs_by_name(text, lambda n: n == name).get(name, {})
+
+
+def parse_user_bjobs(text: str) -> dict[str, dict[str, JobStatus]]:
+    """The same output (bjobs lists the caller's jobs by default) -> {pool name: {element id: status}}
+    of poolparty's jobs (names starting ``pp-``)."""
+    return bjobs_by_name(text, lambda n: n.startswith(JOB_NAME_PREFIX))
+
+
+def bjobs_by_name(text: str, keep: Callable[[str], bool]) -> dict[str, dict[str, JobStatus]]:
     start = text.find("{")
     records = json.loads(text[start:]).get("RECORDS", []) if start >= 0 else []
-    states: dict[str, JobStatus] = {}
+    pools: dict[str, dict[str, JobStatus]] = {}
     for r in records:
-        if base_name(r.get("JOB_NAME", "")) != name or "JOBID" not in r:
+        name = base_name(r.get("JOB_NAME", ""))
+        if not keep(name) or "JOBID" not in r:
             continue
         index = str(r.get("JOBINDEX") or "0")
         element = r["JOBID"] if index == "0" else f"{r['JOBID']}[{index}]"
         stat, reason = r.get("STAT", ""), r.get("EXIT_REASON", "")
-        states[element] = JobStatus(translate_state(stat, reason), f"{stat} {reason}".strip())
-    return states
+        pools.setdefault(name, {})[element] = JobStatus(translate_state(stat, reason), f"{stat} {reason}".strip())
+    return pools
 
 
 #: bjobs -o fields of the efficiency report (bjobs -o in the LSF 10.1 reference); -hms writes the times
@@ -183,6 +194,8 @@ class LsfQueue(QueueAdapter):
     result_grace = 15.0
     vanish_grace = 60.0  # bjobs -a keeps finished jobs CLEAN_PERIOD (1 h by default)
     min_poll_interval = 2.0
+    shares_status = True
+    scope_env = ("LSF_ENVDIR", "LSF_SERVERDIR")
     commands = ("bsub", "bjobs", "bkill")
     reserved_flags = ("-J", "-o", "-e", "-oo", "-eo", "-cwd", "-K", "-I", "-Ip", "-Is")
     workflow_names = ("lsf_queue", "lsf_project", "lsf_extra")
@@ -244,18 +257,22 @@ class LsfQueue(QueueAdapter):
         proc = self.cli.run(["bjobs", "-a", "-json", "-o", BJOBS_FIELDS, "-J", f"{name}*"], ok_codes=(0, 255))
         return parse_bjobs(proc.stdout, name)
 
+    def query_user(self) -> dict[str, dict[str, JobStatus]]:
+        proc = self.cli.run(["bjobs", "-a", "-json", "-o", BJOBS_FIELDS, "-J", f"{JOB_NAME_PREFIX}*"], ok_codes=(0, 255))
+        return parse_user_bjobs(proc.stdout)
+
     def cancel(self, job_ids: Sequence[str], name: str | None = None) -> None:
         targets = set(job_ids)
         if name is not None:  # the pool's unfinished jobs (no -a): bkill -J would match by prefix only
             proc = self.cli.run(["bjobs", "-json", "-o", BJOBS_FIELDS, "-J", f"{name}*"], ok_codes=(0, 255))
             targets |= {e.split("[")[0] for e, s in parse_bjobs(proc.stdout, name).items() if s.state.active}
         if targets:  # bkill exits 255 when a job already finished: that is fine here
-            self.cli.run(["bkill", *sorted(targets)], ok_codes=(0, 255))
+            self.cli.run(["bkill", *sorted(targets)], ok_codes=(0, 255), changes_queue=True)
 
     def set_throttle(self, job_id: str, throttle: int) -> bool:
         if not self._has("bmod"):
             return False
-        self.cli.run(["bmod", "-J", f"%{throttle}", job_id], ok_codes=(0, 255))
+        self.cli.run(["bmod", "-J", f"%{throttle}", job_id], ok_codes=(0, 255), changes_queue=True)
         return True
 
     def log_path(self, log_dir: Path, element: str) -> Path:

@@ -17,12 +17,12 @@ from typing import Any, Sequence
 
 from poolparty.errors import ConfigurationError, PoolPartyError, SubmissionError, UnsupportedResourceError
 from poolparty.queues.accounting import JobUsage, clock_seconds, size_bytes
-from poolparty.queues.base import ArrayRequest, QueueAdapter, Submitted
+from poolparty.queues.base import ArrayRequest, QueueAdapter, Submitted, current_user
 from poolparty.queues.cli import SchedulerCLI
 from poolparty.queues.limits import SchedulerReport, doctor_cli, first_line, scheduler_answer
 from poolparty.queues.states import JobState, JobStatus
 from poolparty.resources import Resources, format_hms
-from poolparty.store.layout import job_log_name
+from poolparty.store.layout import JOB_NAME_PREFIX, job_log_name
 
 #: qstat's one-letter job states (Reference Guide, "Job States"); F and X are read from Exit_status
 TRANSLATE_TABLE = {
@@ -139,15 +139,28 @@ def parse_qstat(text: str, name: str) -> dict[str, JobStatus]:
     """``qstat -f -F json -x -t`` -> {job or subjob id: status} of the jobs named ``name``. The array
     itself (``1234[].server``, state B) is left out: its subjobs speak for it."""
     jobs = json.loads(text or "{}").get("Jobs") or {}
-    states: dict[str, JobStatus] = {}
+    return {job_id: job_status(attrs) for job_id, attrs in jobs.items()
+            if attrs.get("Job_Name") == name and "[]" not in job_id}
+
+
+def job_status(attrs: dict[str, Any]) -> JobStatus:
+    raw = str(attrs.get("job_state", ""))
+    exit_status = attrs.get("Exit_status")
+    reason = raw if exit_status is None else f"{raw} Exit_status={exit_status}"
+    return JobStatus(translate_state(raw, exit_status), reason)
+
+
+def parse_user_qstat(text: str, user: str) -> dict[str, dict[str, JobStatus]]:
+    """``qstat -f -F json -x -t`` -> {pool name: {job or subjob id: status}} of ``user``'s poolparty jobs
+    (``Job_Owner`` is ``user@submit-host``; names start ``pp-``)."""
+    jobs = json.loads(text or "{}").get("Jobs") or {}
+    pools: dict[str, dict[str, JobStatus]] = {}
     for job_id, attrs in jobs.items():
-        if attrs.get("Job_Name") != name or "[]" in job_id:
-            continue
-        raw = str(attrs.get("job_state", ""))
-        exit_status = attrs.get("Exit_status")
-        reason = raw if exit_status is None else f"{raw} Exit_status={exit_status}"
-        states[job_id] = JobStatus(translate_state(raw, exit_status), reason)
-    return states
+        name = str(attrs.get("Job_Name", ""))
+        if (name.startswith(JOB_NAME_PREFIX) and "[]" not in job_id
+                and str(attrs.get("Job_Owner", "")).split("@")[0] == user):
+            pools.setdefault(name, {})[job_id] = job_status(attrs)
+    return pools
 
 
 def parse_qstat_usage(text: str, name: str) -> dict[str, JobUsage]:
@@ -194,6 +207,8 @@ class PbsQueue(QueueAdapter):
     result_grace = 15.0
     vanish_grace = 60.0  # a server without job history drops finished jobs at once
     min_poll_interval = 2.0
+    shares_status = True
+    scope_env = ("PBS_SERVER", "PBS_CONF_FILE")
     commands = ("qsub", "qstat", "qdel", "qselect")
     reserved_flags = ("-N", "-J", "-o", "-e", "-j", "-V", "-r", "-W", "--")
     workflow_names = ("pbs_queue", "pbs_account", "pbs_extra")
@@ -274,6 +289,9 @@ class PbsQueue(QueueAdapter):
         # only the first); the filter by Job_Name is ours
         return parse_qstat(self.cli.run(QSTAT).stdout, name)
 
+    def query_user(self) -> dict[str, dict[str, JobStatus]]:
+        return parse_user_qstat(self.cli.run(QSTAT).stdout, current_user())
+
     def cancel(self, job_ids: Sequence[str], name: str | None = None) -> None:
         targets = list(job_ids)
         if name is not None:  # qdel takes no job name: qselect lists the pool's unfinished jobs and arrays
@@ -281,12 +299,12 @@ class PbsQueue(QueueAdapter):
             targets = sorted(set(targets) | set(listed))
         if targets:  # qdel exits non-zero when a job already finished: that is fine here
             # (PBSE_HISTJOBID 15139 and PBSE_UNKJOBID 15001 reach the shell as 35 and 153)
-            self.cli.run(["qdel", *targets], ok_codes=(0, 1, 35, 153))
+            self.cli.run(["qdel", *targets], ok_codes=(0, 1, 35, 153), changes_queue=True)
 
     def set_throttle(self, job_id: str, throttle: int) -> bool:
         if not self.throttles_arrays or "[]" not in job_id:
             return False
-        self.cli.run(["qalter", "-W", f"max_run_subjobs={throttle}", job_id], ok_codes=(0, 1))
+        self.cli.run(["qalter", "-W", f"max_run_subjobs={throttle}", job_id], ok_codes=(0, 1), changes_queue=True)
         return True
 
     @classmethod

@@ -13,8 +13,8 @@ from typing import AbstractSet, Any, ClassVar, Mapping, Sequence
 
 from poolparty.errors import SchedulerCommandError, SubmissionError, UnsupportedResourceError
 from poolparty.queues.accounting import JobUsage, clock_seconds, size_bytes
-from poolparty.queues.base import ArrayRequest, QueueAdapter, Submitted
-from poolparty.store.layout import job_log_name
+from poolparty.queues.base import ArrayRequest, QueueAdapter, Submitted, current_user
+from poolparty.store.layout import JOB_NAME_PREFIX, job_log_name
 from poolparty.queues.cli import SchedulerCLI
 from poolparty.queues.limits import SchedulerReport, doctor_cli, first_line, key_values, scheduler_config
 from poolparty.queues.resource_check import ResourceVerifier
@@ -110,12 +110,27 @@ def parse_qstat(xml: str, name: str) -> dict[str, JobStatus]:
     inner ``<job_info>``."""
     states: dict[str, JobStatus] = {}
     for job in ET.fromstring(xml).iter("job_list"):
-        if job.findtext("JB_name") != name:
-            continue
-        code = job.findtext("state", "")
-        for element in task_elements(job.findtext("JB_job_number", ""), job.findtext("tasks")):
-            states[element] = JobStatus(translate_state(code), code)
+        if job.findtext("JB_name") == name:
+            states.update(job_states(job))
     return states
+
+
+def job_states(job: ET.Element) -> dict[str, JobStatus]:
+    """One ``<job_list>`` entry -> {element id: status}."""
+    code = job.findtext("state", "")
+    return {e: JobStatus(translate_state(code), code)
+            for e in task_elements(job.findtext("JB_job_number", ""), job.findtext("tasks"))}
+
+
+def parse_user_qstat(xml: str, user: str) -> dict[str, dict[str, JobStatus]]:
+    """``qstat -xml -g d`` (qstat lists the caller's jobs unless told ``-u '*'``; a site default may say
+    so, hence the owner check) -> {pool name: {element id: status}} of ``user``'s poolparty jobs."""
+    pools: dict[str, dict[str, JobStatus]] = {}
+    for job in ET.fromstring(xml).iter("job_list"):
+        name = job.findtext("JB_name", "")
+        if name.startswith(JOB_NAME_PREFIX) and job.findtext("JB_owner") == user:
+            pools.setdefault(name, {}).update(job_states(job))
+    return pools
 
 
 def task_elements(number: str, tasks: str | None) -> list[str]:
@@ -229,6 +244,8 @@ class SgeQueue(QueueAdapter):
     result_grace = 15.0
     vanish_grace = 30.0
     min_poll_interval = 2.0
+    shares_status = True
+    scope_env = ("SGE_ROOT", "SGE_CELL", "SGE_QMASTER_PORT")
     commands = ("qsub", "qstat", "qdel", "qconf", "qacct")
     accounting_command = "qacct"
     reserved_flags = ("-N", "-t", "-tc", "-o", "-e", "-wd", "-cwd", "-terse", "-j", "-S", "-V", "-sync", "-b")
@@ -284,12 +301,17 @@ class SgeQueue(QueueAdapter):
         return self.query_awaiting(name, self._left.keys())
 
     def query_awaiting(self, name: str, awaited: AbstractSet[str]) -> dict[str, JobStatus]:
+        return self.settle(name, parse_qstat(self.cli.run(QSTAT).stdout, name), awaited)
+
+    def query_user(self) -> dict[str, dict[str, JobStatus]]:
+        return parse_user_qstat(self.cli.run(QSTAT).stdout, current_user())
+
+    def settle(self, name: str, live: dict[str, JobStatus], awaited: AbstractSet[str]) -> dict[str, JobStatus]:
         """qstat shows only queued jobs: a finished one is gone. For ``awaited`` elements submitted here
         that left it without a known end, ONE ``qacct -j <name>`` per poll says how they ended (walltime
         and memory kills, failed 37, escalate as on SLURM); asked until ``2 * vanish_grace`` after they
         left (qacct lags up to its flush_time, 15 s by default). An element whose chunks all have their
         results is not awaited: its end no longer matters, and qacct is not asked for it."""
-        live = parse_qstat(self.cli.run(QSTAT).stdout, name)
         now = time.monotonic()
         unknown = []
         for element in list(self._left):
@@ -309,10 +331,10 @@ class SgeQueue(QueueAdapter):
     def cancel(self, job_ids: Sequence[str], name: str | None = None) -> None:
         targets = [name] if name is not None else list(job_ids)
         if targets:  # qdel exits 1 when a job is already gone: that is fine here
-            self.cli.run(["qdel", *targets], ok_codes=(0, 1))
+            self.cli.run(["qdel", *targets], ok_codes=(0, 1), changes_queue=True)
 
     def set_throttle(self, job_id: str, throttle: int) -> bool:
-        self.cli.run(["qalter", "-tc", str(throttle), job_id], ok_codes=(0, 1))
+        self.cli.run(["qalter", "-tc", str(throttle), job_id], ok_codes=(0, 1), changes_queue=True)
         return True
 
     def check_resources(self, resources: Resources, script: Path, workdir: Path) -> None:

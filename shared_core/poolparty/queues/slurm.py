@@ -12,8 +12,8 @@ from typing import Any, ClassVar, Mapping, Sequence
 from poolparty.errors import ConfigurationError, SchedulerCommandError, SubmissionError
 from poolparty.queues.accounting import JobUsage, clock_seconds, size_bytes
 from poolparty.queues.arrays import compress_indices, parse_indices
-from poolparty.queues.base import ArrayRequest, QueueAdapter, Submitted
-from poolparty.store.layout import job_log_name
+from poolparty.queues.base import ArrayRequest, QueueAdapter, Submitted, current_user
+from poolparty.store.layout import JOB_NAME_PREFIX, job_log_name
 from poolparty.queues.cli import SchedulerCLI
 from poolparty.queues.limits import SchedulerReport, doctor_cli, first_line, scheduler_config, table_row
 from poolparty.queues.resource_check import ResourceVerifier
@@ -39,6 +39,8 @@ REFINED_BY_REASON = {
 }
 INDEX_ENV = "SLURM_ARRAY_TASK_ID"
 SQUEUE_FORMAT = "%F|%K|%T|%r"  # array job id | task index (N/A for a plain job) | state | reason
+#: the per-user query adds the job name, last: a name (another tool's) may itself hold a "|"
+USER_SQUEUE_FORMAT = SQUEUE_FORMAT + "|%j"
 
 
 def translate_state(raw_state: str, reason: str) -> JobState:
@@ -111,16 +113,8 @@ def parse_squeue(out: str) -> dict[str, JobStatus]:
     states: dict[str, JobStatus] = {}
     for line in out.splitlines():
         parts = line.strip().split("|")
-        if len(parts) != 4:
-            continue
-        array_id, index, raw, reason = parts
-        # squeue says "None" when it has no reason: at this door it becomes no reason at all
-        status = JobStatus(translate_state(raw, reason), "" if reason == "None" else reason)
-        if index in ("N/A", ""):
-            states[array_id] = status
-            continue
-        for i in parse_indices(index.split("%")[0]):
-            states[f"{array_id}_{i}"] = status
+        if len(parts) == 4:
+            states.update(squeue_elements(*parts))
     return states
 
 
@@ -164,6 +158,31 @@ def parse_sacct_usage(text: str) -> dict[str, JobUsage]:
     return out
 
 
+def squeue_elements(array_id: str, index: str, raw: str, reason: str) -> dict[str, JobStatus]:
+    """One squeue row -> {element id: status} (a range of pending tasks gives one entry per task)."""
+    # squeue says "None" when it has no reason: at this door it becomes no reason at all
+    status = JobStatus(translate_state(raw, reason), "" if reason == "None" else reason)
+    if index in ("N/A", ""):
+        return {array_id: status}
+    return {f"{array_id}_{i}": status for i in parse_indices(index.split("%")[0])}
+
+
+def user_squeue_argv(user: str) -> list[str]:
+    """ONE squeue for every job of ``user`` (finished ones too, within MinJobAge), with its name."""
+    return ["squeue", "--noheader", "--array", "--states=all", f"--user={user}", f"--format={USER_SQUEUE_FORMAT}"]
+
+
+def parse_user_squeue(out: str) -> dict[str, dict[str, JobStatus]]:
+    """``squeue --format=%F|%K|%T|%r|%j`` of a user -> {pool name: {element id: status}} for poolparty's
+    jobs (names starting ``pp-``); the user's other jobs are left out."""
+    pools: dict[str, dict[str, JobStatus]] = {}
+    for line in out.splitlines():
+        parts = line.strip().split("|", 4)
+        if len(parts) == 5 and parts[4].startswith(JOB_NAME_PREFIX):
+            pools.setdefault(parts[4], {}).update(squeue_elements(*parts[:4]))
+    return pools
+
+
 def parse_max_array_index(config: str) -> int:
     """``scontrol show config`` -> the highest array index allowed (MaxArraySize - 1)."""
     m = re.search(r"^MaxArraySize\s*=\s*(\d+)", config, re.MULTILINE)
@@ -189,6 +208,8 @@ class SlurmQueue(QueueAdapter):
     result_grace = 15.0
     vanish_grace = 30.0
     min_poll_interval = 2.0
+    shares_status = True
+    scope_env = ("SLURM_CONF", "SLURM_CLUSTERS")
     commands = ("sbatch", "squeue", "scancel", "scontrol")
     accounting_command = "sacct"
     reserved_flags = ("--job-name", "-J", "--array", "-a", "--output", "-o", "--error", "-e", "--chdir", "-D",
@@ -235,15 +256,18 @@ class SlurmQueue(QueueAdapter):
         return parse_squeue(self.cli.run(["squeue", "--noheader", "--array", "--states=all", f"--name={name}",
                                           f"--format={SQUEUE_FORMAT}"]).stdout)
 
+    def query_user(self) -> dict[str, dict[str, JobStatus]]:
+        return parse_user_squeue(self.cli.run(user_squeue_argv(current_user())).stdout)
+
     def cancel(self, job_ids: Sequence[str], name: str | None = None) -> None:
         if name is not None:  # filters are ANDed: cancel by name alone catches every job of the pool
-            self.cli.run(["scancel", f"--name={name}"])
+            self.cli.run(["scancel", f"--name={name}"], changes_queue=True)
         elif job_ids:
-            self.cli.run(["scancel", *job_ids])
+            self.cli.run(["scancel", *job_ids], changes_queue=True)
 
     def set_throttle(self, job_id: str, throttle: int) -> bool:
         self.cli.run(["scontrol", "update", f"JobId={job_id}", f"ArrayTaskThrottle={throttle}"],
-                     ok_codes=(0, 1))
+                     ok_codes=(0, 1), changes_queue=True)
         return True
 
     def check_resources(self, resources: Resources, script: Path, workdir: Path) -> None:

@@ -89,12 +89,16 @@ def local_queue_state(run: Path) -> Path:
     return run / LOCAL_QUEUE_FILE
 
 
+#: every pool's job name starts so: a per-user status query keeps the jobs so named (poolparty's own)
+JOB_NAME_PREFIX = "pp-"
+
+
 def job_name(work_dir: str | os.PathLike[str]) -> str:
     """The scheduler job name of every job of the run in ``work_dir``: stable, so a resumed run (or
     ``poolparty cancel``) finds its jobs by name."""
     import hashlib  # driver side: the worker never needs it
 
-    return "pp-" + hashlib.sha1(str(Path(work_dir).resolve()).encode()).hexdigest()[:12]
+    return JOB_NAME_PREFIX + hashlib.sha1(str(Path(work_dir).resolve()).encode()).hexdigest()[:12]
 
 
 # -- part and done files in incoming/ ------------------------------------------------------------
