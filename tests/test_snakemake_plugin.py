@@ -515,6 +515,41 @@ def test_forked_jobs_keep_their_own_outcome_log_attempt_and_retries(tmp_path):
     assert out.count("Error in rule c") == 2 and out.count("Error in rule b") == 1, out
 
 
+CHAIN_SNAKEFILE = """
+    import json, os
+
+    STEPS = 6
+
+    rule all:
+        input: f"s{STEPS - 1}.json"
+
+    rule first:
+        output: "s0.json"
+        run:
+            json.dump({"element": os.getppid()}, open(output[0], "w"))
+
+    rule step:
+        input: lambda wc: f"s{int(wc.i) - 1}.json"
+        output: "s{i}.json"
+        run:
+            # ready only once the step before it is done: each goes out in a scheduling round of its own
+            json.dump({"element": os.getppid()}, open(output[0], "w"))
+"""
+
+
+def test_a_chain_of_jobs_runs_in_fewer_elements_than_jobs(tmp_path):
+    """Each job of a chain is a batch of its own; a warm element takes the next one (``--poolparty-linger``)
+    instead of a new job that imports Snakemake again."""
+    wd = write_workflow(tmp_path / "wf", CHAIN_SNAKEFILE)
+    proc = run_snakemake(wd, "--executor", "poolparty", "--poolparty-queue", "local", "-j", "4",
+                         "--poolparty-linger", "30")
+    assert proc.returncode == 0, tail(proc)
+    elements = [json.loads((wd / f"s{i}.json").read_text())["element"] for i in range(6)]
+    assert len(set(elements)) < 6, elements  # forked from the same warm element, not one job each
+    assert len(set(elements)) <= 2, elements
+    assert not list((wd / ".snakemake" / "poolparty").glob("run-*")), "the run directory was not removed"
+
+
 def test_only_a_plain_snakemake_command_line_runs_in_a_forked_child():
     from snakemake_executor_plugin_poolparty.commands import snakemake_argv
 

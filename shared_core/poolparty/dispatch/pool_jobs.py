@@ -16,6 +16,9 @@ class PoolJobs:
         self.submissions: dict[str, Submission] = {}  # job id -> submission, oldest first
         self.last_states: dict[str, JobStatus] = {}  # element -> status, from the last poll
         self.stats = {"submissions": 0, "resubmissions": 0, "polls": 0, "cancels": 0}
+        #: elements that may linger, by home (batch, submission, own chunk): whom to watch for a chunk of
+        #: another batch a warm element claimed (its claim record names that home)
+        self.homes: dict[tuple[int, int, int], str] = {}
 
     def add(self, submission: Submission) -> None:
         self.submissions[submission.job_id] = submission
@@ -29,4 +32,4 @@ class PoolJobs:
 
     def live_job_ids(self) -> list[str]:
         """Job ids of the live submissions that can be cancelled by id."""
-        return sorted({s.job_id for s in self.submissions.values() if not s.adopted_unknown})
+        return sorted({s.job_id for s in self.submissions.values() if s.has_job})
