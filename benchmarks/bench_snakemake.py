@@ -5,13 +5,17 @@
     python benchmarks/bench_snakemake.py --queue local --jobs 60 -j 4   # -> snakemake-local-60.md
 
 ``--queue local`` compares, on this machine, Snakemake's own local executor with ``--executor poolparty
---poolparty-queue local`` (forked jobs, and ``--poolparty-fork-jobs no``), same ``-j``; target of issue
+--poolparty-queue local`` (warm elements, the default; ``--poolparty-linger 0``: forked jobs without warm
+elements; ``--poolparty-fork-jobs no``), same ``-j``, ``--rounds N`` times interleaved; target of issue
 18: at most 1.5x the local executor's wall time.
 
 The same workflow (``--jobs`` remote jobs: half of them ``a``, each ``b`` copying one ``a`` output, plus
 a local ``all``) runs, each in a fresh directory and one after the other in one run, with
 
-1. ``--executor poolparty --poolparty-queue slurm`` (jobs in children forked from warm elements),
+1. ``--executor poolparty --poolparty-queue slurm`` (jobs in children forked from elements that linger
+   for later scheduling rounds, the default),
+1b. the same with ``--poolparty-linger 0`` (forked jobs, elements exit after their own round: the
+   behaviour before the warm elements),
 2. the same with ``--poolparty-fork-jobs no`` (one ``python -m snakemake`` per job: the behaviour
    before issue 18, for the before/after ratio),
 3. ``--executor slurm`` (snakemake-executor-plugin-slurm, its defaults),
@@ -239,6 +243,8 @@ def main() -> int:
     p.add_argument("--rounds", type=int, default=1, help="--queue local: run the variants this many times, "
                    "interleaved (the load of other work changes); the median wall time counts")
     p.add_argument("--timeout", type=float, default=3600, help="seconds per run")
+    p.add_argument("--out", default=None, help="results file name under benchmarks/results/ (default "
+                   "snakemake-<jobs>.md, or snakemake-local-<jobs>.md)")
     p.add_argument("--keep", action="store_true", help="keep the run directories (printed)")
     p.add_argument("--queue", choices=("slurm", "local"), default="slurm")
     p.add_argument("-j", type=int, default=4, help="--queue local: Snakemake's -j (default 4)")
@@ -268,7 +274,7 @@ def main() -> int:
               f"(idle {r['idle']:.0f})", flush=True)
         results.append(r)
     text = report(results, a.jobs, started, (load0, os.getloadavg()[0]), official_version)
-    out = HERE / "results" / f"snakemake-{a.jobs}.md"
+    out = HERE / "results" / (a.out or f"snakemake-{a.jobs}.md")
     out.parent.mkdir(exist_ok=True)
     out.write_text(text)
     print(text)
@@ -312,7 +318,7 @@ def main_local(a: argparse.Namespace) -> int:
         lines.append(f"| {name} | {every} | {sorted(ratios)[(len(ratios) - 1) // 2]:.2f}x |")
     lines += ["", "Target of issue 18: poolparty at most 1.50x the local executor's wall time."]
     text = "\n".join(lines) + "\n"
-    out = HERE / "results" / f"snakemake-local-{a.jobs}.md"
+    out = HERE / "results" / (a.out or f"snakemake-local-{a.jobs}.md")
     out.write_text(text)
     print(text)
     if not a.keep:

@@ -28,8 +28,10 @@ log = logging.getLogger("poolparty")
 
 #: seconds warm elements get to claim offered chunks before the rest is submitted
 OFFER_WAIT = 1.0
-#: an advert whose heartbeat is older does not count (its element is busy with a chunk, or gone)
-FRESH = 2.0
+#: an advert whose heartbeat is older does not count: its element was killed, or is inside a long chunk
+#: (an element refreshes it every look and after every chunk, and removes it when it leaves). Busy
+#: elements count while their chunks are short: one taken within OFFER_WAIT saves a job start
+FRESH = 10.0
 #: a claimed chunk whose claim record never names a known runner (its writer died between creating the
 #: part file and its first record, or a driver restarted): called lost after this long
 UNKNOWN_RUNNER_GRACE = 60.0
