@@ -138,8 +138,9 @@ def test_example_workflow_end_to_end(kind, make_queue_under_test, tmp_path):
               f"{proc.elapsed:.1f} s")  # type: ignore[attr-defined]
         sizes = [array_size(c["argv"]) for c in q.calls(submit)]
         # one array per rule and scheduling round: the three simulate_reads jobs, ready together at
-        # the start, leave as one; later rounds depend on when the scheduler finishes each element
-        assert sum(sizes) == jobs and 3 in sizes and n_submit < jobs, sizes
+        # the start, leave as one; later rounds depend on when the scheduler finishes each element,
+        # and jobs taken by a warm element of an earlier round (--poolparty-linger) have no element
+        assert sum(sizes) <= jobs and 3 in sizes and n_submit < jobs, sizes
         # no accounting on SLURM; on SGE one qacct at most per poll, and only in polls where an element
         # left the queue without its end known (docs/sge.md)
         assert not q.calls("sacct") and len(q.calls("qacct")) <= status

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 import poolparty
-from conftest import wait_until
+from conftest import SUBMIT_COMMAND, wait_until
 from poolparty.dispatch.warm import offer_size, shape_of, withdraw_due
 from poolparty.resources import Resources
 from poolparty.store.warm import Advert, Offer, live_adverts, read_offers, write_offer
@@ -40,9 +40,9 @@ def live_after_close(q, pool):
 
 
 def submissions(q, pool) -> int:
-    """Jobs submitted: sbatch calls on the fake SLURM, the engine's count on the local queue."""
-    if q.fake:
-        return len(q.calls("sbatch"))
+    """Jobs submitted: sbatch/qsub calls on a scheduler (fake or real), the engine's count locally."""
+    if q.flavor != "local":
+        return len(q.calls(SUBMIT_COMMAND[q.flavor]))
     return pool.engine.stats["submissions"]
 
 
@@ -114,7 +114,7 @@ def test_adverts_count_only_while_their_heartbeat_is_fresh(tmp_path):
 
 
 # -- through the engine -------------------------------------------------------------------------------
-@pytest.mark.parametrize("kind", ["local", "fake-slurm"])
+@pytest.mark.parametrize("kind", ["local", "fake-slurm", "slurm", "sge"])
 def test_a_warm_element_of_batch_1_runs_batch_2_without_a_submission(kind, make_queue_under_test):
     q = make_queue_under_test(kind)
     with poolparty.Pool(**q.pool_options(max_running=2, linger=10)) as pool:

@@ -30,7 +30,8 @@ def linger(files: BatchFiles, own: int, sub: int, shape: str, seconds: float, wa
     that a chunk is taken only while twice the longest one so far (``longest`` to start with) fits."""
     run = files.run
     home = (parse_batch_dir_name(files.path.name) or 0, sub)
-    advert = Advert(run, shape, job_token())
+    # the job token alone is not unique where the scheduler gives an array's elements one id (SGE, LSF)
+    advert = Advert(run, shape, f"{job_token()}_{home[0]}_{home[1]}_{own}")
     runners: dict[tuple[int, int], ChunkRunner] = {}
     idle_since = time.monotonic()
     try:
