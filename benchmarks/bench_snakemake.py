@@ -5,13 +5,17 @@
     python benchmarks/bench_snakemake.py --queue local --jobs 60 -j 4   # -> snakemake-local-60.md
 
 ``--queue local`` compares, on this machine, Snakemake's own local executor with ``--executor poolparty
---poolparty-queue local`` (forked jobs, and ``--poolparty-fork-jobs no``), same ``-j``; target of issue
+--poolparty-queue local`` (warm elements, the default; ``--poolparty-linger 0``: forked jobs without warm
+elements; ``--poolparty-fork-jobs no``), same ``-j``, ``--rounds N`` times interleaved; target of issue
 18: at most 1.5x the local executor's wall time.
 
 The same workflow (``--jobs`` remote jobs: half of them ``a``, each ``b`` copying one ``a`` output, plus
 a local ``all``) runs, each in a fresh directory and one after the other in one run, with
 
-1. ``--executor poolparty --poolparty-queue slurm`` (jobs in children forked from warm elements),
+1. ``--executor poolparty --poolparty-queue slurm`` (jobs in children forked from elements that linger
+   for later scheduling rounds, the default),
+1b. the same with ``--poolparty-linger 0`` (forked jobs, elements exit after their own round: the
+   behaviour before the warm elements),
 2. the same with ``--poolparty-fork-jobs no`` (one ``python -m snakemake`` per job: the behaviour
    before issue 18, for the before/after ratio),
 3. ``--executor slurm`` (snakemake-executor-plugin-slurm, its defaults),
@@ -78,6 +82,8 @@ SNAKEFILE = """
 """
 VARIANTS = {
     "poolparty": ["--executor", "poolparty", "--poolparty-queue", "slurm"],
+    "poolparty --poolparty-linger 0": ["--executor", "poolparty", "--poolparty-queue", "slurm",
+                                       "--poolparty-linger", "0"],
     "poolparty --poolparty-fork-jobs no": ["--executor", "poolparty", "--poolparty-queue", "slurm",
                                            "--poolparty-fork-jobs", "no"],
     "slurm": ["--executor", "slurm"],
@@ -86,6 +92,8 @@ VARIANTS = {
 LOCAL_VARIANTS = {
     "snakemake local executor": [],
     "poolparty": ["--executor", "poolparty", "--poolparty-queue", "local"],
+    "poolparty --poolparty-linger 0": ["--executor", "poolparty", "--poolparty-queue", "local",
+                                       "--poolparty-linger", "0"],
     "poolparty --poolparty-fork-jobs no": ["--executor", "poolparty", "--poolparty-queue", "local",
                                            "--poolparty-fork-jobs", "no"],
 }
@@ -170,6 +178,7 @@ def run_variant(name: str, args: list[str], n: int, root: Path, timeout: float, 
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(official), env.get("PYTHONPATH")]))
     snakemake = Path(sys.executable).parent / "snakemake"
     since = time.strftime("%Y-%m-%dT%H:%M:%S")
+    load = os.getloadavg()[0]
     t0 = time.monotonic()
     proc = subprocess.run([str(snakemake), *args, "-j", str(jobs)], cwd=wd, env=env, capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL)
@@ -184,7 +193,8 @@ def run_variant(name: str, args: list[str], n: int, root: Path, timeout: float, 
     time.sleep(2)  # let slurmdbd record the last jobs
     allocated, used = core_seconds(job_names(calls), since)
     return {"name": name, "rc": proc.returncode, "wall": wall, "counts": counts, "complete": done == n // 2,
-            "dir": str(wd), "first_error": first_error, "allocated": allocated, "idle": max(0.0, allocated - used)}
+            "dir": str(wd), "first_error": first_error, "allocated": allocated, "idle": max(0.0, allocated - used),
+            "load": load}
 
 
 def report(results: list[dict], n: int, started: str, load: tuple[float, float], official_version: str) -> str:
@@ -196,14 +206,14 @@ def report(results: list[dict], n: int, started: str, load: tuple[float, float],
              "the commands run inside the jobs (`srun`). Status calls: `squeue` + `sacct` (+ `scontrol` for "
              "the official plugin's job checks). Core-s: allocated (sacct elapsed x CPUs) and idle "
              "(allocated minus the CPU time the jobs used).", "",
-             "| executor | rc | complete | wall s | sbatch | squeue | sacct | scancel | scontrol | other "
+             "| executor | rc | complete | wall s | load | sbatch | squeue | sacct | scancel | scontrol | other "
              "| core-s allocated | core-s idle |",
-             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         c = r["counts"]
         other = sum(v for k, v in c.items() if k not in ("sbatch", "squeue", "sacct", "scancel", "scontrol"))
         lines.append(f"| {r['name']} | {r['rc']} | {'yes' if r['complete'] else 'NO'} | {r['wall']:.1f} | "
-                     f"{c['sbatch']} | {c['squeue']} | {c['sacct']} | {c['scancel']} | {c['scontrol']} | {other} "
+                     f"{r.get('load', 0):.1f} | {c['sbatch']} | {c['squeue']} | {c['sacct']} | {c['scancel']} | {c['scontrol']} | {other} "
                      f"| {r['allocated']:.0f} | {r['idle']:.0f} |")
     pp = next((r for r in results if r["name"] == "poolparty"), None)
     if pp:
@@ -228,9 +238,13 @@ def main() -> int:
     p.add_argument("--official-path", type=Path,
                    default=Path(tempfile.gettempdir()) / "poolparty-bench-snakemake-official",
                    help="pip --target directory of the official SLURM plugin (created on first use)")
-    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset of: "
-                   + ", ".join(VARIANTS))
+    p.add_argument("--variants", default=None, help="comma-separated subset of: " + ", ".join(VARIANTS)
+                   + " (--queue local: of " + ", ".join(LOCAL_VARIANTS) + ")")
+    p.add_argument("--rounds", type=int, default=1, help="--queue local: run the variants this many times, "
+                   "interleaved (the load of other work changes); the median wall time counts")
     p.add_argument("--timeout", type=float, default=3600, help="seconds per run")
+    p.add_argument("--out", default=None, help="results file name under benchmarks/results/ (default "
+                   "snakemake-<jobs>.md, or snakemake-local-<jobs>.md)")
     p.add_argument("--keep", action="store_true", help="keep the run directories (printed)")
     p.add_argument("--queue", choices=("slurm", "local"), default="slurm")
     p.add_argument("-j", type=int, default=4, help="--queue local: Snakemake's -j (default 4)")
@@ -247,7 +261,7 @@ def main() -> int:
               "be charged to poolparty; uninstall it here (this script puts it on PYTHONPATH for its own "
               "runs, --official-path)", file=sys.stderr)
         return 2
-    names = [v.strip() for v in a.variants.split(",") if v.strip()]
+    names = [v.strip() for v in (a.variants or ",".join(VARIANTS)).split(",") if v.strip()]
     official_version = ensure_official(a.official_path) if any(v.startswith("slurm") for v in names) else ""
     root = Path(tempfile.mkdtemp(prefix="bench-snakemake-"))
     started = time.strftime("%Y-%m-%d %H:%M")
@@ -260,7 +274,7 @@ def main() -> int:
               f"(idle {r['idle']:.0f})", flush=True)
         results.append(r)
     text = report(results, a.jobs, started, (load0, os.getloadavg()[0]), official_version)
-    out = HERE / "results" / f"snakemake-{a.jobs}.md"
+    out = HERE / "results" / (a.out or f"snakemake-{a.jobs}.md")
     out.parent.mkdir(exist_ok=True)
     out.write_text(text)
     print(text)
@@ -276,30 +290,46 @@ def main_local(a: argparse.Namespace) -> int:
     """Snakemake's own local executor against poolparty's local queue, same -j, one after the other."""
     root = Path(tempfile.mkdtemp(prefix="bench-snakemake-local-"))
     started, load0 = time.strftime("%Y-%m-%d %H:%M"), os.getloadavg()[0]
-    results = []
-    for name, args in LOCAL_VARIANTS.items():
-        print(f"{name}: {a.jobs} jobs, -j {a.j} ...", flush=True)
-        r = run_variant(name, args, a.jobs, root, a.timeout, a.official_path, jobs=a.j)
-        print(f"  rc {r['rc']}, {r['wall']:.1f} s", flush=True)
-        results.append(r)
+    names = [v.strip() for v in (a.variants or ",".join(LOCAL_VARIANTS)).split(",") if v.strip()]
+    runs: dict[str, list[dict]] = {name: [] for name in names}
+    for i in range(a.rounds):
+        for name in names:
+            print(f"{name}: {a.jobs} jobs, -j {a.j} (round {i + 1}) ...", flush=True)
+            r = run_variant(name, LOCAL_VARIANTS[name], a.jobs, root / f"round{i}", a.timeout, a.official_path,
+                            jobs=a.j)
+            print(f"  rc {r['rc']}, {r['wall']:.1f} s, load {r['load']:.1f}", flush=True)
+            runs[name].append(r)
+    results = [median_run(runs[name]) for name in names]
     own = results[0]
     lines = [f"# snakemake --executor poolparty --poolparty-queue local vs Snakemake's local executor, "
              f"{a.jobs} jobs, -j {a.j}", "",
              f"{started}, {platform.node()}, {os.cpu_count()} CPU(s), Python {platform.python_version()}. Load "
              f"average {load0:.2f} at start, {os.getloadavg()[0]:.2f} at end (other work on the machine). "
              f"Workflow: {a.jobs // 2} `a` jobs (echo), {a.jobs // 2} `b` jobs (copy), a local `all`.", "",
-             "| executor | rc | complete | wall s | vs local executor |", "|---|---:|---|---:|---:|"]
-    for r in results:
-        lines.append(f"| {r['name']} | {r['rc']} | {'yes' if r['complete'] else 'NO'} | {r['wall']:.1f} | "
-                     f"{r['wall'] / own['wall']:.2f}x |")
+             f"Each variant ran {a.rounds} time(s), interleaved (round by round: the load of other work changes "
+             "from one minute to the next, so the ratio that counts is the one within a round). Per run: wall "
+             "time, load average when it started, and the ratio to the local executor's run of the same round; "
+             "the last column is the median of those ratios.", "",
+             "| executor | runs: wall s (load) ratio | median ratio |", "|---|---|---:|"]
+    for name in names:
+        ratios = [x["wall"] / o["wall"] for x, o in zip(runs[name], runs[own["name"]])]
+        every = "; ".join(f"{x['wall']:.1f} s ({x['load']:.1f}) {q:.2f}x"
+                          + ("" if x["rc"] == 0 and x["complete"] else " FAILED") for x, q in zip(runs[name], ratios))
+        lines.append(f"| {name} | {every} | {sorted(ratios)[(len(ratios) - 1) // 2]:.2f}x |")
     lines += ["", "Target of issue 18: poolparty at most 1.50x the local executor's wall time."]
     text = "\n".join(lines) + "\n"
-    out = HERE / "results" / f"snakemake-local-{a.jobs}.md"
+    out = HERE / "results" / (a.out or f"snakemake-local-{a.jobs}.md")
     out.write_text(text)
     print(text)
     if not a.keep:
         shutil.rmtree(root, ignore_errors=True)
     return 0 if all(r["rc"] == 0 and r["complete"] for r in results) else 1
+
+
+def median_run(runs: list[dict]) -> dict:
+    """The run with the median wall time (a failed run counts as the slowest)."""
+    ranked = sorted(runs, key=lambda r: (r["rc"] != 0 or not r["complete"], r["wall"]))
+    return ranked[(len(ranked) - 1) // 2]
 
 
 if __name__ == "__main__":

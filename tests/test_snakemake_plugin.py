@@ -138,8 +138,9 @@ def test_example_workflow_end_to_end(kind, make_queue_under_test, tmp_path):
               f"{proc.elapsed:.1f} s")  # type: ignore[attr-defined]
         sizes = [array_size(c["argv"]) for c in q.calls(submit)]
         # one array per rule and scheduling round: the three simulate_reads jobs, ready together at
-        # the start, leave as one; later rounds depend on when the scheduler finishes each element
-        assert sum(sizes) == jobs and 3 in sizes and n_submit < jobs, sizes
+        # the start, leave as one; later rounds depend on when the scheduler finishes each element,
+        # and jobs taken by a warm element of an earlier round (--poolparty-linger) have no element
+        assert sum(sizes) <= jobs and 3 in sizes and n_submit < jobs, sizes
         # no accounting on SLURM; on SGE one qacct at most per poll, and only in polls where an element
         # left the queue without its end known (docs/sge.md)
         assert not q.calls("sacct") and len(q.calls("qacct")) <= status
@@ -513,6 +514,60 @@ def test_forked_jobs_keep_their_own_outcome_log_attempt_and_retries(tmp_path):
         assert own in text and not others, (path, text[-2000:])
         assert str(path) in out  # handed to Snakemake (aux_logs)
     assert out.count("Error in rule c") == 2 and out.count("Error in rule b") == 1, out
+
+
+CHAIN_SNAKEFILE = """
+    import json, os
+
+    STEPS = 6
+
+    rule all:
+        input: f"s{STEPS - 1}.json"
+
+    rule first:
+        output: "s0.json"
+        run:
+            json.dump({"element": os.getppid()}, open(output[0], "w"))
+
+    rule step:
+        input: lambda wc: f"s{int(wc.i) - 1}.json"
+        output: "s{i}.json"
+        run:
+            # ready only once the step before it is done: each goes out in a scheduling round of its own
+            json.dump({"element": os.getppid()}, open(output[0], "w"))
+"""
+
+
+def test_a_chain_of_jobs_runs_in_fewer_elements_than_jobs(tmp_path):
+    """Each job of a chain is a batch of its own; a warm element takes the next one (``--poolparty-linger``)
+    instead of a new job that imports Snakemake again."""
+    wd = write_workflow(tmp_path / "wf", CHAIN_SNAKEFILE)
+    proc = run_snakemake(wd, "--executor", "poolparty", "--poolparty-queue", "local", "-j", "4",
+                         "--poolparty-linger", "30")
+    assert proc.returncode == 0, tail(proc)
+    elements = [json.loads((wd / f"s{i}.json").read_text())["element"] for i in range(6)]
+    assert len(set(elements)) < 6, elements  # forked from the same warm element, not one job each
+    assert len(set(elements)) <= 2, elements
+    assert not list((wd / ".snakemake" / "poolparty").glob("run-*")), "the run directory was not removed"
+
+
+def test_an_element_compiles_the_patterns_its_children_compiled():
+    """A child reports the text patterns in ``re``'s cache; the element compiles them before the next
+    fork, so the next child finds them cached (measured: 0.061 -> 0.044 CPU-s per forked job)."""
+    import re
+
+    from snakemake_executor_plugin_poolparty import element
+
+    pattern = r"(?P<sample>[^/]+)/poolparty-only-\d+\.txt$"
+    re.purge()
+    assert (pattern, 0) not in element._cached_patterns()
+    re.compile(pattern)
+    reported = json.dumps({"modules": [], "patterns": element._cached_patterns()}).encode()  # as a child does
+    re.purge()
+    element._to_compile.extend(element._read_learned(reported)["patterns"])
+    element._compile_learned()
+    assert (pattern, 0) in element._cached_patterns()
+    assert element._read_learned(b"") == {} and element._read_learned(b"garbage") == {}
 
 
 def test_only_a_plain_snakemake_command_line_runs_in_a_forked_child():

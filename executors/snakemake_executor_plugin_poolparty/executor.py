@@ -22,6 +22,9 @@ from snakemake_executor_plugin_poolparty.submission import RoundSubmission
 
 #: shortest pause between two status checks (they cost no scheduler call, but must not spin)
 MIN_STATUS_PAUSE = 0.2
+#: the same on a queue that reports at once (the local queue): a result is the next round's start, and
+#: with small -j every round trip counts (a check reads in-memory handles only)
+MIN_STATUS_PAUSE_AT_ONCE = 0.02
 
 
 class Executor(RemoteExecutor):
@@ -67,7 +70,7 @@ class Executor(RemoteExecutor):
         try:
             options = EngineOptions(
                 queue=s.queue, max_running=self._max_running(s), work_root=work_root,
-                polling_interval=s.polling_interval, array=parse_bool(s.array),
+                polling_interval=s.polling_interval, array=parse_bool(s.array), linger=max(0.0, s.linger or 0.0),
                 retry=RetryPolicy(max_resubmissions=s.max_resubmissions),
                 resources=Resources(partition=s.partition or None, account=s.account or None))
             self._engine = Engine(options)
@@ -230,14 +233,15 @@ class Executor(RemoteExecutor):
     async def sleep(self) -> None:
         """Wait for the next status check: woken at once when a result arrives."""
         configured = self.workflow.remote_execution_settings.seconds_between_status_checks
-        pause = MIN_STATUS_PAUSE if self._holding else max(MIN_STATUS_PAUSE, float(configured or 0))
+        floor = MIN_STATUS_PAUSE if self._burst else MIN_STATUS_PAUSE_AT_ONCE
+        pause = floor if self._holding else max(floor, float(configured or 0))
         deadline = time.monotonic() + pause
-        await asyncio.sleep(MIN_STATUS_PAUSE)
+        await asyncio.sleep(floor)
         while time.monotonic() < deadline and not self._wake.is_set():
             with self.lock:
                 if not self.wait:
                     return
-            await asyncio.sleep(0.05)
+            await asyncio.sleep(floor / 4)
 
     # -- cancellation and end ------------------------------------------------------------------
     def cancel_jobs(self, active_jobs: List[SubmittedJobInfo]) -> None:

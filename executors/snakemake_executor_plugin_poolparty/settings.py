@@ -62,6 +62,10 @@ class ExecutorSettings(ExecutorSettingsBase):
         "with its own exit status, log and attempt), and jobs ready together are packed several per "
         "element; no: every job starts 'python -m snakemake' from scratch in an element of its own.",
         type=parse_bool, metavar="yes|no")
+    linger: float = _setting(
+        3.0, "Seconds an element that ran its jobs stays, idle, for jobs of later scheduling rounds with the "
+        "same resources (a warm element: Snakemake is imported once for all of them, no new submission). "
+        "Costs at most this many idle seconds of a job slot per element; 0: elements exit at once.")
     min_mem_mb: int = _setting(
         500, "Smallest memory request of a job in MB: each job runs a Snakemake process (about 100 MB) "
         "next to the rule, so a rule's tiny mem_mb would get the job killed for lack of memory. Larger "

@@ -54,6 +54,13 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise ValueError("must be 0 or more")
+    return value
+
+
 def _size(text: str) -> int | str:
     return int(text) if text.strip().isdigit() else text.strip()
 
@@ -89,6 +96,9 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("array", _bool, (bool,), "true", "submit job arrays (false: one plain job per chunk)"),
     Setting("claim_chunks", _bool, (bool,), "true",
             "an array element that finished its chunk runs chunks whose own elements have not started"),
+    Setting("linger", _non_negative_float, (int, float), "0",
+            "seconds an array element that ran out of chunks waits for chunks of later maps with the same "
+            "resources (a warm element); 0: it exits at once"),
     Setting("verbose", _bool, (bool,), "false", "log progress to stderr (logger 'poolparty')"),
     Setting("progress", _bool, (bool,), "on when stderr is a terminal", "progress bar of Pool maps"),
     Setting("max_result_size", _size, (int, str), "unlimited",

@@ -15,7 +15,7 @@ from poolparty.dispatch.pool_jobs import PoolJobs
 from poolparty.store.job_script import interpreter_missing
 from poolparty.engine.batch_state import Batch, ChunkRun
 from poolparty.phases import ChunkPhase
-from poolparty.store.claims import runner_of
+from poolparty.store.claims import Runner, block, runner_of
 from poolparty.store.incoming import recorded_end
 from poolparty.store.layout import is_done_name, parse_part_name, part_path
 from poolparty.store.results import remove_files
@@ -31,9 +31,10 @@ Absorbed = tuple[ChunkRun, list[Path], list[tuple[int, bool, bytes]]]
 
 
 class Collector:
-    def __init__(self, jobs: PoolJobs, claims: bool):
+    def __init__(self, jobs: PoolJobs, claims: bool, linger: bool = False):
         self.jobs = jobs
         self.claims = claims  # array elements may run chunks not their own
+        self.linger = linger  # elements linger for later batches: an array's left-over elements stay
 
     def collect(self, batches: list[Batch]) -> bool:
         """Store the results of every finished chunk: one listing, one fsync for all of them (a wave of
@@ -128,7 +129,9 @@ class Collector:
 
     def _stored(self, c: ChunkRun) -> None:
         s = c.mark_done()
-        if s is not None and s.claimed and not s.unfinished:
+        # with linger, cancelling the array would kill its warm elements: the left-over ones start,
+        # find nothing of their own and linger too (at most linger seconds), or go when the run ends
+        if s is not None and s.claimed and not s.unfinished and s.has_job and not self.linger:
             # every chunk stored: the elements left over have nothing to do
             s.claimed = False
             try:
@@ -155,7 +158,7 @@ class Collector:
             b.handle.chunk_started(chunk, c.tasks)
             if not self.claims:
                 continue
-            runner = _runner_element(b, found, sub)
+            runner = self._runner_element(b, found, sub)
             if runner is not None and runner != c.element:
                 c.claimed_by(runner)
 
@@ -165,25 +168,24 @@ class Collector:
         well. If an element holds it already, that element is the one to watch: True."""
         if not self.claims or c.sub is None:
             return False
-        part = part_path(b.files.incoming, c.chunk, c.sub)
         try:
-            part.touch(mode=0o600, exist_ok=False)  # runs nothing: no records
-            return False
-        except FileExistsError:
-            pass
+            if block(b.files.incoming, c.chunk, c.sub):
+                return False
         except OSError:
             return False
-        found = runner_of(part)
-        runner = None if found is None else _runner_element(b, found, c.sub)
+        found = runner_of(part_path(b.files.incoming, c.chunk, c.sub))
+        runner = None if found is None else self._runner_element(b, found, c.sub)
         if runner is None or runner in (watched, c.element):
             return False
         c.watch_runner(runner)
         return True
 
-
-def _runner_element(b: Batch, found: tuple[int, str], sub: int) -> str | None:
-    """The element named by a claim record (the runner's own chunk) in submission ``sub``."""
-    if not 0 <= found[0] < len(b.chunks):
-        return None
-    c = b.chunks[found[0]]
-    return c.element if c.sub == sub else None
+    def _runner_element(self, b: Batch, found: Runner, sub: int) -> str | None:
+        """The element named by a claim record: the runner's own chunk in submission ``sub``, or a warm
+        element's by its home (batch, submission)."""
+        if found.home is not None:
+            return self.jobs.homes.get((found.home[0], found.home[1], found.chunk))
+        if not 0 <= found.chunk < len(b.chunks):
+            return None
+        c = b.chunks[found.chunk]
+        return c.element if c.sub == sub else None

@@ -21,6 +21,7 @@ from poolparty.dispatch.pool_jobs import PoolJobs
 from poolparty.dispatch.recovery import Recovery
 from poolparty.dispatch.settings import DispatchSettings
 from poolparty.dispatch.submitter import Submitter
+from poolparty.dispatch.warm import WarmPool
 from poolparty.engine.batch_state import Batch, Submission
 from poolparty.engine.handle import BatchSink
 from poolparty.phases import ChunkPhase
@@ -47,11 +48,12 @@ class Dispatcher:
         self._stop = False
         self._abort: tuple[str, BaseException | None] | None = None
         self.jobs = PoolJobs(queue, settings.name)
-        self.collector = Collector(self.jobs, settings.claims)
+        self.collector = Collector(self.jobs, settings.claims, settings.lingers)
         self.recovery = Recovery(self.jobs, settings.retry, self.collector)
         self.poller = Poller(self.jobs, settings.polling_interval, settings.retry.max_resubmissions,
                              self.collector, self.recovery)
-        self.submitter = Submitter(self.jobs, settings)
+        self.warm = WarmPool(self.jobs, self.recovery, settings.linger if settings.lingers else 0.0)
+        self.submitter = Submitter(self.jobs, settings, self.warm)
         self.endings = Endings(self.jobs, self.collector, on_batch_end)
         self._recorded: dict[Path, RecordedTasks] = {}  # per batch dir: tasks inside running chunks
         self._progress_lock = threading.Lock()
@@ -153,6 +155,7 @@ class Dispatcher:
                 self.endings.abort(self._batches, f"dispatcher error: {e}", e)
                 return
             if stop and not self._batches:
+                self.warm.end()  # elements still lingering go with the run
                 return
 
     def _accept(self, new: list[Batch]) -> None:
@@ -165,6 +168,7 @@ class Dispatcher:
         changed = self.collector.collect(self._batches)
         if any(c.phase is ChunkPhase.QUEUED for b in self._batches for c in b.chunks) and self.poller.due(now):
             self.poller.poll(self._batches, now, collected=changed)
+        self.warm.settle(self._batches, now)
         self.submitter.submit_waiting(self._batches)
         self._finish_batches()
 

@@ -50,7 +50,7 @@ class Poller:
         for b in batches:
             for c in b.chunks:
                 watched = c.watched
-                if c.phase is ChunkPhase.QUEUED and c.element is not None and watched is not None:
+                if c.phase is ChunkPhase.QUEUED and watched is not None:  # offered, unclaimed: no job yet
                     changed |= self._watch(b, c, watched, states.get(watched), now, grace, to_cancel)
         if to_cancel:
             self.jobs.cancel(to_cancel)

@@ -21,6 +21,9 @@ class PoolJobs:
         self.stats = {"submissions": 0, "resubmissions": 0, "polls": 0, "shared_polls": 0, "cancels": 0}
         self.status = SharedStatus(queue)
         self._changed_at = 0.0  # wall time of our last submission or cancel: an older snapshot misses it
+        #: elements that may linger, by home (batch, submission, own chunk): whom to watch for a chunk of
+        #: another batch a warm element claimed (its claim record names that home)
+        self.homes: dict[tuple[int, int, int], str] = {}
 
     def add(self, submission: Submission) -> None:
         self.submissions[submission.job_id] = submission
@@ -44,4 +47,4 @@ class PoolJobs:
 
     def live_job_ids(self) -> list[str]:
         """Job ids of the live submissions that can be cancelled by id."""
-        return sorted({s.job_id for s in self.submissions.values() if not s.adopted_unknown})
+        return sorted({s.job_id for s in self.submissions.values() if s.has_job})

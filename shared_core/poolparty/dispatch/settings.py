@@ -18,8 +18,14 @@ class DispatchSettings:
     python: str
     script: "os.PathLike[str]"
     claim_chunks: bool = True  # array elements run chunks whose own elements have not started
+    linger: float = 0.0  # idle seconds an element waits for chunks of later batches (dispatch/warm)
 
     @property
     def claims(self) -> bool:
         """Array elements may run chunks not their own (see store/claims)."""
         return self.array and self.claim_chunks
+
+    @property
+    def lingers(self) -> bool:
+        """Array elements stay ``linger`` idle seconds for chunks of later batches of their shape."""
+        return self.claims and self.linger > 0

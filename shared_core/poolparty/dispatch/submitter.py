@@ -13,6 +13,7 @@ from typing import Iterable, Sequence
 
 from poolparty.dispatch.pool_jobs import PoolJobs
 from poolparty.dispatch.settings import DispatchSettings
+from poolparty.dispatch.warm import WarmPool
 from poolparty.engine.batch_state import Batch, ChunkRun, Submission
 from poolparty.phases import ChunkPhase
 from poolparty.queues.base import ArrayRequest
@@ -48,8 +49,12 @@ def array_request(part: ArrayPart, free: int, *, sub: int, resources: Resources,
     argv: tuple[str, ...] = (settings.python, "-m", "poolparty.node.worker", str(batch_dir), "--sub", str(sub))
     if settings.claims and len(part.indices) > throttle:
         argv += ("--claim", compress_indices(part.indices))
-        if resources.walltime:
-            argv += ("--walltime", str(resources.walltime))
+    if resources.walltime and settings.claims and (len(part.indices) > throttle or settings.lingers):
+        argv += ("--walltime", str(resources.walltime))
+    if settings.lingers:  # see dispatch/warm and node/linger
+        from poolparty.dispatch.warm import shape_of
+
+        argv += ("--linger", f"{settings.linger:g}", "--shape", shape_of(resources))
     return ArrayRequest(name=settings.name, part=part, throttle=throttle, resources=resources,
                         script=Path(settings.script), worker_argv=argv, workdir=batch_dir, log_dir=log_dir)
 
@@ -68,7 +73,7 @@ def throttle_raises(submissions: Sequence[Submission], free: int, max_running: i
         if free <= 0:
             break
         want = min(len(s.unfinished), max_running)
-        if s.throttle < want and not s.adopted_unknown:
+        if s.throttle < want and s.has_job:
             new = min(want, s.throttle + free)
             out.append(ThrottleRaise(s.job_id, new))
             free -= new - s.throttle
@@ -76,9 +81,10 @@ def throttle_raises(submissions: Sequence[Submission], free: int, max_running: i
 
 
 class Submitter:
-    def __init__(self, jobs: PoolJobs, settings: DispatchSettings):
+    def __init__(self, jobs: PoolJobs, settings: DispatchSettings, warm: WarmPool | None = None):
         self.jobs = jobs
         self.s = settings
+        self.warm = warm if warm is not None else WarmPool(jobs, None, 0.0)
 
     def free_slots(self) -> int:
         return free_slots(self.s.max_running, self.jobs.submissions.values())
@@ -111,6 +117,9 @@ class Submitter:
                 if c.phase is ChunkPhase.WAITING:
                     groups[c.resources].append(c)
             for resources, runs in groups.items():
+                runs = self.warm.offer(b, resources, runs)
+                if not runs:
+                    continue
                 chunks = [c.chunk for c in runs]
                 parts = (layout(chunks, array=True, first_index=queue.first_index, max_index=queue.max_array_index(),
                                 contiguous=queue.contiguous_arrays)
@@ -122,6 +131,7 @@ class Submitter:
                     self._submit(b, part, resources, free)
 
     def _submit(self, b: Batch, part: ArrayPart, resources: Resources, free: int) -> None:
+        self.warm.prepare(b)
         sub = b.take_sub()
         request = array_request(part, free, sub=sub, resources=resources, settings=self.s,
                                 batch_dir=b.files.path, log_dir=b.files.incoming,
@@ -137,5 +147,6 @@ class Submitter:
             self.jobs.add(s)
             for ch in chunks:
                 b.chunks[ch].submitted(sub, submitted.elements[ch], s)
+            self.warm.submitted(b, sub, submitted.elements)
         log.info("poolparty: %s: %d job(s) submitted (scheduler job id %s), one chunk each", b.handle.label,
                  len(request.part.indices), ", ".join(job_ids))

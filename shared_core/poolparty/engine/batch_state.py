@@ -22,6 +22,7 @@ class Submission:
     throttle: int
     unfinished: set[int] = field(default_factory=set)  # chunks
     claimed: bool = False  # some chunk ran in another chunk's element: its own elements are left over
+    offered: bool = False  # chunks offered to warm elements of earlier submissions: no job of its own
 
     @property
     def reserved(self) -> int:
@@ -31,6 +32,11 @@ class Submission:
     def adopted_unknown(self) -> bool:
         """Adopted from a journal that did not name its job id: it cannot be throttled or cancelled by id."""
         return self.job_id.startswith("?")
+
+    @property
+    def has_job(self) -> bool:
+        """A scheduler job of its own that can be throttled or cancelled by id."""
+        return not self.adopted_unknown and not self.offered
 
 
 @dataclass
@@ -66,6 +72,16 @@ class ChunkRun:
         """Every task's result is stored; returns the submission it left, if any."""
         self.phase = ChunkPhase.DONE
         return self.detach()
+
+    def offered(self, sub: int, submission: Submission) -> None:
+        """Offered to warm elements as submission ``sub`` (no element of its own): watched once one claims it."""
+        self.phase, self.sub, self.element, self.submission = ChunkPhase.QUEUED, sub, None, submission
+        submission.unfinished.add(self.chunk)
+
+    def withdrawn(self) -> None:
+        """Not claimed by a warm element in time: it waits to be submitted (no resubmission: it never ran)."""
+        self.detach()
+        self.phase, self.sub = ChunkPhase.WAITING, None
 
     def job_lost(self, detail: str) -> None:
         """Its job ended (or vanished) without the chunk's result: the next job starts unwatched."""

@@ -50,6 +50,7 @@ class EngineOptions:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     array: bool = True
     claim_chunks: bool = True  # an array element that finished its chunk runs chunks not started yet
+    linger: float = 0.0  # seconds an element out of chunks waits for chunks of later batches (warm)
     resources: Resources = field(default_factory=Resources)
     max_result_size: int | None = None  # bytes of one pickled result; larger ones fail the task
     progress: bool | None = None  # Pool: a progress bar on a terminal; None = when stderr is a TTY
@@ -130,7 +131,7 @@ class Engine:
             name=self.name, max_running=self.max_running, array=self.options.array, retry=self.options.retry,
             polling_interval=max(interval, self.queue.min_poll_interval),
             tick=self.queue.result_check_interval, python=python, script=self.run.job_script,
-            claim_chunks=self.options.claim_chunks)
+            claim_chunks=self.options.claim_chunks, linger=self.options.linger)
 
     @property
     def work_dir(self) -> Path:

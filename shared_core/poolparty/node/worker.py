@@ -94,8 +94,8 @@ class ChunkRunner:
     """Runs chunks of one batch in this process: the shared function is loaded (and the pool's
     initializer run) once, whatever the number of chunks."""
 
-    def __init__(self, files: BatchFiles, sub: int, own: int):
-        self.files, self.sub, self.own, self.token = files, sub, own, job_token()
+    def __init__(self, files: BatchFiles, sub: int, own: int, home: tuple[int, int] | None = None):
+        self.files, self.sub, self.own, self.token, self.home = files, sub, own, job_token(), home
         self.stored = StoredChunks(files.journal)
         self.limit = read_result_limit(files.run)
         self.memory_limit = address_space_limit()
@@ -116,7 +116,7 @@ class ChunkRunner:
         whether every task succeeded. ``capture``: the chunk is not this element's own, so its output
         goes into its part file (a ``log`` record) instead of this job's log file. Raises
         :class:`MemoryLimitReached` once the chunk's part file says so (its finished tasks kept in it)."""
-        out = claim(self.files.incoming, self.stored, chunk, self.sub, self.own, self.token)
+        out = claim(self.files.incoming, self.stored, chunk, self.sub, self.own, self.token, self.home)
         if out is None:
             return None
         with out:
@@ -247,14 +247,17 @@ def chunk_from_environment(offset: int, index_env: str) -> int:
 
 USAGE = ("usage: python -m poolparty.node.worker BATCH_DIR --sub N (--chunk C | --offset O --index-env VAR)\n"
          "                                 [--claim INDICES] [--walltime SECONDS] [--deadline EPOCH]\n"
+         "                                 [--linger SECONDS --shape KEY]\n"
          "  --sub: submission number (names the part file); --chunk: the chunk (plain jobs);\n"
          "  --offset/--index-env: chunk = offset + the array index in that variable (array jobs);\n"
          "  --claim: the submission's array indices (e.g. 0-63): after its own chunk, the element runs those\n"
          "  whose own element has not started; --walltime: the job's limit, so it stops claiming in time;\n"
          "  --deadline: when this job ends itself, its process group included (the local queue's jobs, whose\n"
-         "  driver may be gone)")
+         "  driver may be gone); --linger/--shape: then run chunks the driver offers to warm elements of this\n"
+         "  resource shape, until idle that long (see poolparty.node.linger)")
 
-OPTIONS = ("--sub", "--chunk", "--offset", "--index-env", "--claim", "--walltime", "--deadline")
+OPTIONS = ("--sub", "--chunk", "--offset", "--index-env", "--claim", "--walltime", "--deadline", "--linger",
+           "--shape")
 
 
 class WorkerArgs(NamedTuple):
@@ -266,6 +269,8 @@ class WorkerArgs(NamedTuple):
     claim: list[int]  # the submission's array indices an element may claim (see run_element)
     walltime: float | None
     deadline: float | None = None  # seconds since the epoch (see end_job_at)
+    linger: float = 0.0  # idle seconds a warm element waits for offered chunks (see poolparty.node.linger)
+    shape: str = ""  # its resource shape, as the driver names offers
 
 
 def parse_args(argv: list[str]) -> WorkerArgs:
@@ -285,11 +290,14 @@ def parse_args(argv: list[str]) -> WorkerArgs:
             int(opts["--chunk"]) if "--chunk" in opts else None, int(opts.get("--offset", "0")),
             opts.get("--index-env", ""), parse_indices(opts.get("--claim", "")),
             float(opts["--walltime"]) if "--walltime" in opts else None,
-            float(opts["--deadline"]) if "--deadline" in opts else None)
+            float(opts["--deadline"]) if "--deadline" in opts else None,
+            float(opts.get("--linger", "0")), opts.get("--shape", ""))
     except ValueError:
         raise SystemExit(f"poolparty.node.worker: bad arguments {argv!r}\n{USAGE}") from None
     if "--sub" not in opts:
         raise SystemExit(f"poolparty.node.worker: --sub is required\n{USAGE}")
+    if not args.shape.isalnum() and args.shape:  # it names files in the run's warm/ directory
+        raise SystemExit(f"poolparty.node.worker: --shape {args.shape!r} is not alphanumeric\n{USAGE}")
     if args.chunk is None and not args.index_env:
         raise SystemExit(f"poolparty.node.worker: give --chunk or --index-env\n{USAGE}")
     return args
@@ -328,7 +336,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.chunk is not None:  # a plain job: its one chunk
             return run_element(files, args.chunk, args.sub, [], None)
         own = chunk_from_environment(args.offset, args.index_env)
-        return run_element(files, own, args.sub, [args.offset + i for i in args.claim], args.walltime)
+        started = time.monotonic()
+        rc = run_element(files, own, args.sub, [args.offset + i for i in args.claim], args.walltime)
+        if args.linger > 0 and args.shape:
+            from poolparty.node.linger import linger
+
+            linger(files, own, args.sub, args.shape, args.linger,
+                   None if args.walltime is None else started + args.walltime, time.monotonic() - started)
+        return rc
     except MemoryLimitReached as e:  # no further chunk: the next one would likely run out as well
         print(f"poolparty: {e}; the chunk stops here, and the driver resubmits it with more memory",
               file=sys.stderr)

@@ -7,6 +7,8 @@ Layout (file count is O(1) in the number of tasks; ``incoming/`` holds only file
       job.sh               fixed batch script (store.job_script): exec "$@", no shell string built from user data
       run.json             the run's options, for the CLI and the worker (see store.run_info)
       local_queue.json     the local queue's workers (local queue only)
+      warm/                a.<shape>.<job>: a warm element looking for work (mtime: its heartbeat);
+                           o.<shape>.<batch>.<sub>: chunks the driver offers to warm elements (JSON)
       batches/<NNNN>/      one per map
         meta.json  chunks.rec  journal.rec  results.rec  logs.rec (logs.rec: once a job wrote output)
         usage.rec          what each worker measured of itself (CPU, peak memory, wall), for the report
@@ -27,9 +29,10 @@ JOB_SCRIPT_FILE = "job.sh"
 RUN_INFO_FILE = "run.json"
 LOCAL_QUEUE_FILE = "local_queue.json"
 BATCHES_DIR = "batches"
+WARM_DIR = "warm"  # warm elements' adverts and the driver's offers (linger)
 
 #: what poolparty puts in a run directory: all it removes (a user's own files there are kept)
-RUN_FILES = (BATCHES_DIR, LOCK_FILE, JOB_SCRIPT_FILE, LOCAL_QUEUE_FILE, RUN_INFO_FILE)
+RUN_FILES = (BATCHES_DIR, LOCK_FILE, JOB_SCRIPT_FILE, LOCAL_QUEUE_FILE, RUN_INFO_FILE, WARM_DIR)
 
 # -- a batch directory ---------------------------------------------------------------------------
 META_FILE = "meta.json"
@@ -149,3 +152,38 @@ def job_log_name(element: str) -> str:
     """The scheduler's log of one job or array element. Adapters render their ``-o`` pattern from it
     with their placeholder (``job_log_name("%A_%a")``), so pattern and reader agree."""
     return f"j{element}.log"
+
+
+# -- warm elements and offers in warm/ -----------------------------------------------------------
+ADVERT, OFFER = "a", "o"
+
+
+def warm_dir(run: Path) -> Path:
+    return run / WARM_DIR
+
+
+def advert_name(shape: str, job: str) -> str:
+    """``a.<shape>.<job token>``: one per lingering element (shape and token are alphanumeric)."""
+    return f"{ADVERT}.{shape}.{job}"
+
+
+def offer_name(shape: str, batch: int, sub: int) -> str:
+    """``o.<shape>.<batch>.<sub>``: the chunks of submission ``sub`` of ``batch`` offered to warm elements."""
+    return f"{OFFER}.{shape}.{batch}.{sub}"
+
+
+class OfferName(NamedTuple):
+    shape: str
+    batch: int
+    sub: int
+
+
+def parse_offer_name(name: str) -> OfferName | None:
+    parts = name.split(".")
+    if len(parts) != 4 or parts[0] != OFFER or not parts[2].isdigit() or not parts[3].isdigit():
+        return None
+    return OfferName(parts[1], int(parts[2]), int(parts[3]))
+
+
+def is_advert_of(name: str, shape: str) -> bool:
+    return name.startswith(f"{ADVERT}.{shape}.")
