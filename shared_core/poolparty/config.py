@@ -47,6 +47,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be 0 or a positive integer")
+    return value
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if value <= 0:
@@ -87,6 +94,9 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("array", _bool, (bool,), "true", "submit job arrays (false: one plain job per chunk)"),
     Setting("claim_chunks", _bool, (bool,), "true",
             "an array element that finished its chunk runs chunks whose own elements have not started"),
+    Setting("walltime_signal_lead", _non_negative_int, (int,), "a tenth of the walltime, 5 s to 5 min",
+            "seconds before its walltime a job is warned: it stops claiming, a task's checkpoint is saved "
+            "(0: no warning)"),
     Setting("verbose", _bool, (bool,), "false", "log progress to stderr (logger 'poolparty')"),
     Setting("progress", _bool, (bool,), "on when stderr is a terminal", "progress bar of Pool maps"),
     Setting("max_result_size", _size, (int, str), "unlimited",

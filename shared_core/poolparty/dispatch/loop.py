@@ -49,7 +49,7 @@ class Dispatcher:
         self.jobs = PoolJobs(queue, settings.name)
         self.collector = Collector(self.jobs, settings.claims)
         self.recovery = Recovery(self.jobs, settings.retry, self.collector)
-        self.poller = Poller(self.jobs, settings.polling_interval, settings.retry.max_resubmissions,
+        self.poller = Poller(self.jobs, settings.polling_interval, settings.retry.max_preemptions,
                              self.collector, self.recovery)
         self.submitter = Submitter(self.jobs, settings)
         self.endings = Endings(self.jobs, self.collector, on_batch_end)

@@ -7,6 +7,7 @@ from poolparty.dispatch.collector import Collector
 from poolparty.dispatch.pool_jobs import PoolJobs
 from poolparty.engine.batch_state import Batch, ChunkRun
 from poolparty.retry import ActionKind, FailureClass, RetryPolicy
+from poolparty.store.incoming import stopped_at_warning
 
 log = logging.getLogger("poolparty")
 
@@ -19,15 +20,19 @@ class Recovery:
 
     def job_lost(self, b: Batch, c: ChunkRun, failure: FailureClass, detail: str) -> None:
         """The retry policy decides: the chunk waits to be submitted again, or it is given up."""
-        decision = self.retry.decide(failure, c.resubmissions, c.resources)
+        if failure is FailureClass.WORKER_CRASH and c.sub is not None and \
+                stopped_at_warning(b.files.incoming, c.chunk, c.sub):
+            failure, detail = FailureClass.WALLTIME_STOP, f"{detail}, {FailureClass.WALLTIME_STOP.value}"
+        decision = self.retry.decide(failure, c.resubmissions, c.resources, c.own_bound_ends.get(failure, 0))
         missing = self.collector.store_log(b, c)
         if missing:  # the job never started: say why, and what to do
             detail += f" ({missing}: set python_path to an interpreter that exists on the nodes)"
         c.job_lost(detail)
         if decision.kind is ActionKind.RESUBMIT:
-            log.warning("poolparty: %s: chunk %d (tasks %s): %s -> resubmitting it (%s)", b.handle.label,
-                        c.chunk, _span(c.tasks), detail, decision.why)
-            c.retry_with(decision.resources)
+            level = logging.INFO if failure is FailureClass.WALLTIME_STOP else logging.WARNING  # as planned
+            log.log(level, "poolparty: %s: chunk %d (tasks %s): %s -> resubmitting it (%s)", b.handle.label,
+                    c.chunk, _span(c.tasks), detail, decision.why)
+            c.retry_with(decision.resources, None if decision.counted else failure)
             self.jobs.stats["resubmissions"] += 1
             return
         self.give_up(b, c, f"{detail}; {decision.why}")

@@ -18,6 +18,7 @@ class DispatchSettings:
     python: str
     script: "os.PathLike[str]"
     claim_chunks: bool = True  # array elements run chunks whose own elements have not started
+    walltime_signal_lead: int | None = None  # seconds; None: from the walltime (submitter.warning_lead)
 
     @property
     def claims(self) -> bool:

@@ -16,7 +16,9 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
+from poolparty import checkpoint
 from poolparty.errors import CorruptWorkDirError
+from poolparty.node.walltime import TaskState, install_warning, walltime_warned
 from poolparty.node.capture import OutputCapture
 from poolparty.queues.arrays import parse_indices
 from poolparty.payload import ExceptionInfo, run_payload
@@ -25,6 +27,7 @@ from poolparty.store.claims import claim, is_claimed
 from poolparty.store.incoming import publish, published, recorded_tasks
 from poolparty.store.inputs import BatchFiles
 from poolparty.store.journal import StoredChunks
+from poolparty.store.layout import WALLTIME_STOP_KEY
 from poolparty.store.result_limit import ResultTooLargeError
 from poolparty.store.run_info import read_result_limit
 from poolparty.store.trust import check_batch
@@ -93,6 +96,7 @@ class ChunkRunner:
     def __init__(self, files: BatchFiles, sub: int, own: int):
         self.files, self.sub, self.own, self.token = files, sub, own, job_token()
         self.stored = StoredChunks(files.journal)
+        self.stopped = False  # a chunk was left unfinished at the walltime warning: run nothing more
         self.limit = read_result_limit(files.run)
         self.shared_error: ExceptionInfo | None = None
         try:
@@ -127,8 +131,11 @@ class ChunkRunner:
                 all_ok = self._run_tasks(out, indices, payloads, done, error)
             if captured.data or (capture and not all_ok):
                 out.append({"log": True, "runner": self.own}, captured.data)
+            if self.stopped:  # not published: the driver resubmits the rest, not counted as a failure
+                out.append({WALLTIME_STOP_KEY: True})
             out.sync()
-            publish(out.path)
+            if not self.stopped:
+                publish(out.path)
         return all_ok
 
     def _run_tasks(self, out: records.RecordWriter, indices: list[int], payloads: list[object],
@@ -138,13 +145,22 @@ class ChunkRunner:
         for index, item in zip(indices, payloads):
             if index in done:
                 continue
+            if walltime_warned():  # a task started now would not finish: the next job runs it
+                self.stopped = True
+                break
             if error is not None:
                 ok, data = encode_result(False, error)
             else:
+                checkpoint.bind(TaskState(self.files.incoming, index))
                 try:
                     ok, data = encode_result(True, run_payload(item, self.shared), self.limit)
+                except checkpoint.Continued:  # saved its state at the warning: continued in the next job
+                    self.stopped = True
+                    break
                 except BaseException as e:  # sys.exit(3), KeyboardInterrupt: the task's outcome, not our death
                     ok, data = encode_result(False, ExceptionInfo.capture(e))
+                finally:
+                    checkpoint.bind(None)
             sys.stdout.flush()
             sys.stderr.flush()
             out.append({"task": index, "ok": ok}, data)
@@ -155,13 +171,16 @@ class ChunkRunner:
 def run_element(files: BatchFiles, own: int, sub: int, others: list[int], walltime: float | None) -> int:
     """This element's own chunk, then (``others``: the submission's other chunks) each one whose own
     element has not started, lowest first (results keep arriving roughly in order, for ``imap``), as
-    long as the walltime leaves room for two more chunks as long as the longest so far."""
+    long as the walltime leaves room for two more chunks as long as the longest so far, and its
+    warning has not come."""
     started = time.monotonic()
     runner = ChunkRunner(files, sub, own)
     if runner.run(own) is not False:  # ran without a failed task, or was someone else's: the log is empty
         drop_quiet_log(files.incoming)
     longest = time.monotonic() - started
     for chunk in sorted(others):
+        if runner.stopped or walltime_warned():
+            break
         if walltime is not None and time.monotonic() - started + 2 * longest > walltime:
             break
         if chunk == own or is_claimed(files.incoming, chunk, sub):
@@ -228,14 +247,15 @@ def chunk_from_environment(offset: int, index_env: str) -> int:
 
 USAGE = ("usage: python -m poolparty.node.worker BATCH_DIR --sub N (--chunk C | --offset O --index-env VAR)\n"
          "                                 [--claim INDICES] [--walltime SECONDS] [--deadline EPOCH]\n"
+         "                                 [--warn-in SECONDS]\n"
          "  --sub: submission number (names the part file); --chunk: the chunk (plain jobs);\n"
          "  --offset/--index-env: chunk = offset + the array index in that variable (array jobs);\n"
          "  --claim: the submission's array indices (e.g. 0-63): after its own chunk, the element runs those\n"
          "  whose own element has not started; --walltime: the job's limit, so it stops claiming in time;\n"
          "  --deadline: when this job ends itself, its process group included (the local queue's jobs, whose\n"
-         "  driver may be gone)")
+         "  driver may be gone); --warn-in: the walltime warning after that long, where no signal comes")
 
-OPTIONS = ("--sub", "--chunk", "--offset", "--index-env", "--claim", "--walltime", "--deadline")
+OPTIONS = ("--sub", "--chunk", "--offset", "--index-env", "--claim", "--walltime", "--deadline", "--warn-in")
 
 
 class WorkerArgs(NamedTuple):
@@ -247,6 +267,7 @@ class WorkerArgs(NamedTuple):
     claim: list[int]  # the submission's array indices an element may claim (see run_element)
     walltime: float | None
     deadline: float | None = None  # seconds since the epoch (see end_job_at)
+    warn_in: float | None = None  # the walltime warning's own timer, where the scheduler sends none
 
 
 def parse_args(argv: list[str]) -> WorkerArgs:
@@ -266,7 +287,8 @@ def parse_args(argv: list[str]) -> WorkerArgs:
             int(opts["--chunk"]) if "--chunk" in opts else None, int(opts.get("--offset", "0")),
             opts.get("--index-env", ""), parse_indices(opts.get("--claim", "")),
             float(opts["--walltime"]) if "--walltime" in opts else None,
-            float(opts["--deadline"]) if "--deadline" in opts else None)
+            float(opts["--deadline"]) if "--deadline" in opts else None,
+            float(opts["--warn-in"]) if "--warn-in" in opts else None)
     except ValueError:
         raise SystemExit(f"poolparty.node.worker: bad arguments {argv!r}\n{USAGE}") from None
     if "--sub" not in opts:
@@ -301,6 +323,7 @@ def end_job_at(deadline: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    install_warning(args.warn_in)  # first: the warning may come early (SLURM's lead is coarse)
     if args.deadline is not None:
         watch_deadline(args.deadline)
     files = BatchFiles(args.batch.resolve())

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from poolparty.store import records
-from poolparty.store.layout import chunk_file_names, done_path, is_done_name, parse_part_name
+from poolparty.store.layout import WALLTIME_STOP_KEY, chunk_file_names, done_path, is_done_name, parse_part_name, part_path
 
 
 def chunk_files(incoming: Path, chunk: int, listing: list[str] | None = None) -> list[Path]:
@@ -23,6 +23,12 @@ def recorded_tasks(incoming: Path, chunk: int) -> set[int]:
     """Task indices that any attempt of this chunk has already recorded."""
     return {r.key["task"] for path in chunk_files(incoming, chunk) for r in records.read_records(path)
             if "task" in r.key}
+
+
+def stopped_at_warning(incoming: Path, chunk: int, sub: int) -> bool:
+    """Whether the job of this chunk's submission ``sub`` stopped it at its walltime warning (its worker
+    said so in the part file, which it then left unpublished)."""
+    return any(WALLTIME_STOP_KEY in key for key, _ in records.read_keys(part_path(incoming, chunk, sub)))
 
 
 def published(incoming: Path) -> int:

@@ -39,6 +39,7 @@ LOGS_FILE = "logs.rec"
 INCOMING_DIR = "incoming"
 
 PART, DONE = ".part", ".done"
+CHECKPOINT = ".ckpt"
 
 
 class BatchPaths:
@@ -135,6 +136,22 @@ def chunk_file_names(names: list[str], chunk: int) -> list[str]:
     mine = [n for n in names if n.startswith(prefix) and n.endswith((DONE, PART))]
     mine.sort(key=lambda n: (not n.endswith(DONE), n))
     return mine
+
+
+# -- task checkpoints in incoming/ ---------------------------------------------------------------
+def checkpoint_name(task: int) -> str:
+    """``t<task>.ckpt``: the state a task saved (poolparty.checkpoint), one per task, replaced whole."""
+    return f"t{task}{CHECKPOINT}"
+
+
+def checkpointed_tasks(names: list[str]) -> set[int]:
+    """The tasks with a saved state among ``names`` (a listing of incoming/)."""
+    return {int(n[1:-len(CHECKPOINT)]) for n in names
+            if n[:1] == "t" and n.endswith(CHECKPOINT) and n[1:-len(CHECKPOINT)].isdigit()}
+
+
+#: the record a worker appends to a chunk's part file when it stopped the chunk at its walltime warning
+WALLTIME_STOP_KEY = "walltime_stop"
 
 
 # -- job logs in incoming/ -----------------------------------------------------------------------
