@@ -7,6 +7,7 @@ at the walltime and rerun from its start with more walltime. Neither, nor a sche
 """
 from __future__ import annotations
 
+import itertools
 import os
 import subprocess
 import time
@@ -58,7 +59,7 @@ def test_each_uncounted_end_has_its_own_bound():
 
 
 def test_checkpoint_outside_a_job_loads_the_default_and_keeps_nothing():
-    from poolparty import checkpoint
+    checkpoint = poolparty.checkpoint  # an attribute of the package, as `poolparty.Pool` is
 
     checkpoint.save({"step": 3})
     assert checkpoint.load(default="fresh") == "fresh" and not checkpoint.warned()
@@ -153,6 +154,8 @@ def test_tasks_longer_than_the_walltime_finish_with_no_resubmission(kind, make_q
     # each finished step ran once: the continuations resumed after it, none redid it
     assert [int(step) for step, _ in lines] == list(range(steps))
     assert len(jobs) >= 2, "the checkpointed task was continued in another job"
+    # never in two jobs at once: each job's steps are one run of lines, a job never comes back
+    assert [job for job, _ in itertools.groupby(j for _, j in lines)] == jobs
     # the task without checkpoints ran twice from its start: killed at the walltime, rerun with more
     assert len(starts_file.read_text().splitlines()) == 2
 
@@ -162,7 +165,7 @@ def test_tasks_longer_than_the_walltime_finish_with_no_resubmission(kind, make_q
 def test_a_preempted_or_requeued_job_costs_no_resubmission(kind, make_queue_under_test, tmp_path):
     """Fake schedulers: a preemption (SGE/PBS rerun it themselves, SLURM/LSF end it PREEMPTED) and an
     explicit requeue (``scontrol requeue``, ``qmod -rj``, ``qrerun``, ``brequeue``)."""
-    q = make_queue_under_test(kind)
+    q = make_queue_under_test(kind, requeue_delay=3.0)  # pending that long after a requeue: every poll sees it
     markers = tmp_path / "markers"
     markers.mkdir()
     # (the fake SGE has no preemption of its own: a requeue stands for it)
@@ -170,8 +173,9 @@ def test_a_preempted_or_requeued_job_costs_no_resubmission(kind, make_queue_unde
     q.cluster.add_rule("requeue", index=array_index(q, 1), after=1.5)
     with poolparty.Pool(**q.pool_options(max_running=3, max_resubmissions=0, claim_chunks=False)) as pool:
         assert pool.map(slow_square, [(x, str(markers), 3.0) for x in range(3)], chunksize=1) == [0, 1, 4]
-    runs = runs_per_task(markers)
-    assert runs[0] >= 2 and runs[1] >= 2, runs  # each ran again after its preemption / requeue
+    # both faults struck a running element (a marker count would depend on the start-up time under load)
+    assert [r["armed"] for r in q.cluster.rules()] == [1, 1]
+    assert set(runs_per_task(markers)) == {0, 1, 2}
 
 
 def test_slurm_requeue_of_a_running_element_costs_no_resubmission(make_queue_under_test, tmp_path):

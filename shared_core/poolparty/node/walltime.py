@@ -8,7 +8,6 @@ task's next :func:`poolparty.checkpoint.save` ends it (continued in the next job
 from __future__ import annotations
 
 import signal
-import threading
 from pathlib import Path
 
 from poolparty.store.checkpoints import load_state, save_state
@@ -16,7 +15,7 @@ from poolparty.store.checkpoints import load_state, save_state
 #: SIGUSR2: SLURM, LSF, the local queue; SIGUSR1: SGE at ``s_rt``
 WARNING_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)
 
-_warning = threading.Event()
+_warned = False
 
 
 def install_warning(warn_in: float | None = None) -> None:
@@ -28,18 +27,21 @@ def install_warning(warn_in: float | None = None) -> None:
         except ValueError:  # not the main thread (a test running a worker in a thread)
             pass
     if warn_in is not None:
-        timer = threading.Timer(max(0.0, warn_in), _warning.set)
+        import threading  # only then: a job's start-up imports little
+
+        timer = threading.Timer(max(0.0, warn_in), _on_warning)
         timer.daemon = True
         timer.start()
 
 
-def _on_warning(signum: int, frame: object) -> None:
-    _warning.set()
+def _on_warning(*_: object) -> None:
+    global _warned
+    _warned = True
 
 
 def walltime_warned() -> bool:
     """Whether this job had its walltime warning."""
-    return _warning.is_set()
+    return _warned
 
 
 class TaskState:

@@ -97,6 +97,7 @@ class ChunkRunner:
         self.files, self.sub, self.own, self.token = files, sub, own, job_token()
         self.stored = StoredChunks(files.journal)
         self.stopped = False  # a chunk was left unfinished at the walltime warning: run nothing more
+        self.tasks_run = 0
         self.limit = read_result_limit(files.run)
         self.shared_error: ExceptionInfo | None = None
         try:
@@ -145,9 +146,12 @@ class ChunkRunner:
         for index, item in zip(indices, payloads):
             if index in done:
                 continue
-            if walltime_warned():  # a task started now would not finish: the next job runs it
+            # a task started now would not finish: the next job runs it (each job runs one at least: an
+            # early warning, SLURM's may come up to a minute early, must not loop without progress)
+            if walltime_warned() and self.tasks_run:
                 self.stopped = True
                 break
+            self.tasks_run += 1
             if error is not None:
                 ok, data = encode_result(False, error)
             else:
