@@ -9,8 +9,8 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Set
 from pathlib import Path
-from typing import AbstractSet as Set
 
 from poolparty.dispatch.pool_jobs import PoolJobs
 from poolparty.store.job_script import interpreter_missing

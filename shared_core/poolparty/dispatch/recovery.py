@@ -29,7 +29,7 @@ class Recovery:
             detail += f" ({missing}: set python_path to an interpreter that exists on the nodes)"
         c.job_lost(detail)
         if decision.kind is ActionKind.RESUBMIT:
-            level = logging.INFO if failure is FailureClass.WALLTIME_STOP else logging.WARNING  # as planned
+            level = logging.INFO if failure is FailureClass.WALLTIME_STOP else logging.WARNING  # a continuation: planned, no fault
             log.log(level, "poolparty: %s: chunk %d (tasks %s): %s -> resubmitting it (%s)", b.handle.label,
                     c.chunk, _span(c.tasks), detail, decision.why)
             c.retry_with(decision.resources, None if decision.counted else failure)
