@@ -33,7 +33,15 @@ _EXPORTS.update({name: ("poolparty.errors", name) for name in _ERRORS})
 __all__ = sorted(_EXPORTS)
 
 
+#: submodules users reach as attributes (``poolparty.checkpoint.save(state)`` in a task)
+_SUBMODULES = ("checkpoint",)
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        import importlib
+
+        return importlib.import_module(f"poolparty.{name}")
     try:
         module, attr = _EXPORTS[name]
     except KeyError:

@@ -47,6 +47,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("must be 0 or a positive integer")
+    return value
+
+
 def _positive_float(text: str) -> float:
     value = float(text)
     if value <= 0:
@@ -99,6 +106,9 @@ SETTINGS: dict[str, Setting] = {s.name: s for s in (
     Setting("linger", _non_negative_float, (int, float), "0",
             "seconds an array element that ran out of chunks waits for chunks of later maps with the same "
             "resources (a warm element); 0: it exits at once"),
+    Setting("walltime_signal_lead", _non_negative_int, (int,), "a tenth of the walltime, 5 s to 5 min",
+            "seconds before its walltime a job is warned: it stops claiming, a task's checkpoint is saved "
+            "(0: no warning)"),
     Setting("verbose", _bool, (bool,), "false", "log progress to stderr (logger 'poolparty')"),
     Setting("progress", _bool, (bool,), "on when stderr is a terminal", "progress bar of Pool maps"),
     Setting("max_result_size", _size, (int, str), "unlimited",

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from poolparty.queues.states import JobState
 from poolparty.resources import Resources
-from poolparty.store.incoming import END_OUT_OF_MEMORY
+from poolparty.store.incoming import END_OUT_OF_MEMORY, END_WALLTIME_STOP
 
 
 class FailureClass(enum.Enum):
@@ -21,6 +21,7 @@ class FailureClass(enum.Enum):
     SCHEDULER_ERROR = "scheduler error state"
     OUT_OF_MEMORY = "out of memory"
     TIMEOUT = "walltime exceeded"
+    WALLTIME_STOP = "stopped at its walltime warning"  # the worker left the rest (or a task's checkpoint) for the next job
     WORKER_CRASH = "job ended without a result"
 
 
@@ -34,6 +35,16 @@ class Decision:
     kind: ActionKind
     resources: Resources
     why: str
+    counted: bool = True  # spends one of max_resubmissions (False: one of the failure's own bound)
+
+
+#: ends that are no fault of the job: the walltime or the scheduler's preemption. They do not spend
+#: max_resubmissions; each has its own bound (a RetryPolicy field), so that nothing loops forever.
+OWN_BOUNDS = {
+    FailureClass.TIMEOUT: "max_walltime_escalations",
+    FailureClass.WALLTIME_STOP: "max_continuations",
+    FailureClass.PREEMPTED: "max_preemptions",
+}
 
 
 _BY_STATE = {
@@ -59,13 +70,14 @@ def classify(state: JobState | None) -> FailureClass:
 
 #: the scheduler saw these jobs end but not why: the worker's own record of a chunk's end may say it
 UNEXPLAINED = frozenset({FailureClass.WORKER_CRASH, FailureClass.VANISHED})
-_BY_WORKER_END = {END_OUT_OF_MEMORY: FailureClass.OUT_OF_MEMORY}
+_BY_WORKER_END = {END_OUT_OF_MEMORY: FailureClass.OUT_OF_MEMORY, END_WALLTIME_STOP: FailureClass.WALLTIME_STOP}
 
 
 def classify_worker_end(failure: FailureClass, end: str | None) -> FailureClass:
     """The class of a lost job once its worker's record of the chunk's end (``end``, from
     :func:`poolparty.store.incoming.recorded_end`) is known: a job that stopped at its address-space
-    limit (SGE's h_vmem) exits by itself, which its scheduler reports as a plain failure."""
+    limit (SGE's h_vmem) or at its walltime warning exits by itself, which its scheduler reports as a
+    plain failure (or not at all)."""
     if end is None or failure not in UNEXPLAINED:
         return failure
     return _BY_WORKER_END.get(end, failure)
@@ -81,18 +93,35 @@ class RetryPolicy:
     #: used when OOM/TIMEOUT escalates a chunk that asked for no memory/walltime
     base_memory: int = 2 * 1024**3
     base_walltime: int = 3600
+    #: killed at its walltime: rerun with walltime_factor times the walltime, at most this often
+    max_walltime_escalations: int = 4
+    #: stopped at its walltime warning (a task continued from its checkpoint, or the chunk's remaining
+    #: tasks): each such job made progress, and the next one gets the same walltime
+    max_continuations: int = 100
+    #: preempted, or requeued by the scheduler after it started
+    max_preemptions: int = 10
     resubmit: frozenset[FailureClass] = frozenset(set(FailureClass) - {FailureClass.USER_ERROR})
 
     def __post_init__(self) -> None:
         if self.max_resubmissions < 0:
             raise ValueError("max_resubmissions must be >= 0")
+        if min(self.max_walltime_escalations, self.max_continuations, self.max_preemptions) < 0:
+            raise ValueError("max_walltime_escalations, max_continuations and max_preemptions must be >= 0")
         if self.memory_factor < 1 or self.walltime_factor < 1:
             raise ValueError("escalation factors must be >= 1")
 
-    def decide(self, failure: FailureClass, resubmissions_so_far: int, resources: Resources) -> Decision:
+    def decide(self, failure: FailureClass, resubmissions_so_far: int, resources: Resources,
+               own_bound_so_far: int = 0) -> Decision:
+        """``own_bound_so_far``: how often the chunk already ended by this failure, for those of
+        :data:`OWN_BOUNDS` (they are bounded by it, not by ``max_resubmissions``)."""
         if failure not in self.resubmit:
             return Decision(ActionKind.GIVE_UP, resources, f"{failure.value}: not resubmitted by policy")
-        if resubmissions_so_far >= self.max_resubmissions:
+        if failure in OWN_BOUNDS:
+            bound = getattr(self, OWN_BOUNDS[failure])
+            if own_bound_so_far >= bound:
+                return Decision(ActionKind.GIVE_UP, resources, f"{failure.value} {own_bound_so_far} time(s) "
+                                f"already ({OWN_BOUNDS[failure]}={bound})", counted=False)
+        elif resubmissions_so_far >= self.max_resubmissions:
             return Decision(ActionKind.GIVE_UP, resources,
                             f"{failure.value}; resubmitted {resubmissions_so_far} time(s) already "
                             f"(max_resubmissions={self.max_resubmissions})")
@@ -106,4 +135,4 @@ class RetryPolicy:
             wall = int((resources.walltime or self.base_walltime) * self.walltime_factor)
             new = dataclasses.replace(resources, walltime=wall)
             why += f"; walltime raised to {wall} s"
-        return Decision(ActionKind.RESUBMIT, new, why)
+        return Decision(ActionKind.RESUBMIT, new, why, counted=failure not in OWN_BOUNDS)

@@ -21,7 +21,9 @@ def main() -> None:
     p.add_argument("--pid-file", required=True)
     a = p.parse_args()
     try:
-        with poolparty.Pool(queue="local", walltime=4, max_resubmissions=1, work_dir=a.work_dir,
+        # a walltime kill is bounded by max_walltime_escalations, not max_resubmissions (docs/walltime.md)
+        retry = poolparty.RetryPolicy(max_resubmissions=1, max_walltime_escalations=1)
+        with poolparty.Pool(queue="local", walltime=4, retry=retry, work_dir=a.work_dir,
                             polling_interval=0.5) as pool:
             print("RESULT", pool.map(sleep_forever, [a.pid_file]), flush=True)
     except poolparty.RetryLimitExceeded as e:

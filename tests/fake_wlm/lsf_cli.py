@@ -19,7 +19,7 @@ from .cli import Invocation, split_options
 from .model import Ctx, Record
 from .store import now, read_state, transaction
 
-ONE_ARG = {"-J", "-o", "-e", "-oo", "-eo", "-cwd", "-n", "-R", "-M", "-W", "-q", "-P", "-G", "-gpu", "-app", "-m",
+ONE_ARG = {"-J", "-o", "-e", "-oo", "-eo", "-cwd", "-n", "-R", "-M", "-W", "-wa", "-wt", "-q", "-P", "-G", "-gpu", "-app", "-m",
            "-sla", "-u", "-w", "-E", "-Ep", "-b", "-t", "-g", "-L", "-env", "-i"}
 FLAGS = {"-H", "-r", "-rn", "-x", "-N", "-B"}
 #: bjobs' EXIT_REASON for each way the fake ends a job ("KEYWORD: description", LSF's termination reasons)

@@ -14,7 +14,8 @@ from poolparty.retry import RetryPolicy
 
 ENGINE_KEYWORDS = ("queue", "max_running", "work_dir", "work_root", "keep_work_dir", "python_path",
                    "polling_interval", "verbose", "scheduler_timeout", "scheduler_calls_per_second",
-                   "max_resubmissions", "retry", "array", "claim_chunks", "linger", "max_result_size", "progress")
+                   "max_resubmissions", "retry", "array", "claim_chunks", "linger", "max_result_size", "progress",
+                   "walltime_signal_lead")
 
 
 def build_engine_options(max_running: int | None, options: Mapping[str, Any]) -> EngineOptions:

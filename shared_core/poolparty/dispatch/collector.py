@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Set
 from pathlib import Path
 
 from poolparty.dispatch.pool_jobs import PoolJobs
@@ -16,8 +17,9 @@ from poolparty.store.job_script import interpreter_missing
 from poolparty.engine.batch_state import Batch, ChunkRun
 from poolparty.phases import ChunkPhase
 from poolparty.store.claims import Runner, block, runner_of
+from poolparty.store.checkpoints import drop_states
 from poolparty.store.incoming import recorded_end
-from poolparty.store.layout import is_done_name, parse_part_name, part_path
+from poolparty.store.layout import checkpointed_tasks, is_done_name, parse_part_name, part_path
 from poolparty.store.results import remove_files
 
 log = logging.getLogger("poolparty")
@@ -55,6 +57,7 @@ class Collector:
         finished: list[Absorbed] = []
         changed = False
         started = time.monotonic()
+        saved = checkpointed_tasks(names) if done_chunks else set()
         for chunk in sorted(done_chunks):
             if chunk >= len(b.chunks):
                 continue
@@ -64,10 +67,10 @@ class Collector:
                 continue
             finished.append((b.chunks[chunk], paths, b.store.absorb(chunk, paths, sync=False)))
             if time.monotonic() - started > ABSORB_GROUP_SECONDS:  # big chunks: free their files sooner
-                self._absorbed(b, finished)
+                self._absorbed(b, finished, saved)
                 finished, started, changed = [], time.monotonic(), True
         if finished:
-            self._absorbed(b, finished)
+            self._absorbed(b, finished, saved)
             changed = True
         return changed
 
@@ -108,9 +111,10 @@ class Collector:
                 except FileNotFoundError:
                     pass
 
-    def _absorbed(self, b: Batch, finished: list[Absorbed]) -> None:
+    def _absorbed(self, b: Batch, finished: list[Absorbed], saved: Set[int] = frozenset()) -> None:
         """Chunks whose records were appended unsynced: store the logs of the complete ones, fsync once,
-        and only then hand out the results and delete the worker files (a result is never lost)."""
+        and only then hand out the results and delete the worker files (a result is never lost) and
+        the checkpoints their tasks ``saved``."""
         complete = [all(t in b.store.stored for t in c.tasks) for c, _, _ in finished]
         # the log of a chunk whose tasks all succeeded is kept only if the job wrote something
         logs = [b.store.store_log(c.chunk, c.element, self.jobs.queue.log_path(b.files.incoming, c.element),
@@ -125,6 +129,8 @@ class Collector:
             b.handle.deliver(new)
             if done:
                 remove_files(paths)
+                if saved:
+                    drop_states(b.files.incoming, saved.intersection(c.tasks))
                 self._stored(c)
 
     def _stored(self, c: ChunkRun) -> None:

@@ -50,7 +50,7 @@ class Dispatcher:
         self.jobs = PoolJobs(queue, settings.name)
         self.collector = Collector(self.jobs, settings.claims, settings.lingers)
         self.recovery = Recovery(self.jobs, settings.retry, self.collector)
-        self.poller = Poller(self.jobs, settings.polling_interval, settings.retry.max_resubmissions,
+        self.poller = Poller(self.jobs, settings.polling_interval, settings.retry.max_preemptions,
                              self.collector, self.recovery)
         self.warm = WarmPool(self.jobs, self.recovery, settings.linger if settings.lingers else 0.0)
         self.submitter = Submitter(self.jobs, settings, self.warm)

@@ -18,11 +18,11 @@ log = logging.getLogger("poolparty")
 
 
 class Poller:
-    def __init__(self, jobs: PoolJobs, polling_interval: float, max_resubmissions: int,
+    def __init__(self, jobs: PoolJobs, polling_interval: float, max_restarts: int,
                  collector: Collector, recovery: Recovery):
         self.jobs = jobs
         self.polling_interval = polling_interval  # upper bound of the adaptive interval
-        self.max_resubmissions = max_resubmissions
+        self.max_restarts = max_restarts  # scheduler requeues of one chunk (RetryPolicy.max_preemptions)
         self.collector = collector
         self.recovery = recovery
         self.interval = jobs.queue.min_poll_interval
@@ -45,7 +45,7 @@ class Poller:
         states = self.jobs.query(awaited)
         changed = states != self.jobs.last_states
         self.jobs.last_states = states
-        grace = GraceSettings.of(queue, self.max_resubmissions)
+        grace = GraceSettings.of(queue, self.max_restarts)
         to_cancel: list[str] = []
         for b in batches:
             for c in b.chunks:
@@ -59,7 +59,7 @@ class Poller:
     def _watch(self, b: Batch, c: ChunkRun, watched: str, status: JobStatus | None, now: float,
                grace: GraceSettings, to_cancel: list[str]) -> bool:
         """Apply the watcher's verdict on one chunk; True when the chunk was resubmitted or given up."""
-        verdict = judge(c.watch, status, now, grace, c.resubmissions)
+        verdict = judge(c.watch, status, now, grace)
         c.watch = verdict.watch
         if verdict.cancel:
             to_cancel.append(watched)

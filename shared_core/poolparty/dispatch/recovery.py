@@ -19,21 +19,23 @@ class Recovery:
 
     def job_lost(self, b: Batch, c: ChunkRun, failure: FailureClass, detail: str) -> None:
         """The retry policy decides: the chunk waits to be submitted again, or it is given up. What the
-        chunk's worker recorded of its end (out of memory) tells apart an end the scheduler cannot."""
+        chunk's worker recorded of its end (out of memory, stopped at the walltime warning) tells apart an
+        end the scheduler cannot."""
         end, why = self.collector.worker_end(b, c) or (None, "")
         told = classify_worker_end(failure, end)
         if told is not failure:
             failure, detail = told, f"{detail}; {why}"
-        decision = self.retry.decide(failure, c.resubmissions, c.resources)
+        decision = self.retry.decide(failure, c.resubmissions, c.resources, c.own_bound_ends.get(failure, 0))
         b.journal.record_lost(c.chunk, c.element, failure.value, detail)  # the report's "resubmitted, why"
         missing = self.collector.store_log(b, c)
         if missing:  # the job never started: say why, and what to do
             detail += f" ({missing}: set python_path to an interpreter that exists on the nodes)"
         c.job_lost(detail)
         if decision.kind is ActionKind.RESUBMIT:
-            log.warning("poolparty: %s: chunk %d (tasks %s): %s -> resubmitting it (%s)", b.handle.label,
-                        c.chunk, _span(c.tasks), detail, decision.why)
-            c.retry_with(decision.resources)
+            level = logging.INFO if failure is FailureClass.WALLTIME_STOP else logging.WARNING  # a continuation: planned, no fault
+            log.log(level, "poolparty: %s: chunk %d (tasks %s): %s -> resubmitting it (%s)", b.handle.label,
+                    c.chunk, _span(c.tasks), detail, decision.why)
+            c.retry_with(decision.resources, None if decision.counted else failure)
             self.jobs.stats["resubmissions"] += 1
             return
         self.give_up(b, c, f"{detail}; {decision.why}")

@@ -19,6 +19,7 @@ class DispatchSettings:
     script: "os.PathLike[str]"
     claim_chunks: bool = True  # array elements run chunks whose own elements have not started
     linger: float = 0.0  # idle seconds an element waits for chunks of later batches (dispatch/warm)
+    walltime_signal_lead: int | None = None  # seconds; None: from the walltime (submitter.warning_lead)
 
     @property
     def claims(self) -> bool:

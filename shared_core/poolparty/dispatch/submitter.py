@@ -37,6 +37,19 @@ def free_slots(max_running: int, submissions: Iterable[Submission]) -> int:
     return max_running - sum(s.reserved for s in submissions)
 
 
+#: the default walltime warning: 10 % of the walltime, at least MIN_LEAD, at most MAX_LEAD seconds
+MIN_LEAD, MAX_LEAD = 5, 300
+
+
+def warning_lead(walltime: int | None, configured: int | None) -> int | None:
+    """Seconds before its walltime a job is warned (``walltime_signal_lead``; None: the default); never
+    more than half the walltime. None: no walltime, or a lead of 0 (no warning)."""
+    if not walltime or configured == 0:
+        return None
+    lead = configured if configured is not None else min(max(walltime // 10, MIN_LEAD), MAX_LEAD)
+    return max(1, min(lead, walltime // 2))
+
+
 def array_request(part: ArrayPart, free: int, *, sub: int, resources: Resources, settings: DispatchSettings,
                   batch_dir: Path, log_dir: Path, throttles: bool = True) -> ArrayRequest:
     """The request for ``part`` with ``free`` slots: an array is throttled to them, plain jobs beyond
@@ -56,7 +69,8 @@ def array_request(part: ArrayPart, free: int, *, sub: int, resources: Resources,
 
         argv += ("--linger", f"{settings.linger:g}", "--shape", shape_of(resources))
     return ArrayRequest(name=settings.name, part=part, throttle=throttle, resources=resources,
-                        script=Path(settings.script), worker_argv=argv, workdir=batch_dir, log_dir=log_dir)
+                        script=Path(settings.script), worker_argv=argv, workdir=batch_dir, log_dir=log_dir,
+                        warning_lead=warning_lead(resources.walltime, settings.walltime_signal_lead))
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,9 @@ and the clock, whether to keep waiting or to act. Pure: it returns a new watch r
 A job that is no longer making progress does not fail at once: a finished job's result may still be
 crossing the shared filesystem (``result_grace``), a killed job's almost surely is not
 (``killed_result_grace``), and a job missing from the queue may only be between two of its states
-(``vanish_grace``). A job the scheduler itself requeues after it ran counts like a resubmission.
+(``vanish_grace``). A job the scheduler itself requeues after it ran (preemption, node failure with
+requeue, ``scontrol requeue``) is bounded on its own (``RetryPolicy.max_preemptions``), not by
+``max_resubmissions``: the job did nothing wrong.
 """
 from __future__ import annotations
 
@@ -39,16 +41,16 @@ class ChunkWatch:
 
 @dataclass(frozen=True)
 class GraceSettings:
-    """How long the watcher waits before it calls a job lost, and how many restarts a chunk may have."""
+    """How long the watcher waits before it calls a job lost, and how many scheduler restarts a chunk may have."""
 
     vanish_grace: float
     result_grace: float
     killed_result_grace: float
-    max_resubmissions: int
+    max_restarts: int
 
     @classmethod
-    def of(cls, queue: QueueAdapter, max_resubmissions: int) -> "GraceSettings":
-        return cls(queue.vanish_grace, queue.result_grace, queue.killed_result_grace, max_resubmissions)
+    def of(cls, queue: QueueAdapter, max_restarts: int) -> "GraceSettings":
+        return cls(queue.vanish_grace, queue.result_grace, queue.killed_result_grace, max_restarts)
 
     def result_grace_after(self, state: JobState) -> float:
         """A job that ended by itself may still publish; one the scheduler killed had no time to."""
@@ -61,7 +63,7 @@ class Action(enum.Enum):
     WAIT = "wait"  # pending, suspended, or inside a grace period: nothing to do yet
     RUNNING = "running"
     HELD = "held"  # held, not reported yet: log it (later polls of the same hold say WAIT)
-    GIVE_UP = "give up"  # requeued by the scheduler more often than max_resubmissions allows
+    GIVE_UP = "give up"  # requeued by the scheduler more often than max_restarts allows
     FAILED = "failed"  # ended (or vanished) without a result: retry or give up by the policy
 
 
@@ -74,14 +76,12 @@ class Verdict:
     detail: str = ""  # FAILED, GIVE_UP: the scheduler's words, for messages
 
 
-def judge(watch: ChunkWatch, status: JobStatus | None, now: float, grace: GraceSettings,
-          resubmissions: int) -> Verdict:
-    """The verdict on a chunk's job at ``now``; ``status`` None: the job is not in the queue.
-    ``resubmissions``: how often poolparty resubmitted the chunk so far (shares the limit with restarts)."""
+def judge(watch: ChunkWatch, status: JobStatus | None, now: float, grace: GraceSettings) -> Verdict:
+    """The verdict on a chunk's job at ``now``; ``status`` None: the job is not in the queue."""
     if status is not None and status.state.active:
         # back in (or still in) the queue: the timers stop, the state it last ended in is kept
         watch = dataclasses.replace(watch, missing_since=None, ended_since=None)
-        return _judge_active(watch, status, grace, resubmissions)
+        return _judge_active(watch, status, grace)
     if status is None:
         since = now if watch.missing_since is None else watch.missing_since
         watch = dataclasses.replace(watch, missing_since=since)
@@ -103,18 +103,18 @@ def judge(watch: ChunkWatch, status: JobStatus | None, now: float, grace: GraceS
                    detail=f"{status.state.value}{reason}")
 
 
-def _judge_active(watch: ChunkWatch, status: JobStatus, grace: GraceSettings, resubmissions: int) -> Verdict:
+def _judge_active(watch: ChunkWatch, status: JobStatus, grace: GraceSettings) -> Verdict:
     state = status.state
     if state is JobState.RUNNING:
         return Verdict(Action.RUNNING, dataclasses.replace(watch, seen_running=True))
     if watch.seen_running and state in (JobState.PENDING, JobState.REQUEUED):
-        # the scheduler requeued it after it ran: bounded like a resubmission
+        # the scheduler requeued it after it ran: bounded on its own, not a resubmission
         restarts = watch.scheduler_restarts + 1
         watch = dataclasses.replace(watch, seen_running=False, scheduler_restarts=restarts)
-        if resubmissions + restarts > grace.max_resubmissions:
+        if restarts > grace.max_restarts:
             return Verdict(Action.GIVE_UP, watch, cancel=True,
                            detail=f"requeued by the scheduler {restarts} time(s) ({status.reason}); "
-                                  f"max_resubmissions={grace.max_resubmissions}")
+                                  f"max_preemptions={grace.max_restarts}")
     if state is JobState.HELD and not watch.held_reported:
         return Verdict(Action.HELD, dataclasses.replace(watch, held_reported=True))
     return Verdict(Action.WAIT, watch)

@@ -8,6 +8,7 @@ from poolparty.dispatch.watcher import ChunkWatch
 from poolparty.engine.handle import BatchSink
 from poolparty.phases import ChunkPhase
 from poolparty.resources import Resources
+from poolparty.retry import FailureClass
 from poolparty.store.inputs import BatchFiles
 from poolparty.store.journal import Journal
 from poolparty.store.results import ResultStore
@@ -48,6 +49,7 @@ class ChunkRun:
     resources: Resources
     phase: ChunkPhase = ChunkPhase.WAITING
     resubmissions: int = 0
+    own_bound_ends: dict[FailureClass, int] = field(default_factory=dict)  # walltime, preemption: not resubmissions
     sub: int | None = None
     element: str | None = None
     submission: Submission | None = None
@@ -90,10 +92,14 @@ class ChunkRun:
         self.watch = self.watch.next_job()
         self.runner = None
 
-    def retry_with(self, resources: Resources) -> None:
-        """Waits to be submitted again, with ``resources`` (escalated by the retry policy)."""
+    def retry_with(self, resources: Resources, own_bound: FailureClass | None = None) -> None:
+        """Waits to be submitted again, with ``resources`` (escalated by the retry policy); ``own_bound``:
+        the end it counts as, instead of a resubmission (a walltime end, a preemption)."""
         self.resources = resources
-        self.resubmissions += 1
+        if own_bound is None:
+            self.resubmissions += 1
+        else:
+            self.own_bound_ends[own_bound] = self.own_bound_ends.get(own_bound, 0) + 1
         self.phase = ChunkPhase.WAITING
 
     def give_up(self, why: str) -> None:

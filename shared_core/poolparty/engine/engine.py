@@ -54,6 +54,7 @@ class EngineOptions:
     resources: Resources = field(default_factory=Resources)
     max_result_size: int | None = None  # bytes of one pickled result; larger ones fail the task
     progress: bool | None = None  # Pool: a progress bar on a terminal; None = when stderr is a TTY
+    walltime_signal_lead: int | None = None  # seconds before the walltime a job is warned; None: 10 %, 5 s..5 min
 
 
 def kept_message(path: Path, unfinished: int) -> str:
@@ -131,7 +132,8 @@ class Engine:
             name=self.name, max_running=self.max_running, array=self.options.array, retry=self.options.retry,
             polling_interval=max(interval, self.queue.min_poll_interval),
             tick=self.queue.result_check_interval, python=python, script=self.run.job_script,
-            claim_chunks=self.options.claim_chunks, linger=self.options.linger)
+            claim_chunks=self.options.claim_chunks, linger=self.options.linger,
+            walltime_signal_lead=self.options.walltime_signal_lead)
 
     @property
     def work_dir(self) -> Path:

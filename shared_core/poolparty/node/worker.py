@@ -18,14 +18,16 @@ import time
 from pathlib import Path
 from typing import NamedTuple
 
+from poolparty import checkpoint
 from poolparty.errors import CorruptWorkDirError
+from poolparty.node.walltime import TaskState, install_warning, walltime_warned
 from poolparty.node.capture import OutputCapture
 from poolparty.node.memory_limit import MemoryLimitReached, address_space_limit, is_over_memory_limit
 from poolparty.queues.arrays import parse_indices
 from poolparty.payload import ExceptionInfo, run_payload
 from poolparty.store import records
 from poolparty.store.claims import claim, is_claimed
-from poolparty.store.incoming import END_OUT_OF_MEMORY, publish, published, record_end, recorded_tasks
+from poolparty.store.incoming import END_OUT_OF_MEMORY, END_WALLTIME_STOP, publish, published, record_end, recorded_tasks
 from poolparty.store.inputs import BatchFiles
 from poolparty.store.journal import StoredChunks
 from poolparty.store.result_limit import ResultTooLargeError
@@ -97,6 +99,8 @@ class ChunkRunner:
     def __init__(self, files: BatchFiles, sub: int, own: int, home: tuple[int, int] | None = None):
         self.files, self.sub, self.own, self.token, self.home = files, sub, own, job_token(), home
         self.stored = StoredChunks(files.journal)
+        self.stopped = False  # a chunk was left unfinished at the walltime warning: run nothing more
+        self.tasks_run = 0
         self.limit = read_result_limit(files.run)
         self.memory_limit = address_space_limit()
         self.shared_error: ExceptionInfo | None = None
@@ -141,8 +145,11 @@ class ChunkRunner:
             if stopped is not None:  # not published: the driver resubmits the chunk with more memory
                 record_end(out, END_OUT_OF_MEMORY, str(stopped))
                 raise stopped
+            if self.stopped:  # not published: the driver resubmits the rest, not counted as a failure
+                record_end(out, END_WALLTIME_STOP, "the job's walltime warning came")
             out.sync()
-            publish(out.path)
+            if not self.stopped:
+                publish(out.path)
         return all_ok
 
     def _run_tasks(self, out: records.RecordWriter, indices: list[int], payloads: list[object],
@@ -152,15 +159,27 @@ class ChunkRunner:
         for index, item in zip(indices, payloads):
             if index in done:
                 continue
+            # a task started now would not finish: the next job runs it (each job runs one at least: an
+            # early warning, SLURM's may come up to a minute early, must not loop without progress)
+            if walltime_warned() and self.tasks_run:
+                self.stopped = True
+                break
+            self.tasks_run += 1
             if error is not None:
                 ok, data = encode_result(False, error)
             else:
+                checkpoint.bind(TaskState(self.files.incoming, index))
                 try:
                     ok, data = encode_result(True, run_payload(item, self.shared), self.limit)
+                except checkpoint.Continued:  # saved its state at the warning: continued in the next job
+                    self.stopped = True
+                    break
                 except BaseException as e:  # sys.exit(3), KeyboardInterrupt: the task's outcome, not our death
                     if is_over_memory_limit(e, self.memory_limit):  # the job's memory, not the task
                         raise MemoryLimitReached(index, self.memory_limit or 0) from None
                     ok, data = encode_result(False, ExceptionInfo.capture(e))
+                finally:
+                    checkpoint.bind(None)
             sys.stdout.flush()
             sys.stderr.flush()
             out.append({"task": index, "ok": ok}, data)
@@ -171,13 +190,16 @@ class ChunkRunner:
 def run_element(files: BatchFiles, own: int, sub: int, others: list[int], walltime: float | None) -> int:
     """This element's own chunk, then (``others``: the submission's other chunks) each one whose own
     element has not started, lowest first (results keep arriving roughly in order, for ``imap``), as
-    long as the walltime leaves room for two more chunks as long as the longest so far."""
+    long as the walltime leaves room for two more chunks as long as the longest so far, and its
+    warning has not come."""
     started = time.monotonic()
     runner = ChunkRunner(files, sub, own)
     if runner.run(own) is not False:  # ran without a failed task, or was someone else's: the log is empty
         drop_quiet_log(files.incoming)
     longest = time.monotonic() - started
     for chunk in sorted(others):
+        if runner.stopped or walltime_warned():
+            break
         if walltime is not None and time.monotonic() - started + 2 * longest > walltime:
             break
         if chunk == own or is_claimed(files.incoming, chunk, sub):
@@ -247,17 +269,18 @@ def chunk_from_environment(offset: int, index_env: str) -> int:
 
 USAGE = ("usage: python -m poolparty.node.worker BATCH_DIR --sub N (--chunk C | --offset O --index-env VAR)\n"
          "                                 [--claim INDICES] [--walltime SECONDS] [--deadline EPOCH]\n"
-         "                                 [--linger SECONDS --shape KEY]\n"
+         "                                 [--linger SECONDS --shape KEY] [--warn-in SECONDS]\n"
          "  --sub: submission number (names the part file); --chunk: the chunk (plain jobs);\n"
          "  --offset/--index-env: chunk = offset + the array index in that variable (array jobs);\n"
          "  --claim: the submission's array indices (e.g. 0-63): after its own chunk, the element runs those\n"
          "  whose own element has not started; --walltime: the job's limit, so it stops claiming in time;\n"
          "  --deadline: when this job ends itself, its process group included (the local queue's jobs, whose\n"
          "  driver may be gone); --linger/--shape: then run chunks the driver offers to warm elements of this\n"
-         "  resource shape, until idle that long (see poolparty.node.linger)")
+         "  resource shape, until idle that long (see poolparty.node.linger); --warn-in: the walltime warning\n"
+         "  after that long, where no signal comes")
 
 OPTIONS = ("--sub", "--chunk", "--offset", "--index-env", "--claim", "--walltime", "--deadline", "--linger",
-           "--shape")
+           "--shape", "--warn-in")
 
 
 class WorkerArgs(NamedTuple):
@@ -271,6 +294,7 @@ class WorkerArgs(NamedTuple):
     deadline: float | None = None  # seconds since the epoch (see end_job_at)
     linger: float = 0.0  # idle seconds a warm element waits for offered chunks (see poolparty.node.linger)
     shape: str = ""  # its resource shape, as the driver names offers
+    warn_in: float | None = None  # the walltime warning's own timer, where the scheduler sends none
 
 
 def parse_args(argv: list[str]) -> WorkerArgs:
@@ -291,7 +315,8 @@ def parse_args(argv: list[str]) -> WorkerArgs:
             opts.get("--index-env", ""), parse_indices(opts.get("--claim", "")),
             float(opts["--walltime"]) if "--walltime" in opts else None,
             float(opts["--deadline"]) if "--deadline" in opts else None,
-            float(opts.get("--linger", "0")), opts.get("--shape", ""))
+            float(opts.get("--linger", "0")), opts.get("--shape", ""),
+            float(opts["--warn-in"]) if "--warn-in" in opts else None)
     except ValueError:
         raise SystemExit(f"poolparty.node.worker: bad arguments {argv!r}\n{USAGE}") from None
     if "--sub" not in opts:
@@ -328,6 +353,7 @@ def end_job_at(deadline: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
+    install_warning(args.warn_in)  # first: the warning may come early (SLURM's lead is coarse)
     if args.deadline is not None:
         watch_deadline(args.deadline)
     files = BatchFiles(args.batch.resolve())

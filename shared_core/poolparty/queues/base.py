@@ -44,6 +44,8 @@ class ArrayRequest:
     worker_argv: tuple[str, ...]  # without --offset/--index-env/--chunk: the adapter adds them
     workdir: Path  # cwd of the job
     log_dir: Path
+    #: seconds before its walltime a job is warned (a signal, see node/walltime.py); None: no warning
+    warning_lead: int | None = None
 
 
 @dataclass

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Mapping, Sequence
 
 from poolparty.errors import ConfigurationError
 from poolparty.queues.base import ArrayRequest, QueueAdapter, Submitted
-from poolparty.queues.local_procs import JOB_ENV, end_jobs, start_ticks
+from poolparty.queues.local_procs import JOB_ENV, end_jobs, signal_if_same, start_ticks
 from poolparty.queues.states import JobState, JobStatus
 from poolparty.resources import Resources
 from poolparty.store.atomic import atomic_write
@@ -54,6 +54,8 @@ class _Element:
     started: float = 0.0
     ended: float = 0.0
     kill_state: JobState | None = None
+    warning_lead: int | None = None  # seconds before its walltime the worker gets SIGUSR2 (as from SLURM)
+    warned: bool = False
 
     def record(self) -> list[Any]:
         """What ``local_queue.json`` keeps of a running element, for a driver that adopts it."""
@@ -71,6 +73,11 @@ class _Element:
         if self.proc is not None:
             return self.walltime is not None and now - self.started > self.walltime
         return self.deadline is not None and time.time() > self.deadline
+
+    def warning_due(self, now: float) -> bool:
+        """Its walltime warning is due and was not sent (only to a worker this driver started)."""
+        return (not self.warned and self.proc is not None and self.walltime is not None
+                and self.warning_lead is not None and now - self.started > self.walltime - self.warning_lead)
 
 
 
@@ -207,7 +214,8 @@ class LocalQueue(QueueAdapter):
                     self._elements[element] = _Element(
                         element, array_id, request.name, element_argv(request, index, array=array), env,
                         str(request.workdir), self.log_path(request.log_dir, element),
-                        request.resources.walltime, request.resources.memory, marker)
+                        request.resources.walltime, request.resources.memory, marker,
+                        warning_lead=request.warning_lead)
                     sub.elements[request.part.offset + index] = element
                 out.append(sub)
             self._save()
@@ -296,6 +304,9 @@ class LocalQueue(QueueAdapter):
             elif e.kill_state is None:
                 if e.overdue(now):
                     self._kill(e, JobState.TIMEOUT)
+                elif e.warning_due(now):  # the worker itself, which the job script exec'd into
+                    e.warned = True
+                    signal_if_same(e.pid or 0, e.ticks, signal.SIGUSR2)
                 elif e.memory is not None and _rss_bytes(e.pid or 0) > e.memory:
                     self._kill(e, JobState.OUT_OF_MEMORY)
         if ended:

@@ -92,6 +92,8 @@ def bsub_argv(request: ArrayRequest, chunk: int | None = None) -> list[str]:
     """The ``bsub`` command of the request's array, or (``chunk`` given) of one plain job running it."""
     base = ["bsub", "-cwd", str(request.workdir), "-o", str(request.log_dir / job_log_name("%J_%I")),
             *resource_flags(request.resources)]
+    if request.warning_lead:  # the warning action and its lead in minutes, before the run limit
+        base += ["-wa", "USR2", "-wt", str(max(1, math.ceil(request.warning_lead / 60)))]
     if chunk is not None:
         return [*base, "-J", request.name, *request.resources.extra,
                 *command_words([request.script, *request.worker_argv, "--chunk", str(chunk)])]

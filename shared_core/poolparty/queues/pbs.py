@@ -102,9 +102,13 @@ def qsub_argv(request: ArrayRequest, *, throttles: bool, chunk: int | None = Non
     """The ``qsub`` command of the request's array, or (``chunk`` given) of one plain job running it.
     The script's arguments follow ``--`` (qsub's "executable and arguments" form)."""
     base = ["qsub", "-N", request.name, "-V", "-j", "oe", "-r", "y", *resource_flags(request.resources)]
+    worker = [str(request.script), *request.worker_argv]
+    walltime = request.resources.walltime
+    if request.warning_lead and walltime:  # PBS has no warning signal: the worker's own timer
+        worker += ["--warn-in", str(walltime - request.warning_lead)]
     if chunk is not None:
         return [*base, "-o", str(request.log_dir / log_name(chunk)), *request.resources.extra, "--",
-                str(request.script), *request.worker_argv, "--chunk", str(chunk)]
+                *worker, "--chunk", str(chunk)]
     part = request.part
     lo, hi = min(part.indices), max(part.indices)
     if hi - lo + 1 != len(part.indices):
@@ -112,8 +116,7 @@ def qsub_argv(request: ArrayRequest, *, throttles: bool, chunk: int | None = Non
     limit = ["-W", f"max_run_subjobs={request.throttle}"] if throttles and request.throttle < len(part.indices) else []
     # PBS has no job-id placeholder for -o, only ^array_index^: the log is named by the part's chunks
     return [*base, "-J", f"{lo}-{hi}", *limit, "-o", str(request.log_dir / log_name(part.offset, ARRAY_INDEX)),
-            *request.resources.extra, "--",
-            str(request.script), *request.worker_argv, "--offset", str(part.offset), "--index-env", INDEX_ENV]
+            *request.resources.extra, "--", *worker, "--offset", str(part.offset), "--index-env", INDEX_ENV]
 
 
 def log_name(first: int, index: str | int | None = None) -> str:

@@ -48,7 +48,9 @@ def translate_state(code: str) -> JobState:
     return JobState.PENDING
 
 
-def resource_flags(r: Resources) -> list[str]:
+def resource_flags(r: Resources, warning_lead: int | None = None) -> list[str]:
+    """``warning_lead``: a soft limit ``s_rt`` that long before ``h_rt``, whose SIGUSR1 is the walltime
+    warning (``-notify`` sends SIGUSR2 only at h_rt, and delays the kill by the queue's ``notify`` time)."""
     if r.qos:
         raise UnsupportedResourceError(
             f"qos={r.qos!r}: Sun Grid Engine has no QOS; use partition= (an SGE queue) or extra=[...]")
@@ -61,6 +63,8 @@ def resource_flags(r: Resources) -> list[str]:
         limits.append(f"h_vmem={max(1, math.ceil(r.memory / slots / 1024**2))}M")
     if r.walltime is not None:
         limits.append(f"h_rt={format_hms(r.walltime)}")
+        if warning_lead:
+            limits.append(f"s_rt={format_hms(r.walltime - warning_lead)}")
     if r.gpus:
         limits.append(f"gpu={r.gpus}")
     if limits:
@@ -76,7 +80,7 @@ def qsub_argv(request: ArrayRequest, chunk: int | None = None) -> list[str]:
     """The ``qsub`` command of the request's array, or (``chunk`` given) of one plain job running it."""
     # -V: the driver's environment reaches the job through the scheduler, never through a file
     base = ["qsub", "-terse", "-N", request.name, "-V", "-wd", str(request.workdir), "-j", "y",
-            "-r", "y", "-S", "/bin/sh", *resource_flags(request.resources)]
+            "-r", "y", "-S", "/bin/sh", *resource_flags(request.resources, request.warning_lead)]
     # the user's extra flags come after ours: qsub keeps the last value
     if chunk is not None:
         return [*base, "-o", f"{request.log_dir}/{job_log_name('$JOB_ID')}", *request.resources.extra, str(request.script),

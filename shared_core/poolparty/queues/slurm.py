@@ -80,6 +80,8 @@ def sbatch_argv(request: ArrayRequest, chunk: int | None = None) -> list[str]:
     """The ``sbatch`` command of the request's array, or (``chunk`` given) of one plain job running it."""
     base = ["sbatch", "--parsable", f"--job-name={request.name}", "--export=ALL",
             f"--chdir={request.workdir}", "--open-mode=append", *resource_flags(request.resources)]
+    if request.warning_lead:  # B: the batch shell, which the job script exec's into the worker (no steps)
+        base.append(f"--signal=B:USR2@{request.warning_lead}")
     # the user's extra flags come last: they override ours (sbatch and qsub keep the last value)
     if chunk is not None:
         return [*base, f"--output={request.log_dir}/{job_log_name('%j')}", *request.resources.extra,

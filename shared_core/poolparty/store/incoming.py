@@ -11,8 +11,10 @@ from pathlib import Path
 from poolparty.store import records
 from poolparty.store.layout import chunk_file_names, done_path, is_done_name, parse_part_name, part_path
 
-#: a chunk's worker stopped it because a task reached the job's memory limit (see :func:`recorded_end`)
+#: why a chunk's worker stopped it before its last task (see :func:`record_end`): a task reached the job's
+#: memory limit, or the job's walltime warning came
 END_OUT_OF_MEMORY = "out of memory"
+END_WALLTIME_STOP = "stopped at the walltime warning"
 
 
 def chunk_files(incoming: Path, chunk: int, listing: list[str] | None = None) -> list[Path]:

@@ -14,6 +14,8 @@ INTERPRETER_MISSING = "poolparty: python_path"
 
 JOB_SCRIPT = f"""#!/bin/sh
 # poolparty batch script: runs its arguments as given (argv, never a shell string)
+# a walltime warning (USR1/USR2) before the worker catches it must not kill the job: ignored until then
+trap '' USR1 USR2
 if [ ! -x "$1" ]; then
   echo "{INTERPRETER_MISSING} '$1' is not an executable file on node $(hostname)" >&2
   exit 127

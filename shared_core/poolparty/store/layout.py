@@ -44,6 +44,7 @@ USAGE_FILE = "usage.rec"
 INCOMING_DIR = "incoming"
 
 PART, DONE = ".part", ".done"
+CHECKPOINT = ".ckpt"
 
 
 class BatchPaths:
@@ -145,6 +146,18 @@ def chunk_file_names(names: list[str], chunk: int) -> list[str]:
     mine = [n for n in names if n.startswith(prefix) and n.endswith((DONE, PART))]
     mine.sort(key=lambda n: (not n.endswith(DONE), n))
     return mine
+
+
+# -- task checkpoints in incoming/ ---------------------------------------------------------------
+def checkpoint_name(task: int) -> str:
+    """``t<task>.ckpt``: the state a task saved (poolparty.checkpoint), one per task, replaced whole."""
+    return f"t{task}{CHECKPOINT}"
+
+
+def checkpointed_tasks(names: list[str]) -> set[int]:
+    """The tasks with a saved state among ``names`` (a listing of incoming/)."""
+    return {int(n[1:-len(CHECKPOINT)]) for n in names
+            if n[:1] == "t" and n.endswith(CHECKPOINT) and n[1:-len(CHECKPOINT)].isdigit()}
 
 
 # -- job logs in incoming/ -----------------------------------------------------------------------
