@@ -74,7 +74,8 @@ class RetryLimitExceeded(PoolPartyError):
             f"{len(failures)} chunk(s) gave up after the resubmission limit:\n"
             + "\n".join(lines) + more
             + f"\n  logs and partial results are kept in {work_dir}"
-            "\n  (raise max_resubmissions, or look at the logs with `poolparty logs`)."
+            "\n  (raise the limit each line names in parentheses: max_resubmissions, or a RetryPolicy bound;"
+            "\n  or look at the logs with `poolparty logs`)."
         )
 
 
