@@ -288,7 +288,7 @@ def test_report_on_a_finished_local_map(tmp_path, caplog):
     wd = tmp_path / "wd"
     with caplog.at_level(logging.INFO, logger="poolparty"):
         with poolparty.Pool(2, queue="local", work_dir=wd, keep_work_dir=True, memory="2GB", cpus=2,
-                            walltime="1:00:00") as pool:
+                            walltime="1:00:00", verbose=True) as pool:
             assert pool.map(busy, range(4), chunksize=1) == [0, 1, 2, 3]
     at_end = [r.getMessage() for r in caplog.records if "efficiency of" in r.getMessage()]
     assert len(at_end) == 1 and "measured by the workers themselves" in at_end[0]  # verbose: printed at map end
@@ -309,11 +309,23 @@ def test_report_on_a_finished_local_map(tmp_path, caplog):
                                       "requested_memory", "time_limit"}
 
 
+def test_a_pool_that_is_not_verbose_makes_no_accounting_call_after_another_was(tmp_path, caplog):
+    """verbose=True raises the process-wide logger; a later quiet pool still asks nothing at its map's end."""
+    with poolparty.Pool(1, queue="local", work_root=tmp_path, verbose=True) as pool:
+        pool.map(busy, range(1))
+    assert [r for r in caplog.records if "efficiency of" in r.getMessage()]  # the verbose pool's own report
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="poolparty"):
+        with poolparty.Pool(1, queue="local", work_root=tmp_path) as pool:
+            assert pool.map(busy, range(2)) == [0, 1]
+    assert not [r for r in caplog.records if "efficiency of" in r.getMessage()]
+
+
 def test_only_a_map_is_reported_at_its_end(tmp_path, caplog):
     """Executor.map is a map; each group of submit() calls (and a workflow's jobs) is not: no accounting
     call per small batch, `poolparty report` covers them."""
     with caplog.at_level(logging.INFO, logger="poolparty"):
-        with poolparty.Executor(2, queue="local", work_root=tmp_path) as ex:
+        with poolparty.Executor(2, queue="local", work_root=tmp_path, verbose=True) as ex:
             assert ex.submit(busy, 7).result() == 7
             assert not [r for r in caplog.records if "efficiency of" in r.getMessage()]
             assert list(ex.map(busy, range(3))) == [0, 1, 2]

@@ -204,8 +204,10 @@ class Engine:
     def _report(self, batch: Batch) -> None:
         """A finished map's efficiency report (one accounting call), logged at INFO and kept on its handle
         for the progress line; only for a map (``Pool.map``, ``Executor.map``, not each group of calls or
-        workflow jobs), only when someone will see it, and never at the map's expense."""
-        if batch.handle.kind != "map" or not (self.report_efficiency or log.isEnabledFor(logging.INFO)):
+        workflow jobs), only when someone asked to see it (this pool's ``verbose`` or progress display; not
+        the process-wide logger level, which another pool's ``verbose`` may have raised), and never at the
+        map's expense."""
+        if batch.handle.kind != "map" or not (self.report_efficiency or self.options.verbose):
             return  # a workflow's many small batches are reported by `poolparty report`, not a call each
         try:
             report = efficiency_report([batch.files], type(self.queue), self.name, self._cli)
