@@ -195,3 +195,15 @@ def test_recorded_tasks_and_publish(tmp_path):
     publish(layout.part_path(incoming, 3, 1))
     assert [p.name for p in chunk_files(incoming, 3)] == ["c3.s1.done", "c3.s0.part"]
     assert recorded_tasks(incoming, 3) == {30, 31}
+
+
+def test_published_chunks_are_those_with_a_done_file(tmp_path):
+    """The poller leaves these out of the elements whose end it asks the scheduler's accounting about."""
+    from poolparty.store.incoming import published_chunks
+    from poolparty.store.layout import part_name
+
+    assert published_chunks(tmp_path / "gone") == set()
+    for chunk, done in ((1, True), (2, False), (3, True)):
+        (tmp_path / part_name(chunk, 1, done=done)).touch()
+    (tmp_path / "j12.3.log").touch()
+    assert published_chunks(tmp_path) == {1, 3}

@@ -13,8 +13,21 @@ from poolparty.dispatch.watcher import Action, GraceSettings, judge
 from poolparty.engine.batch_state import Batch, ChunkRun
 from poolparty.phases import ChunkPhase
 from poolparty.queues.states import JobStatus
+from poolparty.store.incoming import published_chunks
 
 log = logging.getLogger("poolparty")
+
+
+def awaited_elements(batches: list[Batch]) -> set[str]:
+    """The elements whose end still matters: they watch a queued chunk whose result is neither stored nor
+    published (a worker may publish between the collector's look and this poll; one listing per batch)."""
+    awaited: set[str] = set()
+    for b in batches:
+        queued = [c for c in b.chunks if c.phase is ChunkPhase.QUEUED and c.watched]
+        if queued:
+            done = published_chunks(b.files.incoming)
+            awaited.update(c.watched for c in queued if c.chunk not in done)
+    return awaited
 
 
 class Poller:
@@ -41,8 +54,7 @@ class Poller:
 
     def _poll(self, batches: list[Batch], now: float) -> bool:
         queue = self.jobs.queue
-        awaited = {c.watched for b in batches for c in b.chunks if c.phase is ChunkPhase.QUEUED and c.watched}
-        states = self.jobs.query(awaited)
+        states = self.jobs.query(awaited_elements(batches))
         changed = states != self.jobs.last_states
         self.jobs.last_states = states
         grace = GraceSettings.of(queue, self.max_restarts)

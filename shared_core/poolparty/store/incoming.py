@@ -47,6 +47,15 @@ def recorded_end(incoming: Path, chunk: int, sub: int) -> tuple[str, str] | None
     return None
 
 
+def published_chunks(incoming: Path) -> set[int]:
+    """Chunks with a published (done) file the driver has not stored yet; empty when the directory is gone."""
+    try:
+        names = os.listdir(incoming)
+    except FileNotFoundError:
+        return set()
+    return {parsed.chunk for n in names if is_done_name(n) and (parsed := parse_part_name(n)) is not None}
+
+
 def published(incoming: Path) -> int:
     """Chunks published (done) and not stored by the driver yet; 0 when the directory is gone."""
     try:
