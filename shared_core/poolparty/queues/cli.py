@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Sequence
 
 from poolparty.errors import ConfigurationError, SchedulerCommandError, SubmissionError
-from poolparty.queues.call_budget import DEFAULT_CALLS_PER_SECOND, CallBudget
+from poolparty.queues.call_budget import DEFAULT_CALLS_PER_SECOND, BucketState, CallBudget, take_token
 
 log = logging.getLogger("poolparty.scheduler")
 
@@ -37,25 +37,22 @@ def controller_busy(stderr: str) -> bool:
 
 
 class RateLimiter:
-    """Token bucket shared by every pool of the process: the controller sees a bounded call rate."""
+    """Token bucket shared by every pool of the process: the controller sees a bounded call rate (the
+    same refill rule as the user's shared budget, :func:`~poolparty.queues.call_budget.take_token`, kept
+    in memory)."""
 
     def __init__(self, rate: float = 5.0, burst: int = 10):
         self.rate = rate
         self.burst = burst
-        self._tokens = float(burst)
-        self._last = time.monotonic()
+        self._state = BucketState(float(burst), time.monotonic())
         self._lock = threading.Lock()
 
     def acquire(self) -> None:
         while True:
             with self._lock:
-                now = time.monotonic()
-                self._tokens = min(self.burst, self._tokens + (now - self._last) * self.rate)
-                self._last = now
-                if self._tokens >= 1:
-                    self._tokens -= 1
-                    return
-                wait = (1 - self._tokens) / self.rate
+                self._state, wait = take_token(self._state, time.monotonic(), self.rate, self.burst)
+            if wait <= 0:
+                return
             time.sleep(wait)
 
 
